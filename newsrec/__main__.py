@@ -1,0 +1,3 @@
+from newsrec.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""`python -m newsrec COMMAND`: one module per command group, each adding its sub-commands.
+
+Library errors (`NewsrecError`) become one clean line on stderr and exit code 2; nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib import import_module
+
+from newsrec.errors import NewsrecError
+
+# Each module has `register(subparsers)`; its sub-commands set `func(args) -> int`.
+COMMAND_MODULES = ["newsrec.cli.data", "newsrec.cli.recommend", "newsrec.cli.bench", "newsrec.cli.evaluate"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m newsrec", description="Multimodal news recommender.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for module_name in COMMAND_MODULES:
+        try:
+            module = import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue  # command group not present in this build
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except NewsrecError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

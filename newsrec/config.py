@@ -1,0 +1,101 @@
+"""All settings in one place: defaults that work, overridable by environment variables and CLI flags.
+
+`Settings.from_env()` is read once by the CLI and the app; library code receives a `Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+# Keep every library we use off the network: no telemetry, no hub look-ups. Set before they import.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ASSETS_DIR = REPO_ROOT / "assets"
+DEMO_CORPUS = "demo"
+
+DEFAULT_INSTRUCTION = (
+    "Given the reader's query and reading interests, judge whether this news article is one the reader "
+    "would want to read next."
+)
+
+
+def default_home() -> Path:
+    """NEWSREC_HOME if set, else ~/.newsrec: corpora, Chroma data and caches all live under it."""
+    return Path(os.environ.get("NEWSREC_HOME") or Path.home() / ".newsrec").expanduser()
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@dataclass
+class Settings:
+    home: Path = field(default_factory=default_home)
+    corpus: str = DEMO_CORPUS
+    embedder: str = "auto"  # "lite", "qwen3-vl-embedding-2b", "qwen3-vl-embedding-8b"; auto = Qwen3-VL on CUDA
+    reranker: str = "auto"  # "lite", "qwen3-vl-reranker-2b", "qwen3-vl-reranker-8b"; auto = 8B on CUDA
+    reranker_model: str = ""  # HF id or local folder overriding the reranker's default checkpoint
+    embedder_model: str = ""  # HF id or local folder overriding the embedder's default checkpoint
+    chroma_url: str = ""  # e.g. http://localhost:8000 to use a Chroma server instead of the embedded store
+    k: int = 10  # recommendations shown
+    candidates: int = 100  # first-stage recall size handed to the reranker
+    max_images: int = 3  # images kept per news item
+    image_max_pixels: int = 256 * 32 * 32  # per-image budget for VL models: 256 visual tokens
+    allow_remote_images: bool = False  # fetching http(s) image URLs is opt-in (SSRF guard in images.py)
+    instruction: str = DEFAULT_INSTRUCTION
+    mmr_lambda: float = 1.0  # 1.0 = pure relevance; lower trades relevance for diversity
+    freshness_half_life_days: float = 0.0  # 0 = off; else scores decay by half every N days of age
+    category_cap: int = 0  # 0 = off; else at most N results per category
+
+    @classmethod
+    def from_env(cls, **overrides) -> Settings:
+        env = os.environ
+        settings = cls(
+            corpus=env.get("NEWSREC_CORPUS", DEMO_CORPUS),
+            embedder=env.get("NEWSREC_EMBEDDER", "auto"),
+            reranker=env.get("NEWSREC_RERANKER", "auto"),
+            reranker_model=env.get("NEWSREC_RERANKER_MODEL", ""),
+            embedder_model=env.get("NEWSREC_EMBEDDER_MODEL", ""),
+            chroma_url=env.get("NEWSREC_CHROMA_URL", ""),
+            allow_remote_images=env.get("NEWSREC_ALLOW_REMOTE_IMAGES", "") in {"1", "true", "yes"},
+        )
+        return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
+
+    @property
+    def resolved_embedder(self) -> str:
+        if self.embedder != "auto":
+            return self.embedder
+        return "qwen3-vl-embedding-2b" if cuda_available() else "lite"
+
+    @property
+    def resolved_reranker(self) -> str:
+        if self.reranker != "auto":
+            return self.reranker
+        return "qwen3-vl-reranker-8b" if cuda_available() else "lite"
+
+    @property
+    def mode(self) -> str:
+        return "lite" if self.resolved_reranker == "lite" and self.resolved_embedder == "lite" else "qwen3-vl"
+
+    def corpus_dir(self, name: str | None = None) -> Path:
+        return self.home / "corpora" / (name or self.corpus)
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.home / "chroma"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"

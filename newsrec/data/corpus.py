@@ -1,0 +1,218 @@
+"""A corpus is a folder of three JSON-lines files plus images:
+
+    news.jsonl         one NewsItem per line (schema in README "Corpus format")
+    users.jsonl        one User per line, history oldest first
+    impressions.jsonl  optional logged impressions for offline evaluation
+    images/            optional; relative image paths resolve against the corpus folder
+
+The demo corpus lives in assets/demo; ingested corpora under NEWSREC_HOME/corpora/<name>.
+Writes go to a temporary file and are renamed into place, so a crash never leaves half a corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from newsrec.config import ASSETS_DIR, DEMO_CORPUS, Settings
+from newsrec.errors import InputError
+from newsrec.types import HistoryEntry, ImageRef, Impression, NewsItem, User
+
+NEWS_FILE, USERS_FILE, IMPRESSIONS_FILE = "news.jsonl", "users.jsonl", "impressions.jsonl"
+
+
+@dataclass
+class Corpus:
+    name: str
+    root: Path
+    news: dict[str, NewsItem] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
+    impressions: list[Impression] = field(default_factory=list)
+
+    def image_path(self, image: ImageRef) -> str:
+        """Absolute path (or URL) of an image; relative paths are relative to the corpus folder."""
+        if "://" in image.uri or Path(image.uri).is_absolute():
+            return image.uri
+        return str(self.root / image.uri)
+
+    def user(self, user_id: str) -> User:
+        try:
+            return self.users[user_id]
+        except KeyError:
+            known = ", ".join(sorted(self.users)[:10])
+            raise InputError(f"unknown user {user_id!r} in corpus {self.name!r}; known users include: {known}") from None
+
+    @property
+    def latest(self) -> datetime | None:
+        """Publication time of the newest item: the corpus's "now" for freshness."""
+        dates = [item.published_at for item in self.news.values() if item.published_at]
+        return max(dates) if dates else None
+
+
+# --- (de)serialisation ------------------------------------------------------------------------
+
+
+def parse_time(value) -> datetime | None:
+    """ISO-8601 string, epoch seconds or None -> aware UTC datetime (naive times are taken as UTC)."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, (int, float)):
+        parsed = datetime.fromtimestamp(float(value), tz=timezone.utc)
+    else:
+        text = str(value).strip().replace("Z", "+00:00")
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise InputError(f"unreadable date {value!r}; use ISO 8601 such as 2026-11-02T08:30:00Z") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def format_time(value: datetime | None) -> str | None:
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+
+
+def news_to_dict(item: NewsItem) -> dict:
+    return {
+        "id": item.id,
+        "title": item.title,
+        "body": item.body,
+        "category": item.category,
+        "subcategory": item.subcategory,
+        "language": item.language,
+        "published_at": format_time(item.published_at),
+        "source": item.source,
+        "url": item.url,
+        "images": [{"uri": image.uri, "caption": image.caption} for image in item.images],
+    }
+
+
+def news_from_dict(row: dict) -> NewsItem:
+    images = []
+    for image in row.get("images") or []:
+        images.append(ImageRef(uri=image, caption="") if isinstance(image, str) else ImageRef(**image))
+    return NewsItem(
+        id=str(row["id"]),
+        title=str(row.get("title") or ""),
+        body=str(row.get("body") or ""),
+        category=str(row.get("category") or ""),
+        subcategory=str(row.get("subcategory") or ""),
+        language=str(row.get("language") or ""),
+        published_at=parse_time(row.get("published_at")),
+        source=str(row.get("source") or ""),
+        url=str(row.get("url") or ""),
+        images=images,
+    )
+
+
+def user_to_dict(user: User) -> dict:
+    return {
+        "id": user.id,
+        "name": user.name,
+        "persona": user.persona,
+        "history": [{"news_id": entry.news_id, "timestamp": format_time(entry.timestamp)} for entry in user.history],
+    }
+
+
+def user_from_dict(row: dict) -> User:
+    history = [
+        HistoryEntry(news_id=str(entry["news_id"]), timestamp=parse_time(entry.get("timestamp")))
+        if isinstance(entry, dict)
+        else HistoryEntry(news_id=str(entry))
+        for entry in row.get("history") or []
+    ]
+    return User(id=str(row["id"]), name=str(row.get("name") or row["id"]), persona=str(row.get("persona") or ""), history=history)
+
+
+def impression_to_dict(impression: Impression) -> dict:
+    return {
+        "id": impression.id,
+        "user_id": impression.user_id,
+        "history": impression.history,
+        "candidates": impression.candidates,
+        "labels": impression.labels,
+        "timestamp": format_time(impression.timestamp),
+    }
+
+
+def impression_from_dict(row: dict) -> Impression:
+    return Impression(
+        id=str(row["id"]),
+        user_id=str(row["user_id"]),
+        history=[str(x) for x in row.get("history") or []],
+        candidates=[str(x) for x in row["candidates"]],
+        labels=[int(x) for x in row["labels"]],
+        timestamp=parse_time(row.get("timestamp")),
+    )
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+def read_jsonl(path: Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise InputError(f"{path}:{line_no}: not valid JSON ({error.msg})") from None
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp")
+    try:
+        with handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def save_corpus(corpus: Corpus, root: Path | None = None) -> Path:
+    root = Path(root or corpus.root)
+    write_jsonl_atomic(root / NEWS_FILE, (news_to_dict(item) for item in corpus.news.values()))
+    write_jsonl_atomic(root / USERS_FILE, (user_to_dict(user) for user in corpus.users.values()))
+    if corpus.impressions:
+        write_jsonl_atomic(root / IMPRESSIONS_FILE, (impression_to_dict(imp) for imp in corpus.impressions))
+    return root
+
+
+def read_corpus(root: Path, name: str | None = None) -> Corpus:
+    root = Path(root)
+    if not (root / NEWS_FILE).exists():
+        raise InputError(f"no corpus at {root} (missing {NEWS_FILE}); run `python -m newsrec ingest` first")
+    corpus = Corpus(name=name or root.name, root=root)
+    corpus.news = {item.id: item for item in map(news_from_dict, read_jsonl(root / NEWS_FILE))}
+    if (root / USERS_FILE).exists():
+        corpus.users = {user.id: user for user in map(user_from_dict, read_jsonl(root / USERS_FILE))}
+    if (root / IMPRESSIONS_FILE).exists():
+        corpus.impressions = [impression_from_dict(row) for row in read_jsonl(root / IMPRESSIONS_FILE)]
+    return corpus
+
+
+def corpus_root(settings: Settings, name: str | None = None) -> Path:
+    """The demo corpus is read from assets/demo; any other name from NEWSREC_HOME/corpora/<name>."""
+    name = name or settings.corpus
+    return ASSETS_DIR / "demo" if name == DEMO_CORPUS else settings.corpus_dir(name)
+
+
+def load_corpus(settings: Settings, name: str | None = None) -> Corpus:
+    name = name or settings.corpus
+    root = corpus_root(settings, name)
+    if not (root / NEWS_FILE).exists() and name != DEMO_CORPUS:
+        available = sorted(p.name for p in (settings.home / "corpora").glob("*") if (p / NEWS_FILE).exists())
+        raise InputError(
+            f"unknown corpus {name!r}; available: {', '.join([DEMO_CORPUS, *available])}. "
+            f"Create it with `python -m newsrec ingest PATH --corpus {name}`."
+        )
+    return read_corpus(root, name)

@@ -1,0 +1,61 @@
+"""Embedders turn news items and queries into L2-normalised vectors for the first stage.
+
+An embedder is anything with the `Embedder` shape (like Chroma's EmbeddingFunction): the lite
+MiniLM model on CPU, Qwen3-VL-Embedding on GPU. `get_embedder(name)` builds one from the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from newsrec.errors import InputError
+from newsrec.types import NewsItem
+
+__all__ = ["Embedder", "register_embedder", "get_embedder", "EMBEDDERS"]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    name: str  # stable id; part of the Chroma collection name, so changing models never mixes vectors
+    dim: int
+
+    def embed_documents(self, items: Sequence[NewsItem]) -> np.ndarray:
+        """(N, dim) float32, rows L2-normalised."""
+        ...
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """(N, dim) float32, rows L2-normalised; texts may be empty strings."""
+        ...
+
+
+EmbedderFactory = Callable[..., Embedder]
+EMBEDDERS: dict[str, EmbedderFactory] = {}
+
+
+def register_embedder(name: str) -> Callable[[EmbedderFactory], EmbedderFactory]:
+    def decorator(factory: EmbedderFactory) -> EmbedderFactory:
+        EMBEDDERS[name] = factory
+        return factory
+
+    return decorator
+
+
+def get_embedder(name: str, **options) -> Embedder:
+    """Build the embedder registered under `name`; options go to its factory (model dir, device...)."""
+    _load_builtin()
+    if name not in EMBEDDERS:
+        raise InputError(f"unknown embedder {name!r}; choose one of: {', '.join(sorted(EMBEDDERS))}")
+    return EMBEDDERS[name](**options)
+
+
+def _load_builtin() -> None:
+    # Importing the modules runs their @register_embedder; heavy imports stay inside the factories.
+    from newsrec.embedders import lite  # noqa: F401
+
+    try:
+        from newsrec.embedders import qwen3_vl  # noqa: F401
+    except ImportError:  # module not written yet or optional stack missing
+        pass

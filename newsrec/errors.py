@@ -1,0 +1,18 @@
+"""Errors that newsrec raises on purpose.
+
+The CLI prints them as one clean line and the app shows them as `gr.Error`; anything else is a bug.
+"""
+
+from __future__ import annotations
+
+
+class NewsrecError(Exception):
+    """Base class: a problem the user can fix, described in words they can act on."""
+
+
+class InputError(NewsrecError, ValueError):
+    """Bad input: a malformed file, an unknown user or corpus, an empty or oversized query."""
+
+
+class ModelUnavailableError(NewsrecError, RuntimeError):
+    """A configured model cannot run here (no GPU, no checkpoint, a missing package)."""

@@ -1,0 +1,155 @@
+"""The data that flows through the pipeline: ingest -> index -> profile -> retrieve -> rerank -> present.
+
+Plain dataclasses, no behaviour beyond small derived properties, so every stage (and every test) can
+build them by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One image of a news item: a local path (relative to the corpus folder or absolute) or a URL."""
+
+    uri: str
+    caption: str = ""
+
+
+@dataclass
+class NewsItem:
+    id: str
+    title: str
+    body: str = ""  # abstract or full text
+    category: str = ""
+    subcategory: str = ""
+    language: str = ""  # "en", "zh", ...; "" when unknown
+    published_at: datetime | None = None  # timezone-aware UTC when known
+    source: str = ""
+    url: str = ""
+    images: list[ImageRef] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """Title and body as one string, the unit that text models embed and score."""
+        return f"{self.title}\n{self.body}".strip()
+
+    def content_hash(self) -> str:
+        """Hash of everything a model sees; re-embedding is needed exactly when it changes."""
+        payload = {
+            "title": self.title,
+            "body": self.body,
+            "category": self.category,
+            "subcategory": self.subcategory,
+            "language": self.language,
+            "images": [asdict(image) for image in self.images],
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    news_id: str
+    timestamp: datetime | None = None
+
+
+@dataclass
+class User:
+    id: str
+    name: str = ""
+    persona: str = ""  # a sentence describing the simulated reader; shown in the UI
+    history: list[HistoryEntry] = field(default_factory=list)  # oldest first
+
+
+@dataclass
+class Impression:
+    """One logged page view, for offline evaluation: what the user had read and what they were shown."""
+
+    id: str
+    user_id: str
+    history: list[str]
+    candidates: list[str]
+    labels: list[int]  # 1 = clicked, aligned with candidates
+    timestamp: datetime | None = None
+
+
+@dataclass
+class Interest:
+    """One cluster of a user's reading: a direction in embedding space plus the words that name it."""
+
+    label: str  # short human-readable name, e.g. "battery · solid-state · EV"
+    vector: np.ndarray  # (D,) L2-normalised
+    weight: float  # share of the recency-weighted history, sums to 1 over a profile's interests
+    news_ids: list[str] = field(default_factory=list)  # history items in this cluster, strongest first
+    keywords: list[str] = field(default_factory=list)
+
+
+@dataclass
+class UserProfile:
+    user_id: str
+    interests: list[Interest] = field(default_factory=list)
+    categories: dict[str, float] = field(default_factory=dict)  # recency-weighted share per category
+    keywords: list[str] = field(default_factory=list)  # salient terms of the history, strongest first
+    summary: str = ""  # one short paragraph for a reranker prompt
+    read_ids: set[str] = field(default_factory=set)  # excluded from recommendations
+    images: list[ImageRef] = field(default_factory=list)  # representative history images, for VL rerankers
+    liked_ids: list[str] = field(default_factory=list)  # session feedback: "more like this"
+    disliked_ids: list[str] = field(default_factory=list)  # session feedback: "not interested"
+
+    def fingerprint(self) -> str:
+        """Stable hash of what a reranker sees of this profile (used in score-cache keys)."""
+        payload = {"summary": self.summary, "images": [image.uri for image in self.images]}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Candidate:
+    """A news item recalled by the first stage, with what the retriever knew about it."""
+
+    item: NewsItem
+    retrieval_score: float
+    retrieval_rank: int  # 1-based
+    embedding: np.ndarray | None = None  # (D,) L2-normalised document embedding, when the index has one
+
+
+@dataclass
+class RerankRequest:
+    """Everything a reranker may look at besides the candidates themselves."""
+
+    query: str  # what the user typed; "" for the "For you" feed
+    profile: UserProfile | None = None
+    instruction: str = ""  # task instruction for instruction-following rerankers
+    now: datetime | None = None  # reference time for freshness; None = latest item in the corpus
+
+
+@dataclass
+class Recommendation:
+    item: NewsItem
+    score: float  # score of the stage that produced this list
+    rank: int  # 1-based rank in this list
+    retrieval_score: float
+    retrieval_rank: int
+    explanation: str = ""  # one line: which interests / history items / categories it matched
+    matched_history: list[str] = field(default_factory=list)  # history news ids it is closest to
+    components: dict[str, float] = field(default_factory=dict)  # named parts of the score, when known
+
+
+@dataclass
+class RecommendResult:
+    mode: str  # "lite" or "qwen3-vl"
+    user_id: str
+    query: str
+    retrieval: list[Recommendation]  # retrieval-only ranking (top k)
+    reranked: list[Recommendation]  # final ranking (top k)
+    timings_ms: dict[str, float]  # "retrieve", "rerank", "total" (and finer stages when known)
+    reranker: str = ""
+    embedder: str = ""
+    candidates: int = 0  # how many candidates the reranker scored
+    cache_hits: int = 0
+    cache_misses: int = 0
