@@ -101,11 +101,21 @@ class UserProfile:
     images: list[ImageRef] = field(default_factory=list)  # representative history images, for VL rerankers
     liked_ids: list[str] = field(default_factory=list)  # session feedback: "more like this"
     disliked_ids: list[str] = field(default_factory=list)  # session feedback: "not interested"
+    avoid: list[Interest] = field(default_factory=list)  # directions the reader rejected (one per "not interested")
 
     def fingerprint(self) -> str:
-        """Stable hash of what a reranker sees of this profile (used in score-cache keys)."""
-        payload = {"summary": self.summary, "images": [image.uri for image in self.images]}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+        """Stable hash of everything a reranker may read from this profile (used in score-cache keys)."""
+        digest = hashlib.sha256()
+        payload = {
+            "summary": self.summary,
+            "images": [image.uri for image in self.images],
+            "categories": {name: round(share, 6) for name, share in self.categories.items()},
+            "weights": [round(interest.weight, 6) for interest in self.interests],
+        }
+        digest.update(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode())
+        for interest in [*self.interests, *self.avoid]:
+            digest.update(np.round(np.asarray(interest.vector, dtype=np.float32), 5).tobytes())
+        return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -126,6 +136,7 @@ class RerankRequest:
     profile: UserProfile | None = None
     instruction: str = ""  # task instruction for instruction-following rerankers
     now: datetime | None = None  # reference time for freshness; None = latest item in the corpus
+    query_vector: np.ndarray | None = None  # (D,) first-stage query embedding, so rerankers need not re-embed
 
 
 @dataclass

@@ -13,7 +13,13 @@ from importlib import import_module
 from newsrec.errors import NewsrecError
 
 # Each module has `register(subparsers)`; its sub-commands set `func(args) -> int`.
-COMMAND_MODULES = ["newsrec.cli.data", "newsrec.cli.recommend", "newsrec.cli.bench", "newsrec.cli.evaluate"]
+COMMAND_MODULES = [
+    "newsrec.cli.ingest",
+    "newsrec.cli.data",
+    "newsrec.cli.recommend",
+    "newsrec.cli.bench",
+    "newsrec.cli.evaluate",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return int(args.func(args) or 0)
     except NewsrecError as error:

@@ -45,7 +45,9 @@ class Corpus:
             return self.users[user_id]
         except KeyError:
             known = ", ".join(sorted(self.users)[:10])
-            raise InputError(f"unknown user {user_id!r} in corpus {self.name!r}; known users include: {known}") from None
+            raise InputError(
+                f"unknown user {user_id!r} in corpus {self.name!r}; known users include: {known}"
+            ) from None
 
     @property
     def latest(self) -> datetime | None:
@@ -127,7 +129,12 @@ def user_from_dict(row: dict) -> User:
         else HistoryEntry(news_id=str(entry))
         for entry in row.get("history") or []
     ]
-    return User(id=str(row["id"]), name=str(row.get("name") or row["id"]), persona=str(row.get("persona") or ""), history=history)
+    return User(
+        id=str(row["id"]),
+        name=str(row.get("name") or row["id"]),
+        persona=str(row.get("persona") or ""),
+        history=history,
+    )
 
 
 def impression_to_dict(impression: Impression) -> dict:
@@ -167,15 +174,15 @@ def read_jsonl(path: Path) -> Iterator[dict]:
 
 def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp")
-    try:
-        with handle:
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp") as handle:
+        try:
             for row in rows:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+        except BaseException:
+            handle.close()
+            Path(handle.name).unlink(missing_ok=True)
+            raise
+    os.replace(handle.name, path)
 
 
 def save_corpus(corpus: Corpus, root: Path | None = None) -> Path:

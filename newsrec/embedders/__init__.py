@@ -44,7 +44,11 @@ def register_embedder(name: str) -> Callable[[EmbedderFactory], EmbedderFactory]
 
 
 def get_embedder(name: str, **options) -> Embedder:
-    """Build the embedder registered under `name`; options go to its factory (model dir, device...)."""
+    """Build the embedder registered under `name`.
+
+    Factories receive `settings`, `image_root` and, when configured, `model` (HF id or local folder);
+    each takes what it uses and ignores the rest.
+    """
     _load_builtin()
     if name not in EMBEDDERS:
         raise InputError(f"unknown embedder {name!r}; choose one of: {', '.join(sorted(EMBEDDERS))}")
@@ -53,9 +57,4 @@ def get_embedder(name: str, **options) -> Embedder:
 
 def _load_builtin() -> None:
     # Importing the modules runs their @register_embedder; heavy imports stay inside the factories.
-    from newsrec.embedders import lite  # noqa: F401
-
-    try:
-        from newsrec.embedders import qwen3_vl  # noqa: F401
-    except ImportError:  # module not written yet or optional stack missing
-        pass
+    from newsrec.embedders import lite, qwen3_vl  # noqa: F401

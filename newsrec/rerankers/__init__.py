@@ -37,7 +37,12 @@ def register_reranker(name: str) -> Callable[[RerankerFactory], RerankerFactory]
 
 
 def get_reranker(name: str, **options) -> Reranker:
-    """Build the reranker registered under `name`; options go to its factory (model dir, device...)."""
+    """Build the reranker registered under `name`.
+
+    The pipeline passes every factory the same options: `settings`, `image_root` (the corpus folder that
+    relative image paths resolve against), `embedder`, and `model` (HF id or local folder) when configured.
+    Each factory takes what it uses and ignores the rest.
+    """
     _load_builtin()
     if name not in RERANKERS:
         raise InputError(f"unknown reranker {name!r}; choose one of: {', '.join(sorted(RERANKERS))}")
@@ -45,9 +50,4 @@ def get_reranker(name: str, **options) -> Reranker:
 
 
 def _load_builtin() -> None:
-    from newsrec.rerankers import lite  # noqa: F401
-
-    try:
-        from newsrec.rerankers import qwen3_vl  # noqa: F401
-    except ImportError:
-        pass
+    from newsrec.rerankers import lite, qwen3_vl  # noqa: F401

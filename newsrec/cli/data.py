@@ -1,0 +1,55 @@
+"""`users` and `index`: look at a corpus and bring its vector index up to date."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+from newsrec.cli.common import add_model_flags, print_json, settings_from_args
+from newsrec.data.corpus import load_corpus
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    users = subparsers.add_parser("users", help="list the simulated users of a corpus")
+    users.add_argument("--corpus", help="corpus name (default: the embedded demo corpus)")
+    users.add_argument("--json", action="store_true", help="print JSON")
+    users.set_defaults(func=list_users)
+
+    index = subparsers.add_parser("index", help="build or update the vector index of a corpus")
+    add_model_flags(index)
+    index.set_defaults(func=build_index)
+
+
+def list_users(args: argparse.Namespace) -> int:
+    corpus = load_corpus(settings_from_args(args))
+    rows = [
+        {"id": user.id, "name": user.name, "persona": user.persona, "history": len(user.history)}
+        for user in corpus.users.values()
+    ]
+    if args.json:
+        print_json(rows)
+        return 0
+    table = Table(title=f"Users of corpus {corpus.name!r} ({len(rows)})")
+    for column in ("id", "name", "history", "persona"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row["id"], row["name"], str(row["history"]), row["persona"])
+    Console().print(table)
+    return 0
+
+
+def build_index(args: argparse.Namespace) -> int:
+    from newsrec.embedders import get_embedder
+    from newsrec.index import NewsIndex
+
+    settings = settings_from_args(args)
+    corpus = load_corpus(settings)
+    options = {"settings": settings, "image_root": corpus.root}
+    if settings.embedder_model:
+        options["model"] = settings.embedder_model
+    embedder = get_embedder(settings.resolved_embedder, **options)
+    stats = NewsIndex(settings, corpus.name, embedder).sync(corpus, progress=True)
+    Console().print(f"index {corpus.name!r} with {embedder.name}: {stats}")
+    return 0

@@ -1,0 +1,86 @@
+"""`recommend`: the two-stage pipeline for one user, printed as a table or the documented JSON."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+from newsrec.cli.common import add_model_flags, print_json, settings_from_args
+from newsrec.pipeline import Filters, Recommender
+from newsrec.types import RecommendResult
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("recommend", help="recommend news to a user (retrieval-only and reranked)")
+    parser.add_argument("--user", required=True, help="user id (see `python -m newsrec users`)")
+    parser.add_argument("--query", default=None, help="search text; omit for the 'For you' feed")
+    parser.add_argument("--k", type=int, default=10, help="results to show")
+    parser.add_argument("--candidates", type=int, default=100, help="first-stage recall size")
+    parser.add_argument("--category", action="append", default=[], help="keep only this category (repeatable)")
+    parser.add_argument("--language", action="append", default=[], help="keep only this language (repeatable)")
+    parser.add_argument("--diversity", type=float, default=None, help="MMR lambda in [0, 1]; 1 = off")
+    parser.add_argument("--half-life", type=float, default=None, help="freshness half-life in days; 0 = off")
+    parser.add_argument("--category-cap", type=int, default=None, help="at most N results per category")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    add_model_flags(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    recommender = Recommender.from_settings(settings_from_args(args), show_progress=not args.json)
+    result = recommender.recommend(
+        args.user,
+        query=args.query,
+        k=args.k,
+        candidates=args.candidates,
+        filters=Filters(categories=args.category, languages=args.language),
+        mmr_lambda=args.diversity,
+        half_life_days=args.half_life,
+        category_cap=args.category_cap,
+    )
+    if args.json:
+        print_json(result_to_json(result))
+    else:
+        print_result(result)
+    return 0
+
+
+def result_to_json(result: RecommendResult) -> dict:
+    return {
+        "mode": result.mode,
+        "user": result.user_id,
+        "query": result.query,
+        "retrieval": [
+            {"id": r.item.id, "title": r.item.title, "score": r.score, "rank": r.rank} for r in result.retrieval
+        ],
+        "reranked": [
+            {
+                "id": r.item.id,
+                "title": r.item.title,
+                "score": r.score,
+                "rank": r.rank,
+                "retrieval_rank": r.retrieval_rank,
+                "explanation": r.explanation,
+            }
+            for r in result.reranked
+        ],
+        "timings_ms": result.timings_ms,
+        "reranker": result.reranker,
+        "embedder": result.embedder,
+    }
+
+
+def print_result(result: RecommendResult) -> None:
+    title = f"{result.mode} · user {result.user_id} · " + (f"query {result.query!r}" if result.query else "For you")
+    table = Table(title=title)
+    for column in ("#", "was", "score", "category", "title", "why"):
+        table.add_column(column, overflow="fold")
+    for r in result.reranked:
+        table.add_row(
+            str(r.rank), str(r.retrieval_rank), f"{r.score:.3f}", r.item.category, r.item.title, r.explanation
+        )
+    console = Console()
+    console.print(table)
+    console.print("timings (ms): " + ", ".join(f"{stage} {ms:.1f}" for stage, ms in result.timings_ms.items()))

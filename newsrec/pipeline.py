@@ -1,0 +1,349 @@
+"""The recommender: candidates (Chroma + BM25 recall) -> scorer (reranker) -> ranker (post-ranking controls).
+
+`recommend()` returns both the retrieval-only list and the reranked list, so every caller (CLI, app,
+evaluation) can show what the second stage changed and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from newsrec.cache import ScoreCache, score_key
+from newsrec.config import Settings
+from newsrec.data.corpus import Corpus, format_time, load_corpus
+from newsrec.embedders import Embedder, get_embedder
+from newsrec.errors import InputError
+from newsrec.explain import explain
+from newsrec.index import NewsIndex
+from newsrec.lexical import LexicalIndex, rrf
+from newsrec.profiles import build_profile, idf_table
+from newsrec.ranking import cap_categories, freshness_decay, mmr_order
+from newsrec.rerankers import Reranker, get_reranker
+from newsrec.types import Candidate, HistoryEntry, NewsItem, Recommendation, RecommendResult, RerankRequest, UserProfile
+
+log = logging.getLogger(__name__)
+
+MAX_QUERY_CHARS = 2000
+RRF_K = 60
+
+
+@dataclass
+class Filters:
+    categories: list[str] = field(default_factory=list)  # empty = all
+    languages: list[str] = field(default_factory=list)
+    has_image: bool | None = None
+
+    def where(self) -> dict | None:
+        """The same filter as a Chroma metadata `where` clause."""
+        clauses = []
+        if self.categories:
+            clauses.append({"category": {"$in": list(self.categories)}})
+        if self.languages:
+            clauses.append({"language": {"$in": list(self.languages)}})
+        if self.has_image is not None:
+            clauses.append({"has_image": self.has_image})
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+    def accepts(self, item: NewsItem) -> bool:
+        return (
+            (not self.categories or item.category in self.categories)
+            and (not self.languages or item.language in self.languages)
+            and (self.has_image is None or bool(item.images) == self.has_image)
+        )
+
+
+class Recommender:
+    def __init__(
+        self,
+        settings: Settings,
+        corpus: Corpus,
+        embedder: Embedder,
+        reranker: Reranker,
+        index: NewsIndex,
+        cache: ScoreCache | None = None,
+    ):
+        self.settings, self.corpus, self.embedder, self.reranker, self.index = (
+            settings,
+            corpus,
+            embedder,
+            reranker,
+            index,
+        )
+        self.cache = cache if cache is not None else ScoreCache(settings.cache_dir / "rerank_scores.sqlite")
+        self.lexical = LexicalIndex.build(list(corpus.news.values()))
+        self.idf = idf_table(list(corpus.news.values()))
+        self.now = corpus.latest  # the corpus's own "now", so an old corpus still has fresh items
+        self._profiles: dict[str, UserProfile] = {}
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        reranker: Reranker | None = None,
+        show_progress: bool = False,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> Recommender:
+        """Load the corpus and models and bring the index up to date (the first run embeds everything)."""
+        settings = settings or Settings.from_env()
+        corpus = load_corpus(settings)
+        if embedder is None:
+            embedder = get_embedder(
+                settings.resolved_embedder, **_model_options(settings, settings.embedder_model, corpus)
+            )
+        index = NewsIndex(settings, corpus.name, embedder)
+        stats = index.sync(corpus, progress=show_progress, on_progress=on_progress)
+        log.info("index %s: %s", corpus.name, stats)
+        if reranker is None:
+            options = _model_options(settings, settings.reranker_model, corpus)
+            reranker = get_reranker(settings.resolved_reranker, embedder=embedder, **options)
+        return cls(settings, corpus, embedder, reranker, index)
+
+    @property
+    def mode(self) -> str:
+        return "lite" if self.reranker.name.startswith("lite") and self.embedder.name.startswith("lite") else "qwen3-vl"
+
+    # --- profiles ----------------------------------------------------------------------------
+
+    def profile(self, user_id: str) -> UserProfile:
+        if user_id not in self._profiles:
+            user = self.corpus.user(user_id)
+            self._profiles[user_id] = self._build_profile(user_id, user.history)
+        return self._profiles[user_id]
+
+    def profile_from_history(self, history_ids: Sequence[str], user_id: str = "") -> UserProfile:
+        return self._build_profile(user_id, [HistoryEntry(news_id=news_id) for news_id in history_ids])
+
+    def _build_profile(self, user_id: str, history: Sequence[HistoryEntry]) -> UserProfile:
+        known = [entry for entry in history if entry.news_id in self.corpus.news and self.index.has(entry.news_id)]
+        embeddings = self.index.embeddings([entry.news_id for entry in known]) if known else np.zeros((0, 1))
+        profile = build_profile(user_id, known, self.corpus.news, embeddings, self.idf, self.now)
+        profile.read_ids |= {entry.news_id for entry in history}
+        return profile
+
+    # --- recommend ---------------------------------------------------------------------------
+
+    def recommend(
+        self,
+        user_id: str,
+        query: str | None = None,
+        k: int | None = None,
+        candidates: int | None = None,
+        filters: Filters | None = None,
+        profile: UserProfile | None = None,
+        instruction: str | None = None,
+        mmr_lambda: float | None = None,
+        half_life_days: float | None = None,
+        category_cap: int | None = None,
+    ) -> RecommendResult:
+        started = time.perf_counter()
+        query = _clean_query(query)
+        k = _positive(k or self.settings.k, "k")
+        n_candidates = max(_positive(candidates or self.settings.candidates, "candidates"), k)
+        profile = profile or self.profile(user_id)
+        filters = filters or Filters()
+        timings: dict[str, float] = {}
+
+        tick = time.perf_counter()
+        query_vector = self.embedder.embed_queries([query])[0] if query else None
+        pool = self._retrieve(query, query_vector, profile, n_candidates, filters)
+        timings["retrieve"] = _ms(tick)
+
+        tick = time.perf_counter()
+        request = RerankRequest(
+            query=query,
+            profile=profile,
+            instruction=instruction or self.settings.instruction,
+            now=self.now,
+            query_vector=query_vector,
+        )
+        scores, hits = self._rerank(request, pool)
+        timings["rerank"] = _ms(tick)
+
+        tick = time.perf_counter()
+        order = self._post_rank(scores, pool, k, mmr_lambda, half_life_days, category_cap)
+        history_vectors, history_titles = self._history_lookup(profile)
+
+        def make(index: int, rank: int, score: float) -> Recommendation:
+            candidate = pool[index]
+            line, matched = explain(
+                candidate.item, candidate.embedding, profile, history_vectors, history_titles, query
+            )
+            return Recommendation(
+                item=candidate.item,
+                score=float(score),
+                rank=rank,
+                retrieval_score=candidate.retrieval_score,
+                retrieval_rank=candidate.retrieval_rank,
+                explanation=line,
+                matched_history=matched,
+            )
+
+        reranked = [make(i, rank, scores[i]) for rank, i in enumerate(order, 1)]
+        retrieval = [make(i, i + 1, pool[i].retrieval_score) for i in range(min(k, len(pool)))]
+        timings["present"] = _ms(tick)
+        timings["total"] = _ms(started)
+        return RecommendResult(
+            mode=self.mode,
+            user_id=user_id,
+            query=query,
+            retrieval=retrieval,
+            reranked=reranked,
+            timings_ms=timings,
+            reranker=self.reranker.name,
+            embedder=self.embedder.name,
+            candidates=len(pool),
+            cache_hits=hits,
+            cache_misses=len(pool) - hits,
+        )
+
+    def _retrieve(
+        self, query: str, query_vector: np.ndarray | None, profile: UserProfile, n: int, filters: Filters
+    ) -> list[Candidate]:
+        """First stage: up to n unread candidates that pass the filters, best first."""
+        excluded = profile.read_ids | set(profile.disliked_ids)
+        fetch = n + len(excluded)
+
+        def usable(hits: list[tuple[str, float]]) -> list[tuple[str, float]]:
+            return [
+                (i, s)
+                for i, s in hits
+                if i not in excluded and i in self.corpus.news and filters.accepts(self.corpus.news[i])
+            ]
+
+        if query:
+            dense = usable(self.index.search(query_vector, fetch, where=filters.where()))
+            lexical = usable(self.lexical.search(query, fetch))
+            fused = rrf([[i for i, _ in dense], [i for i, _ in lexical]], k=RRF_K)[:n]
+            scale = (RRF_K + 1) / 2  # first in both lists -> 1.0
+            ranked = [(news_id, score * scale) for news_id, score in fused]
+        elif profile.interests:
+            best: dict[str, float] = {}
+            for interest in profile.interests:
+                share = max(10, math.ceil(fetch * min(1.0, 1.5 * interest.weight)))
+                for news_id, similarity in usable(self.index.search(interest.vector, share, where=filters.where())):
+                    best[news_id] = max(best.get(news_id, -1.0), similarity)
+            ranked = sorted(best.items(), key=lambda kv: -kv[1])[:n]
+        else:  # no query and no history: the newest stories
+            items = [item for item in self.corpus.news.values() if item.id not in excluded and filters.accepts(item)]
+            items.sort(key=lambda item: format_time(item.published_at) or "", reverse=True)
+            ranked = [(item.id, 1.0 / (rank + 1)) for rank, item in enumerate(items[:n])]
+        ranked = [(news_id, score) for news_id, score in ranked if self.index.has(news_id)]
+        embeddings = self.index.embeddings([news_id for news_id, _ in ranked]) if ranked else []
+        return [
+            Candidate(
+                item=self.corpus.news[news_id], retrieval_score=float(score), retrieval_rank=rank, embedding=vector
+            )
+            for rank, ((news_id, score), vector) in enumerate(zip(ranked, embeddings, strict=True), 1)
+        ]
+
+    def _rerank(self, request: RerankRequest, pool: list[Candidate]) -> tuple[np.ndarray, int]:
+        """Second stage through the score cache: only candidates never scored in this context reach the model."""
+        if not pool:
+            return np.zeros(0), 0
+        profile_key = request.profile.fingerprint() if request.profile else ""
+        now = format_time(request.now) or ""
+        keys = [
+            score_key(self.reranker.name, request.instruction, request.query, profile_key, c.item.content_hash(), now)
+            for c in pool
+        ]
+        cached = self.cache.get_many(keys)
+        missing = [i for i, key in enumerate(keys) if key not in cached]
+        if missing:
+            fresh = self.reranker.score(request, [pool[i] for i in missing])
+            self.cache.put_many((keys[i], score) for i, score in zip(missing, fresh, strict=True))
+            cached.update({keys[i]: score for i, score in zip(missing, fresh, strict=True)})
+        return np.array([cached[key] for key in keys], dtype=np.float64), len(pool) - len(missing)
+
+    def _post_rank(
+        self,
+        scores: np.ndarray,
+        pool: list[Candidate],
+        k: int,
+        mmr_lambda: float | None,
+        half_life_days: float | None,
+        category_cap: int | None,
+    ) -> list[int]:
+        items = [c.item for c in pool]
+        half_life = self.settings.freshness_half_life_days if half_life_days is None else half_life_days
+        lambda_ = self.settings.mmr_lambda if mmr_lambda is None else mmr_lambda
+        cap = self.settings.category_cap if category_cap is None else category_cap
+        adjusted = freshness_decay(scores, items, self.now, half_life)
+        embeddings = np.stack([c.embedding for c in pool]) if pool else np.zeros((0, 1))
+        order = mmr_order(adjusted, embeddings, lambda_, len(pool) if cap else k)
+        return cap_categories(order, items, cap, k)
+
+    def _history_lookup(self, profile: UserProfile) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        ids = [news_id for interest in profile.interests for news_id in interest.news_ids if self.index.has(news_id)]
+        vectors = dict(zip(ids, self.index.embeddings(ids), strict=True)) if ids else {}
+        return vectors, {news_id: self.corpus.news[news_id].title for news_id in ids}
+
+    # --- evaluation ----------------------------------------------------------------------------
+
+    def score_candidates(
+        self, profile: UserProfile, news_ids: Sequence[str], query: str = ""
+    ) -> tuple[list[float], list[float]]:
+        """(retrieval, rerank) scores for a fixed candidate list, e.g. one logged impression.
+
+        Retrieval scores are the first stage's similarity (to the query, else to the closest interest);
+        ids missing from the corpus score 0 in both.
+        """
+        query = _clean_query(query)
+        known = [i for i, news_id in enumerate(news_ids) if news_id in self.corpus.news and self.index.has(news_id)]
+        retrieval = [0.0] * len(news_ids)
+        rerank = [0.0] * len(news_ids)
+        if not known:
+            return retrieval, rerank
+        vectors = self.index.embeddings([news_ids[i] for i in known])  # (N, D)
+        query_vector = self.embedder.embed_queries([query])[0] if query else None
+        if query_vector is not None:
+            first = vectors @ query_vector
+        elif profile.interests:
+            first = (vectors @ np.stack([interest.vector for interest in profile.interests]).T).max(axis=1)
+        else:
+            first = np.zeros(len(known))
+        candidates = [
+            Candidate(item=self.corpus.news[news_ids[i]], retrieval_score=float(s), retrieval_rank=0, embedding=v)
+            for i, s, v in zip(known, first, vectors, strict=True)
+        ]
+        request = RerankRequest(
+            query=query, profile=profile, instruction=self.settings.instruction, now=self.now, query_vector=query_vector
+        )
+        second = self.reranker.score(request, candidates)
+        for i, a, b in zip(known, first, second, strict=True):
+            retrieval[i], rerank[i] = float(a), float(b)
+        return retrieval, rerank
+
+
+def _model_options(settings: Settings, model: str, corpus: Corpus) -> dict:
+    """Options every model factory accepts; each uses what it needs."""
+    options: dict = {"settings": settings, "image_root": corpus.root}
+    if model:
+        options["model"] = model
+    return options
+
+
+def _clean_query(query: str | None) -> str:
+    query = (query or "").strip()
+    if len(query) > MAX_QUERY_CHARS:
+        raise InputError(f"query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}")
+    return query
+
+
+def _positive(value: int, name: str) -> int:
+    if int(value) < 1:
+        raise InputError(f"{name} must be at least 1, got {value}")
+    return int(value)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 2)

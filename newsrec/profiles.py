@@ -1,0 +1,180 @@
+"""User interest profiles from reading history, and live updates from session feedback.
+
+A profile keeps several interests rather than one mean vector: a reader of both EV-battery and NBA
+news has two directions in embedding space, and their average points at neither. Interests come from
+average-linkage clustering of the history embeddings (deterministic, no random restarts), each
+weighted by the recency of its reads.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+
+import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
+
+from newsrec.lexical import tokenize
+from newsrec.types import HistoryEntry, ImageRef, Interest, NewsItem, UserProfile
+
+HALF_LIFE_DAYS = 14.0  # a read two weeks old counts half as much as one from today
+CLUSTER_DISTANCE = 0.6  # cosine distance at which two reads stop belonging to one interest
+MAX_INTERESTS = 5
+MAX_PROFILE_IMAGES = 3
+FEEDBACK_STEP = 0.5  # how far "more like this" pulls the nearest interest towards the liked item
+NEW_INTEREST_SIMILARITY = 0.35  # a liked item less similar than this to every interest starts a new one
+
+
+def recency_weights(history: Sequence[HistoryEntry], news: Mapping[str, NewsItem], now: datetime | None) -> np.ndarray:
+    """Exponential decay by age of the read; by position when the log has no times (e.g. MIND without time)."""
+    times = [entry.timestamp or getattr(news.get(entry.news_id), "published_at", None) for entry in history]
+    if now is not None and all(times):
+        ages = np.array([max((now - t).total_seconds(), 0.0) / 86400 for t in times])
+        return 0.5 ** (ages / HALF_LIFE_DAYS)
+    # Position as a proxy for time: the latest read weighs 1, the first about 0.5.
+    n = len(history)
+    return 0.5 ** (np.arange(n - 1, -1, -1) / max(n, 1))
+
+
+def cluster_interests(vectors: np.ndarray, max_interests: int = MAX_INTERESTS) -> np.ndarray:
+    """Cluster label per row of (N, D) unit vectors."""
+    if len(vectors) == 1:
+        return np.zeros(1, dtype=int)
+    tree = linkage(vectors, method="average", metric="cosine")
+    labels = fcluster(tree, t=CLUSTER_DISTANCE, criterion="distance")
+    if labels.max() > max_interests:
+        labels = fcluster(tree, t=max_interests, criterion="maxclust")
+    return labels - 1
+
+
+def salient_terms(items: Sequence[NewsItem], weights: Sequence[float], idf: Mapping[str, float], top: int) -> list[str]:
+    """Terms of the items' titles ranked by recency-weighted tf-idf."""
+    scores: Counter[str] = Counter()
+    for item, weight in zip(items, weights, strict=True):
+        for term in set(tokenize(item.title)):
+            if len(term) > 1 and not term.isdigit():
+                scores[term] += weight * idf.get(term, 1.0)
+    return [term for term, _ in scores.most_common(top)]
+
+
+def build_profile(
+    user_id: str,
+    history: Sequence[HistoryEntry],
+    news: Mapping[str, NewsItem],
+    embeddings: np.ndarray,
+    idf: Mapping[str, float] | None = None,
+    now: datetime | None = None,
+) -> UserProfile:
+    """Profile from the history entries whose items exist; `embeddings` is (len(known), D), aligned with them."""
+    idf = idf or {}
+    known = [entry for entry in history if entry.news_id in news]
+    profile = UserProfile(user_id=user_id, read_ids={entry.news_id for entry in history})
+    if not known:
+        profile.summary = "New reader with no reading history yet."
+        return profile
+    if len(embeddings) != len(known):
+        raise ValueError(f"got {len(embeddings)} embeddings for {len(known)} known history items")
+    items = [news[entry.news_id] for entry in known]
+    weights = recency_weights(known, news, now)
+    labels = cluster_interests(embeddings)
+
+    total = float(weights.sum())
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        centre = (weights[rows, None] * embeddings[rows]).sum(axis=0)
+        centre /= np.linalg.norm(centre) or 1.0
+        strength = weights[rows] * (embeddings[rows] @ centre)
+        order = rows[np.argsort(-strength)]
+        keywords = salient_terms([items[i] for i in rows], weights[rows], idf, top=5)
+        profile.interests.append(
+            Interest(
+                label=" · ".join(keywords[:3]) or items[order[0]].title[:40],
+                vector=centre.astype(np.float32),
+                weight=float(weights[rows].sum() / total),
+                news_ids=[items[i].id for i in order],
+                keywords=keywords,
+            )
+        )
+    profile.interests.sort(key=lambda interest: -interest.weight)
+
+    categories: Counter[str] = Counter()
+    for item, weight in zip(items, weights, strict=True):
+        categories[item.category or "uncategorised"] += float(weight) / total
+    profile.categories = dict(categories.most_common())
+    profile.keywords = salient_terms(items, weights, idf, top=12)
+    profile.images = representative_images(items, weights)
+    profile.summary = summarise(profile, items, weights)
+    return profile
+
+
+def representative_images(items: Sequence[NewsItem], weights: np.ndarray) -> list[ImageRef]:
+    """First image of the most recent-weighted reads that have one, for VL rerankers' query side."""
+    images = []
+    for index in np.argsort(-weights, kind="stable"):
+        if items[index].images:
+            images.append(items[index].images[0])
+        if len(images) == MAX_PROFILE_IMAGES:
+            break
+    return images
+
+
+def summarise(profile: UserProfile, items: Sequence[NewsItem], weights: np.ndarray) -> str:
+    """A short paragraph for a reranker prompt: stable wording, strongest signals first, no raw article text."""
+    categories = ", ".join(f"{name} {share:.0%}" for name, share in list(profile.categories.items())[:4])
+    interests = "; ".join(interest.label for interest in profile.interests[:4] if interest.label)
+    recent = [items[i].title for i in np.argsort(-weights, kind="stable")[:3]]
+    parts = [f"Reads mostly: {categories}." if categories else "", f"Interests: {interests}." if interests else ""]
+    if recent:
+        parts.append("Recently read: " + "; ".join(f'"{title[:80]}"' for title in recent) + ".")
+    return " ".join(part for part in parts if part)
+
+
+def apply_feedback(profile: UserProfile, item: NewsItem, embedding: np.ndarray, liked: bool) -> UserProfile:
+    """Return a new profile updated by one session signal; the original stays untouched (the UI can reset)."""
+    embedding = np.asarray(embedding, dtype=np.float32)
+    if not liked:
+        avoid = Interest(label=item.title[:60], vector=embedding, weight=1.0, news_ids=[item.id])
+        return replace(
+            profile,
+            disliked_ids=[*profile.disliked_ids, item.id],
+            avoid=[*profile.avoid, avoid],
+            read_ids=profile.read_ids | {item.id},
+        )
+    interests = [replace(interest) for interest in profile.interests]
+    similarities = [float(interest.vector @ embedding) for interest in interests]
+    if similarities and max(similarities) >= NEW_INTEREST_SIMILARITY:
+        nearest = interests[int(np.argmax(similarities))]
+        moved = nearest.vector + FEEDBACK_STEP * embedding
+        nearest.vector = (moved / np.linalg.norm(moved)).astype(np.float32)
+        nearest.weight += 0.25
+        nearest.news_ids = [item.id, *nearest.news_ids]
+    else:
+        interests.append(Interest(label=item.title[:40], vector=embedding, weight=0.25, news_ids=[item.id]))
+    total = sum(interest.weight for interest in interests)
+    for interest in interests:
+        interest.weight /= total
+    interests.sort(key=lambda interest: -interest.weight)
+    categories = dict(profile.categories)
+    if item.category:
+        categories[item.category] = categories.get(item.category, 0.0) + 0.1
+        norm = sum(categories.values())
+        categories = {name: share / norm for name, share in sorted(categories.items(), key=lambda kv: -kv[1])}
+    return replace(
+        profile,
+        interests=interests,
+        categories=categories,
+        liked_ids=[*profile.liked_ids, item.id],
+        read_ids=profile.read_ids | {item.id},
+    )
+
+
+def idf_table(items: Sequence[NewsItem]) -> dict[str, float]:
+    """Inverse document frequency of title terms over a corpus, for salient-term ranking."""
+    df: Counter[str] = Counter()
+    for item in items:
+        df.update(set(tokenize(item.title)))
+    n = max(len(items), 1)
+    return {term: math.log((n + 1) / (count + 1)) + 1.0 for term, count in df.items()}
