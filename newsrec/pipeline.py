@@ -147,8 +147,8 @@ class Recommender:
     ) -> RecommendResult:
         started = time.perf_counter()
         query = _clean_query(query)
-        k = _positive(k or self.settings.k, "k")
-        n_candidates = max(_positive(candidates or self.settings.candidates, "candidates"), k)
+        k = _positive(self.settings.k if k is None else k, "k")
+        n_candidates = max(_positive(self.settings.candidates if candidates is None else candidates, "candidates"), k)
         profile = profile or self.profile(user_id)
         filters = filters or Filters()
         timings: dict[str, float] = {}

@@ -1,0 +1,67 @@
+"""The CLI contract on the embedded demo corpus, through real subprocesses (as scripts would call it)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+def newsrec(*args: str, home) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NEWSREC_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "newsrec", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """One data dir for the module, so the demo index is built once."""
+    return tmp_path_factory.mktemp("cli_home")
+
+
+def test_users_lists_the_demo_personas(home):
+    result = newsrec("users", "--json", home=home)
+    assert result.returncode == 0, result.stderr
+    users = json.loads(result.stdout)
+    assert len(users) >= 8
+    assert all(10 <= user["history"] <= 30 and user["persona"] for user in users)
+
+
+def test_recommend_json_contract(home):
+    user = json.loads(newsrec("users", "--json", home=home).stdout)[0]["id"]
+    result = newsrec("recommend", "--user", user, "--query", "solid-state battery", "--k", "5", "--json", home=home)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert {"mode", "user", "query", "retrieval", "reranked", "timings_ms"} <= set(payload)
+    assert payload["mode"] == "lite" and payload["user"] == user and payload["query"] == "solid-state battery"
+    assert len(payload["reranked"]) == 5 and len(payload["retrieval"]) == 5
+    assert set(payload["retrieval"][0]) >= {"id", "title", "score", "rank"}
+    assert set(payload["reranked"][0]) >= {"id", "title", "score", "rank", "retrieval_rank", "explanation"}
+    assert {"retrieve", "rerank", "total"} <= set(payload["timings_ms"])
+    titles = " ".join(r["title"].lower() for r in payload["reranked"][:3])
+    assert "battery" in titles or "电池" in titles
+
+
+def test_recommend_for_you_and_chinese_query(home):
+    user = json.loads(newsrec("users", "--json", home=home).stdout)[0]["id"]
+    feed = json.loads(newsrec("recommend", "--user", user, "--json", home=home).stdout)
+    assert feed["query"] == "" and len(feed["reranked"]) == 10
+    chinese = json.loads(
+        newsrec("recommend", "--user", user, "--query", "最新电池技术突破", "--json", home=home).stdout
+    )
+    assert any("电池" in r["title"] for r in chinese["reranked"][:3])
+
+
+def test_errors_are_one_clean_line(home):
+    result = newsrec("recommend", "--user", "nobody", "--json", home=home)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: unknown user 'nobody'") and "Traceback" not in result.stderr
+    missing = newsrec("users", "--corpus", "does-not-exist", home=home)
+    assert missing.returncode == 2 and "unknown corpus" in missing.stderr
