@@ -5,17 +5,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-# Keep every library we use off the network: no telemetry, no hub look-ups. Set before they import.
+# No telemetry from any library we use; set before they import. Hub downloads stay possible for the
+# Qwen3-VL checkpoints (set HF_HUB_OFFLINE=1 to forbid them; the tests and CI do).
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS_DIR = REPO_ROOT / "assets"
@@ -38,6 +40,19 @@ def cuda_available() -> bool:
     except ImportError:
         return False
     return torch.cuda.is_available()
+
+
+def _auto_model(gpu_choice: str, model: str) -> str:
+    """The Qwen3-VL model when CUDA is present and it can run (GPU memory, checkpoint); else lite, saying why."""
+    if not cuda_available():
+        return "lite"
+    from newsrec.models import describe_model_problem
+
+    problem = describe_model_problem(gpu_choice, model)
+    if problem:
+        log.warning("using lite instead of %s: %s", gpu_choice, problem)
+        return "lite"
+    return gpu_choice
 
 
 @dataclass
@@ -75,15 +90,11 @@ class Settings:
 
     @property
     def resolved_embedder(self) -> str:
-        if self.embedder != "auto":
-            return self.embedder
-        return "qwen3-vl-embedding-2b" if cuda_available() else "lite"
+        return self.embedder if self.embedder != "auto" else _auto_model("qwen3-vl-embedding-2b", self.embedder_model)
 
     @property
     def resolved_reranker(self) -> str:
-        if self.reranker != "auto":
-            return self.reranker
-        return "qwen3-vl-reranker-8b" if cuda_available() else "lite"
+        return self.reranker if self.reranker != "auto" else _auto_model("qwen3-vl-reranker-8b", self.reranker_model)
 
     @property
     def mode(self) -> str:

@@ -182,6 +182,9 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
             handle.close()
             Path(handle.name).unlink(missing_ok=True)
             raise
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(handle.name, 0o666 & ~umask)  # NamedTemporaryFile creates 0600; give the file the usual mode
     os.replace(handle.name, path)
 
 

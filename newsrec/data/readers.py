@@ -1,0 +1,413 @@
+"""Readers for the formats `ingest` understands; each turns one source into a `Batch` of news, users and
+impressions plus a per-row list of problems (file, line, reason) instead of stopping at the first bad row.
+
+Formats:
+- tables (jsonl / csv / parquet): one NewsItem per row with the columns of the corpus format
+  (id, title, body, category, subcategory, language, published_at, source, url, images) plus optional
+  `image` / `image_caption`; `--map field=column` renames columns. In CSV, `images` is `|`-separated.
+- mind: MIND `news.tsv` (+ `behaviors.tsv` with or without the time column, + NeMig's `news_meta.tsv`).
+- newsimages: MediaEval NewsImages `articles.csv` + `images/<image_id>.jpg`; tags go into the body.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from newsrec.data.corpus import impression_from_dict, parse_time, user_from_dict
+from newsrec.errors import InputError
+from newsrec.images import check_image
+from newsrec.types import ImageRef, Impression, NewsItem, User
+
+REQUIRED_FIELDS = ("id", "title")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]")
+_URL_DATE = re.compile(r"/(20\d\d|19\d\d)[/-](\d{1,2})[/-](\d{1,2})(?:/|$)")
+_DATE_FORMATS = ("%d.%m.%Y", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y", "%Y-%m-%d %H:%M:%S")
+csv.field_size_limit(16 * 1024 * 1024)  # article bodies can exceed the csv module's 128 KiB default
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int  # 1-based line (or row) in `file`; 0 = the file as a whole
+    reason: str
+
+
+@dataclass
+class ReadOptions:
+    images_dir: Path | None = None  # where relative image paths (and NewsImages' image files) are looked up
+    max_images: int = 3
+    mapping: dict[str, str] = field(default_factory=dict)  # corpus field -> source column
+    allow_remote_images: bool = False
+
+
+@dataclass
+class Batch:
+    """What one ingest read: later rows win over earlier ones with the same id."""
+
+    news: dict[str, NewsItem] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
+    impressions: dict[str, Impression] = field(default_factory=dict)
+    rows_read: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    _seen: dict[str, int] = field(default_factory=dict)  # news id -> line it was first read from
+
+    def problem(self, file: str | Path, line: int, reason: str) -> None:
+        self.problems.append(Problem(str(file), line, reason))
+
+    def add_news(self, item: NewsItem, file: str | Path, line: int) -> None:
+        if item.id in self.news:
+            self.problem(file, line, f"duplicate id {item.id!r} (first on line {self._seen[item.id]}); last one kept")
+        else:
+            self._seen[item.id] = line
+        self.news[item.id] = item
+
+
+# --- small value helpers -----------------------------------------------------------------------
+
+
+def text(value) -> str:
+    """A cell as stripped text; None, NaN and pandas' NA become ""."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return ""
+    return str(value).strip()
+
+
+def guess_language(title: str) -> str:
+    return "zh" if _CJK.search(title) else "en"
+
+
+def parse_date(value) -> datetime | None:
+    """ISO 8601, epoch seconds, dd.mm.yyyy (NeMig) or MIND's 11/15/2019 8:55:22 AM; naive = UTC."""
+    if not text(value):  # None, NaN, NA and NaT (which claims to be a datetime)
+        return None
+    if hasattr(value, "to_pydatetime"):  # pandas Timestamp
+        value = value.to_pydatetime()
+    if isinstance(value, datetime):
+        return parse_time(value)
+    raw = text(value)
+    if re.fullmatch(r"\d{9,11}(\.\d+)?", raw):
+        return parse_time(float(raw))
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(raw, fmt).replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
+    return parse_time(raw)
+
+
+def date_from_url(url: str) -> datetime | None:
+    """Many news URLs carry their publication day (/2023/07/19/); better than no date for freshness."""
+    match = _URL_DATE.search(url)
+    if not match:
+        return None
+    try:
+        return datetime(*map(int, match.groups()), tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def decode_file(path: Path, batch: Batch) -> str:
+    """The file's text: UTF-8 (with or without BOM), UTF-16 with BOM, else GB18030 (common for Chinese
+    exports). A UTF-8 file with a few broken lines keeps its lines, with the bad bytes replaced and reported."""
+    data = path.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: starts with a UTF-16 byte-order mark but is not valid UTF-16") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    lines = data.split(b"\n")
+    bad = []
+    for number, line in enumerate(lines, 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(number)
+    non_ascii = sum(1 for line in lines if not line.isascii())
+    if len(bad) * 2 < non_ascii:  # mostly UTF-8: keep it, flag the damaged lines
+        for number in bad:
+            batch.problem(path, number, "invalid UTF-8 bytes (replaced with �)")
+        return data.decode("utf-8-sig", errors="replace")
+    try:
+        decoded = data.decode("gb18030")
+    except UnicodeDecodeError:
+        raise InputError(
+            f"{path}: unknown text encoding (tried UTF-8, UTF-8 with BOM, UTF-16 and GB18030); re-save it as UTF-8"
+        ) from None
+    batch.problem(path, 0, "not UTF-8; decoded as GB18030")
+    return decoded
+
+
+# --- images ------------------------------------------------------------------------------------
+
+
+class ImageResolver:
+    """Turns image cells into checked ImageRefs: local files are decoded once (cached by path) and dropped
+    with a reported reason when unusable; http(s) URLs are kept only when remote images are allowed."""
+
+    def __init__(self, options: ReadOptions, batch: Batch):
+        self.options, self.batch = options, batch
+        self._checked: dict[Path, str | None] = {}
+        self.remote_dropped = 0
+
+    def check(self, path: Path) -> str | None:
+        if path not in self._checked:
+            self._checked[path] = check_image(path)
+        return self._checked[path]
+
+    def resolve(self, raw: list[tuple[str, str]], base: Path, file: Path, line: int) -> list[ImageRef]:
+        images: list[ImageRef] = []
+        for uri, caption in raw:
+            if len(images) >= self.options.max_images:
+                break
+            if "://" in uri or uri.startswith("data:"):
+                scheme = uri.split(":", 1)[0].lower()
+                if scheme not in ("http", "https"):
+                    self.batch.problem(file, line, f"image {uri[:80]!r}: only http(s) URLs are allowed (dropped)")
+                elif self.options.allow_remote_images:
+                    images.append(ImageRef(uri, caption))
+                else:
+                    self.remote_dropped += 1
+                continue
+            path = self.locate(uri, base)
+            reason = self.check(path)
+            if reason:
+                self.batch.problem(file, line, f"image {path}: {reason} (dropped)")
+            else:
+                images.append(ImageRef(str(path), caption))
+        return images
+
+    def locate(self, uri: str, base: Path) -> Path:
+        path = Path(uri).expanduser()
+        if path.is_absolute():
+            return path
+        if self.options.images_dir is not None:
+            candidate = self.options.images_dir / path
+            if candidate.exists() or not (base / path).exists():
+                return candidate.resolve()
+        return (base / path).resolve()
+
+    def by_id(self, news_id: str) -> list[tuple[str, str]]:
+        """<images_dir>/<id>.<ext> for rows that name no image (used by MIND and tables with --images)."""
+        if self.options.images_dir is None:
+            return []
+        for suffix in IMAGE_SUFFIXES:
+            candidate = self.options.images_dir / f"{news_id}{suffix}"
+            if candidate.is_file():
+                return [(str(candidate.resolve()), "")]
+        return []
+
+    def report_remote(self, file: Path) -> None:
+        if self.remote_dropped:
+            self.batch.problem(
+                file,
+                0,
+                f"{self.remote_dropped} remote image URLs dropped: remote images are off (--allow-remote-images)",
+            )
+            self.remote_dropped = 0
+
+
+def image_cells(row: dict) -> list[tuple[str, str]]:
+    """(uri, caption) pairs from `images` (a list, JSON text or `|`-separated paths) and `image`/`image_caption`."""
+    pairs: list[tuple[str, str]] = []
+    value = row.get("images")
+    if hasattr(value, "tolist"):  # numpy array from parquet
+        value = value.tolist()
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith(("[", "{")):
+            try:
+                value = json.loads(stripped)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"images: not valid JSON ({error.msg})") from None
+        else:
+            value = stripped.split("|")
+    if value is None or isinstance(value, float):  # absent, or NaN from a pandas column
+        value = []
+    if isinstance(value, dict):
+        value = [value]
+    for entry in value:
+        if isinstance(entry, dict):
+            uri = text(entry.get("uri") or entry.get("url") or entry.get("path"))
+            caption = text(entry.get("caption"))
+        else:
+            uri, caption = text(entry), ""
+        if uri:
+            pairs.append((uri, caption))
+    if text(row.get("image")):
+        pairs.insert(0, (text(row["image"]), text(row.get("image_caption"))))
+    return pairs
+
+
+# --- tables: jsonl, csv, parquet ----------------------------------------------------------------
+
+
+def apply_mapping(columns: list[str], mapping: dict[str, str], file: Path) -> dict[str, str]:
+    """source column -> corpus field, after checking that every mapped column exists."""
+    missing = [f"{target}={source}" for target, source in mapping.items() if source not in columns]
+    if missing:
+        raise InputError(f"{file}: --map names columns that are not there: {', '.join(missing)}; found: {columns}")
+    renames = {source: target for target, source in mapping.items()}
+    renamed = [renames.get(column, column) for column in columns]
+    absent = [name for name in REQUIRED_FIELDS if name not in renamed]
+    if absent:
+        raise InputError(
+            f"{file}: missing required column(s) {', '.join(absent)}; found: {', '.join(columns) or 'none'}. "
+            "Rename them with --map, e.g. --map title=headline"
+        )
+    return renames
+
+
+def iter_jsonl(path: Path, batch: Batch, count: bool = True) -> Iterator[tuple[int, dict]]:
+    """JSON objects with their line number; `count` adds every non-empty line to batch.rows_read."""
+    for number, line in enumerate(decode_file(path, batch).splitlines(), 1):
+        if not line.strip():
+            continue
+        batch.rows_read += count
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            batch.problem(path, number, f"not valid JSON ({error.msg}); row skipped")
+            continue
+        if not isinstance(row, dict):
+            batch.problem(path, number, f"expected a JSON object, found {type(row).__name__}; row skipped")
+            continue
+        yield number, row
+
+
+def read_csv(path: Path, batch: Batch, delimiter: str = ",") -> tuple[list[str], list[tuple[int, dict]]]:
+    """(header, rows with the line each ends on). The csv module rather than pandas, so that every bad row
+    is reported with its line and skipped instead of failing or vanishing."""
+    reader = csv.reader(io.StringIO(decode_file(path, batch), newline=""), delimiter=delimiter)
+    header: list[str] | None = None
+    rows: list[tuple[int, dict]] = []
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return header or [], rows
+        except csv.Error as error:
+            batch.rows_read += header is not None
+            batch.problem(path, reader.line_num, f"malformed CSV ({error}); row skipped")
+            continue
+        if header is None:
+            header = [cell.strip().lstrip("\ufeff") for cell in cells]
+            continue
+        if not any(cell.strip() for cell in cells):
+            continue
+        batch.rows_read += 1
+        if len(cells) != len(header):
+            batch.problem(path, reader.line_num, f"expected {len(header)} columns, found {len(cells)}; row skipped")
+            continue
+        rows.append((reader.line_num, dict(zip(header, cells, strict=True))))
+
+
+def read_table(path: Path, fmt: str, options: ReadOptions, batch: Batch) -> None:
+    """jsonl / csv / parquet news rows, then users.jsonl and impressions.jsonl next to the file."""
+    if fmt == "parquet":
+        columns, rows = _parquet_rows(path, batch)
+    elif fmt == "csv":
+        columns, rows = read_csv(path, batch, "\t" if path.suffix.lower() == ".tsv" else ",")
+    else:
+        rows = list(iter_jsonl(path, batch))
+        columns = list(dict.fromkeys(key for _, row in rows for key in row))
+    renames = apply_mapping(columns, options.mapping, path)
+    resolver = ImageResolver(options, batch)
+    for line, raw in rows:
+        row = {renames.get(key, key): value for key, value in raw.items()}
+        try:
+            item = news_from_row(row, path, line, resolver, batch)
+        except (ValueError, TypeError, InputError) as error:
+            batch.problem(path, line, f"{error}; row skipped")
+            continue
+        if item is not None:
+            batch.add_news(item, path, line)
+    resolver.report_remote(path)
+    read_side_files(path.parent, batch)
+
+
+def read_side_files(folder: Path, batch: Batch) -> None:
+    """users.jsonl / impressions.jsonl next to a news table, in the corpus format (see corpus.py)."""
+    for name, convert in (("users.jsonl", user_from_dict), ("impressions.jsonl", impression_from_dict)):
+        path = folder / name
+        if not path.is_file():
+            continue
+        target = batch.users if name == "users.jsonl" else batch.impressions
+        for line, row in iter_jsonl(path, batch, count=False):
+            try:
+                record = convert(row)
+            except (KeyError, ValueError, TypeError, InputError) as error:
+                reason = f"missing field {error}" if isinstance(error, KeyError) else str(error)
+                batch.problem(path, line, f"{reason}; row skipped")
+                continue
+            if isinstance(record, Impression) and len(record.candidates) != len(record.labels):
+                found = f"{len(record.candidates)} candidates but {len(record.labels)} labels"
+                batch.problem(path, line, f"{found}; row skipped")
+                continue
+            if record.id in target:
+                batch.problem(path, line, f"duplicate id {record.id!r}; last one kept")
+            target[record.id] = record
+
+
+def _parquet_rows(path: Path, batch: Batch) -> tuple[list[str], list[tuple[int, dict]]]:
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a bad file; all mean the same
+        raise InputError(f"{path}: not a readable Parquet file ({error})") from None
+    batch.rows_read += len(frame)
+    return [str(column) for column in frame.columns], list(enumerate(frame.to_dict("records"), 1))
+
+
+def news_from_row(row: dict, file: Path, line: int, resolver: ImageResolver, batch: Batch) -> NewsItem | None:
+    news_id, title = text(row.get("id")), text(row.get("title"))
+    if not news_id:
+        batch.problem(file, line, "empty id; row skipped")
+        return None
+    if not title:
+        batch.problem(file, line, f"empty title for id {news_id!r}; row skipped")
+        return None
+    published = None
+    try:
+        published = parse_date(row.get("published_at"))
+    except InputError:
+        batch.problem(file, line, f"unreadable published_at {text(row.get('published_at'))!r}; kept without a date")
+    cells = image_cells(row) or resolver.by_id(news_id)
+    return NewsItem(
+        id=news_id,
+        title=title,
+        body=text(row.get("body")),
+        category=text(row.get("category")),
+        subcategory=text(row.get("subcategory")),
+        language=text(row.get("language")) or guess_language(title),
+        published_at=published,
+        source=text(row.get("source")) or host_of(text(row.get("url"))),
+        url=text(row.get("url")),
+        images=resolver.resolve(cells, file.parent, file, line),
+    )
+
+
+def host_of(url: str) -> str:
+    """The site of a URL without "www.", a readable default for `source`."""
+    try:
+        host = urlsplit(url).hostname if "://" in url else None
+    except ValueError:
+        return ""
+    return (host or "").removeprefix("www.")
