@@ -106,7 +106,9 @@ class Recommender:
         if reranker is None:
             options = _model_options(settings, settings.reranker_model, corpus)
             reranker = get_reranker(settings.resolved_reranker, embedder=embedder, **options)
-        return cls(settings, corpus, embedder, reranker, index)
+        recommender = cls(settings, corpus, embedder, reranker, index)
+        embedder.embed_queries(["warm-up"])  # load lazy model weights now, not inside the first request
+        return recommender
 
     @property
     def mode(self) -> str:
