@@ -1,0 +1,1 @@
+"""Benchmarks that print figures (not tests): `newsrec bench rerank` lives in rerank.py."""

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One prepared GPU check of the Qwen3-VL-Reranker engine (run from the repository root on a CUDA machine).
+#
+#   OUT=/some/dir bash newsrec/bench/gpu_check.sh
+#
+# Steps (each has its own time limit and log, so one failure never hides the others):
+#   1. versions + nvidia-smi
+#   2. the tiny-model equivalence tests on CUDA in fp32 (engine == reference), if pytest is installed
+#   3. bench rerank --config 8b (bf16, 100 docs, 1 photo each): the issue's GPU target
+#   4. bench rerank --config 2b
+# Figures land in $OUT/bench_8b.json and $OUT/bench_2b.json. Needs the Qwen3-VL tokenizer files and,
+# for real photos, newsimages-dev: NEWSREC_SHARED (default ../shared, else ./shared).
+set -u
+OUT=${OUT:-gpu-out}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+if [ -z "${NEWSREC_SHARED:-}" ]; then
+  if [ -d ../shared/models ]; then NEWSREC_SHARED=../shared; else NEWSREC_SHARED=shared; fi
+fi
+export NEWSREC_SHARED HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+REF_DOCS=${REF_DOCS:-100}  # lower (e.g. 30) if the reference is too slow; its pairs/s is extrapolated
+
+echo "shared=$NEWSREC_SHARED" | tee "$OUT/env.txt"
+nvidia-smi >> "$OUT/env.txt" 2>&1
+"$PY" -c "import torch, transformers, PIL; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), \
+'transformers', transformers.__version__, 'pillow', PIL.__version__)" >> "$OUT/env.txt" 2>&1
+"$PY" -c "import flash_attn; print('flash_attn', flash_attn.__version__)" >> "$OUT/env.txt" 2>&1 || echo "no flash_attn (sdpa)" >> "$OUT/env.txt"
+cat "$OUT/env.txt"
+
+if "$PY" -c "import pytest" 2>/dev/null; then
+  NEWSREC_TEST_DEVICE=cuda timeout 180 "$PY" -m pytest tests/test_qwen3_vl_reranker.py -q -x -p no:cacheprovider \
+    > "$OUT/tests_cuda.txt" 2>&1
+  echo "tiny equivalence tests on CUDA: rc=$? ($(tail -n 1 "$OUT/tests_cuda.txt"))"
+else
+  echo "pytest not installed: skipping the CUDA equivalence tests" | tee "$OUT/tests_cuda.txt"
+fi
+
+for CONFIG in 8b 2b; do
+  timeout 240 "$PY" -m newsrec.bench.rerank --config "$CONFIG" --docs 100 --images-per-doc 1 \
+    --reference-docs "$REF_DOCS" --json > "$OUT/bench_$CONFIG.json" 2> "$OUT/bench_$CONFIG.log"
+  echo "bench $CONFIG: rc=$?"
+  cat "$OUT/bench_$CONFIG.json"
+  tail -n 5 "$OUT/bench_$CONFIG.log"
+done

@@ -1,0 +1,111 @@
+"""The Qwen3-VL-Reranker input format, and how a news request becomes one.
+
+The model was trained on this chat (official Qwen3-VL-Reranker usage):
+
+    <|im_start|>system
+    Judge whether the Document meets the requirements based on the Query and the Instruct provided. Note that
+    the answer can only be "yes" or "no".<|im_end|>
+    <|im_start|>user
+    <Instruct>: {instruction}<Query>:{query images}{query text}
+    <Document>:{document images}{document text}<|im_end|>
+    <|im_start|>assistant
+    (the score is read at this last token: sigmoid(h · (W_yes − W_no)))
+
+Images come before the text of their side, each as <|vision_start|><|image_pad|><|vision_end|> (the
+processor expands the pad to one token per merged 32×32 patch); a side with neither text nor images is
+the text "NULL". Text parts are joined without separators, as the chat template renders them.
+
+Personalisation (our choice). The query side is what the reader wants, so it carries:
+- the typed query, if any, first: it is the strongest signal and the model was trained on search queries;
+- then "Reader interests: {profile.summary}", the profile's one-paragraph summary of recent reading
+  (clusters, keywords, favourite categories), so the "For you" feed (no typed query) is still a
+  well-formed relevance judgement;
+- optionally up to N representative images of the reader's history (profile.images), placed before the
+  text as the format requires; they tell a VL model what the reader looks at, and they sit in the
+  shared prefix, so they cost one encoding per request, not one per candidate.
+The document side is the news item: up to `max_images` photos, then "title\nbody".
+Everything query-side is identical for all candidates of a request: the engine computes it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+SYSTEM_PROMPT = (
+    "Judge whether the Document meets the requirements based on the Query and the Instruct provided. "
+    'Note that the answer can only be "yes" or "no".'
+)
+QUERY_TAG = "<Query>:"
+DOCUMENT_TAG = "\n<Document>:"
+EMPTY_SIDE = "NULL"
+INTERESTS_LABEL = "Reader interests: "
+
+IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
+# Tokens the truncation must never cut: the prompt's last tokens `<|im_end|>\n<|im_start|>assistant\n`.
+ASSISTANT_TAIL = "<|im_end|>\n<|im_start|>assistant\n"
+YES_TOKEN, NO_TOKEN = "yes", "no"
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a pair: text plus images (PIL images, already loaded), images first in the prompt."""
+
+    text: str = ""
+    images: Sequence[Any] = field(default_factory=tuple)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.text.strip() and not self.images
+
+
+def query_text(query: str, summary: str = "") -> str:
+    """The reader's side as text: typed query first, then the interest summary (see module docstring)."""
+    parts = [query.strip()]
+    if summary.strip():
+        parts.append(INTERESTS_LABEL + summary.strip())
+    return "\n".join(part for part in parts if part)
+
+
+def document_text(title: str, body: str = "") -> str:
+    return f"{title.strip()}\n{body.strip()}".strip()
+
+
+def _side(tag: str, side: Side) -> str:
+    if side.is_empty:
+        return tag + EMPTY_SIDE
+    return tag + IMAGE_PLACEHOLDER * len(side.images) + side.text
+
+
+def render_prefix(instruction: str, query: Side) -> str:
+    """Everything before the document: identical for all candidates of one request."""
+    return f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n<Instruct>: {instruction}" + _side(
+        QUERY_TAG, query
+    )
+
+
+def render_pair(instruction: str, query: Side, document: Side) -> str:
+    """The whole prompt of one pair as text, one image placeholder per image (not yet expanded)."""
+    return render_prefix(instruction, query) + _side(DOCUMENT_TAG, document) + ASSISTANT_TAIL
+
+
+def truncate(ids: list[int], protected: set[int], max_length: int, tail: int) -> list[int]:
+    """Drop the last unprotected tokens before the final `tail` tokens until `ids` fits `max_length`.
+
+    Special tokens (chat markers, image placeholders) are `protected` and stay, so the prompt keeps its
+    structure and its images; what goes first is the end of the document text (then, for absurd budgets,
+    the query text). The assistant tail always stays: the score is read at its last token.
+    """
+    excess = len(ids) - max_length
+    if excess <= 0:
+        return ids
+    body, end = ids[: len(ids) - tail], ids[len(ids) - tail :]
+    keep = [True] * len(body)
+    for index in range(len(body) - 1, -1, -1):
+        if excess == 0:
+            break
+        if body[index] not in protected:
+            keep[index] = False
+            excess -= 1
+    return [token for token, kept in zip(body, keep, strict=True) if kept] + end
