@@ -19,7 +19,7 @@ if [ -z "${NEWSREC_SHARED:-}" ]; then
 fi
 export NEWSREC_SHARED HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-REF_DOCS=${REF_DOCS:-100}  # lower (e.g. 30) if the reference is too slow; its pairs/s is extrapolated
+REF_DOCS=${REF_DOCS:-50}  # lower (e.g. 30) if the reference is too slow; its pairs/s is extrapolated
 
 echo "shared=$NEWSREC_SHARED" | tee "$OUT/env.txt"
 nvidia-smi >> "$OUT/env.txt" 2>&1
@@ -29,7 +29,7 @@ nvidia-smi >> "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
 if "$PY" -c "import pytest" 2>/dev/null; then
-  NEWSREC_TEST_DEVICE=cuda timeout 180 "$PY" -m pytest tests/test_qwen3_vl_reranker.py -q -x -p no:cacheprovider \
+  NEWSREC_TEST_DEVICE=cuda timeout 150 "$PY" -m pytest tests/test_qwen3_vl_reranker.py -q -p no:cacheprovider \
     > "$OUT/tests_cuda.txt" 2>&1
   echo "tiny equivalence tests on CUDA: rc=$? ($(tail -n 1 "$OUT/tests_cuda.txt"))"
 else
@@ -37,7 +37,8 @@ else
 fi
 
 for CONFIG in 8b 2b; do
-  timeout 240 "$PY" -m newsrec.bench.rerank --config "$CONFIG" --docs 100 --images-per-doc 1 \
+  LIMIT=200; [ "$CONFIG" = 2b ] && LIMIT=150
+  timeout "$LIMIT" "$PY" -m newsrec.bench.rerank --config "$CONFIG" --docs 100 --images-per-doc 1 \
     --reference-docs "$REF_DOCS" --json > "$OUT/bench_$CONFIG.json" 2> "$OUT/bench_$CONFIG.log"
   echo "bench $CONFIG: rc=$?"
   cat "$OUT/bench_$CONFIG.json"
