@@ -1,0 +1,397 @@
+"""newsrec editorial dashboard: pick a reader, query, and compare retrieval with the reranked list.
+
+    python app.py [--host 127.0.0.1] [--port 7860]
+
+Host and port also come from NEWSREC_HOST / NEWSREC_PORT (or GRADIO_SERVER_NAME / GRADIO_SERVER_PORT); in a
+Hugging Face Space (SPACE_ID set) the app binds 0.0.0.0. The page serves at once; the first run builds the
+demo index in the background (a rich bar in the console, a progress bar on the page).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable
+
+import gradio as gr
+
+from newsrec.config import ASSETS_DIR, Settings
+from newsrec.data.corpus import corpus_root
+from newsrec.errors import NewsrecError
+from newsrec.ui import cards
+from newsrec.ui.i18n import LANGUAGES, lang_code, t
+from newsrec.ui.state import Controls, Dashboard, RecommenderLoader, Session, View
+
+try:  # ZeroGPU Spaces: the decorator borrows a GPU for the call; elsewhere it is absent and not needed
+    import spaces
+
+    gpu = spaces.GPU(duration=120)
+except ImportError:
+
+    def gpu(fn):
+        return fn
+
+
+log = logging.getLogger("newsrec.app")
+
+EXAMPLE_QUERIES = ["最新电池技术突破", "NBA最新战况", "Apple launch event", "solid-state battery", "apple harvest"]
+STYLE = ASSETS_DIR / "style.css"
+
+# Clicks on a card's buttons reach Python as the results component's own "click" event, carrying the action
+# and the news id; the listener sits on the component root, so it survives every re-render of the cards.
+CARD_CLICKS = """
+element.addEventListener('click', (event) => {
+  const button = event.target.closest('button[data-action]');
+  if (!button || button.disabled) return;
+  event.preventDefault();
+  const card = button.closest('.news-card, .side-row');
+  if (card && button.dataset.action === 'dislike') card.classList.add('leaving');
+  if (card && button.dataset.action.includes('relevant')) {
+    card.querySelectorAll('button[data-action$="relevant"]').forEach((b) => b.classList.remove('chosen'));
+    button.classList.add('chosen');
+  }
+  trigger('click', {action: button.dataset.action, news_id: button.dataset.newsId});
+});
+"""
+
+
+# --- handlers ------------------------------------------------------------------------------------
+
+
+def friendly(fn: Callable) -> Callable:
+    """Show problems the user can fix as a Gradio error toast instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NewsrecError as error:
+            raise gr.Error(str(error)) from None
+
+    return wrapper
+
+
+def make_handlers(get_dashboard: Callable[..., Dashboard]):
+    """Gradio-facing handlers around a Dashboard; `get_dashboard(progress)` waits for the index build."""
+
+    def controls(k, candidates, diversity, half_life, categories, instruction) -> Controls:
+        return Controls(
+            int(k), int(candidates), float(diversity), float(half_life), list(categories or []), instruction
+        )
+
+    # The model work, and only it, borrows the GPU on ZeroGPU Spaces (waiting for the index build does not).
+    @gpu
+    def recommend(session: Session, query: str, knobs: Controls, lang: str):
+        return get_dashboard().run(session, query, knobs, lang)
+
+    @gpu
+    def feedback(session: Session, action: str, news_id: str, knobs: Controls, lang: str):
+        return get_dashboard().feedback(session, action, news_id, knobs, lang)
+
+    @gpu
+    def reset(session: Session, knobs: Controls, lang: str):
+        return get_dashboard().reset(session, knobs, lang)
+
+    def labels(lang: str) -> list:
+        updates = [gr.update(value=header_html(lang))]
+        for key in LABEL_KEYS:
+            text = t(key, lang)
+            if key in BUTTON_KEYS:
+                updates.append(gr.update(value=text))
+            elif key == "query":
+                updates.append(gr.update(label=text, placeholder=t("query_placeholder", lang)))
+            else:
+                updates.append(gr.update(label=text))
+        return updates
+
+    @friendly
+    def on_load(lang_choice, progress=gr.Progress()):
+        dash = get_dashboard(progress)
+        lang = lang_code(lang_choice)
+        choices = dash.user_choices()
+        first = choices[0][1] if choices else None
+        session, history = dash.select_user(first, lang)
+        settings = dash.rec.settings
+        defaults = Controls(settings.k, settings.candidates, round(1 - settings.mmr_lambda, 2),
+                            settings.freshness_half_life_days, [], settings.instruction)  # fmt: skip
+        if first:
+            session, view = recommend(session, "", defaults, lang)
+        else:
+            view = dash.view(session, lang)
+        rec = dash.rec
+        models = f"**{t('embedder', lang)}**: `{rec.embedder.name}` · **{t('reranker', lang)}**: `{rec.reranker.name}`"
+        return (
+            gr.update(choices=choices, value=first),
+            gr.update(choices=dash.category_choices()),
+            gr.update(value=settings.instruction),
+            models,
+            session,
+            history,
+            *view,
+        )
+
+    @friendly
+    def on_user(user_id, lang_choice):
+        return get_dashboard().select_user(user_id, lang_code(lang_choice))
+
+    @friendly
+    def on_run(session, query, lang_choice, *knobs):
+        session, view = recommend(session, query, controls(*knobs), lang_code(lang_choice))
+        return session, *view
+
+    @friendly
+    def on_card(session, lang_choice, k, candidates, diversity, half_life, categories, instruction, evt: gr.EventData):
+        knobs = (k, candidates, diversity, half_life, categories, instruction)
+        data = getattr(evt, "_data", None) or {}
+        action, news_id, lang = data.get("action"), str(data.get("news_id") or ""), lang_code(lang_choice)
+        dash = get_dashboard()
+        if action in ("relevant", "not-relevant"):
+            gr.Info(dash.judge(session, news_id, action == "relevant", lang))
+            return session, *[gr.skip()] * len(View._fields)
+        if action not in ("like", "dislike"):
+            return session, *[gr.skip()] * len(View._fields)  # a click on the card itself, not on a button
+        session, view = feedback(session, action, news_id, controls(*knobs), lang)
+        return session, *view
+
+    @friendly
+    def on_reset(session, lang_choice, *knobs):
+        session, view = reset(session, controls(*knobs), lang_code(lang_choice))
+        return session, *view
+
+    @friendly
+    def on_language(session, lang_choice):
+        dash, lang = get_dashboard(), lang_code(lang_choice)
+        return *labels(lang), dash.history(session, lang), *dash.view(session, lang)
+
+    return on_load, on_user, on_run, on_card, on_reset, on_language
+
+
+# --- page ----------------------------------------------------------------------------------------
+
+# i18n keys of the components the language toggle relabels, in the order build_demo lists the components
+LABEL_KEYS = (
+    "user", "history", "query", "run", "reset", "controls", "k", "candidates", "diversity", "freshness",
+    "categories", "instruction", "tab_results", "tab_side", "tab_charts", "tab_system", "evaluation",
+)  # fmt: skip
+BUTTON_KEYS = {"run", "reset"}  # buttons show their label as their value
+
+
+def header_html(lang: str) -> str:
+    return f"<h1>📰 {t('title', lang)}</h1><p>{t('subtitle', lang)}</p>"
+
+
+def build_demo(
+    get_dashboard: Callable[..., Dashboard], settings: Settings, gpu_concurrency: int = 2, get_recommender=None
+) -> gr.Blocks:
+    """The page; `gpu_concurrency` caps how many recommend calls run at once (1 on a GPU: one model, one batch)."""
+    on_load, on_user, on_run, on_card, on_reset, on_language = make_handlers(get_dashboard)
+    lang = "en"
+    with gr.Blocks(title=t("title", lang), fill_width=True) as demo:
+        session = gr.State(Session())
+        with gr.Row(elem_id="header"):
+            header = gr.HTML(header_html(lang), elem_id="title", js_on_load=None)
+            language = gr.Radio(
+                list(LANGUAGES), value="English", show_label=False, elem_id="language", scale=0, min_width=220
+            )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=300, elem_id="sidebar"):
+                user_picker = gr.Dropdown(label=t("user", lang), choices=[], elem_id="user-picker")
+                history = gr.HTML(label=t("history", lang), elem_id="history", max_height=900, js_on_load=None)
+            with gr.Column(scale=3, elem_id="main"):
+                with gr.Row(elem_id="query-row"):
+                    query = gr.Textbox(
+                        label=t("query", lang),
+                        placeholder=t("query_placeholder", lang),
+                        elem_id="query",
+                        scale=6,
+                        max_lines=1,
+                    )
+                    run = gr.Button(t("run", lang), variant="primary", elem_id="run", scale=1, min_width=120)
+                    reset = gr.Button(t("reset", lang), variant="secondary", elem_id="reset", scale=1, min_width=150)
+                with gr.Row(elem_id="examples"):
+                    examples = [
+                        gr.Button(text, size="sm", elem_classes=["example-chip"], scale=0, min_width=60)
+                        for text in EXAMPLE_QUERIES
+                    ]
+                with gr.Accordion(t("controls", lang), open=False, elem_id="controls") as controls_box:
+                    with gr.Row():
+                        k = gr.Slider(1, 30, value=settings.k, step=1, label=t("k", lang), elem_id="k")
+                        candidates = gr.Slider(
+                            10,
+                            300,
+                            value=settings.candidates,
+                            step=10,
+                            label=t("candidates", lang),
+                            elem_id="candidates",
+                        )
+                        diversity = gr.Slider(
+                            0, 1, value=round(1 - settings.mmr_lambda, 2), step=0.05, label=t("diversity", lang),
+                            elem_id="diversity",
+                        )  # fmt: skip
+                        half_life = gr.Slider(
+                            0, 30, value=settings.freshness_half_life_days, step=1, label=t("freshness", lang),
+                            elem_id="freshness",
+                        )  # fmt: skip
+                    categories = gr.Dropdown(
+                        choices=[], multiselect=True, label=t("categories", lang), elem_id="categories"
+                    )
+                    instruction = gr.Textbox(
+                        value=settings.instruction, label=t("instruction", lang), lines=2, elem_id="instruction"
+                    )
+                    models = gr.Markdown(elem_id="models")
+                with gr.Tabs(elem_id="tabs"):
+                    with gr.Tab(t("tab_results", lang), id="tab-results", elem_id="tab-results") as tab_results:
+                        results = gr.HTML(elem_id="results", js_on_load=CARD_CLICKS, min_height=200)
+                    with gr.Tab(t("tab_side", lang), id="tab-side", elem_id="tab-side") as tab_side:
+                        side = gr.HTML(elem_id="side-by-side", js_on_load=CARD_CLICKS)
+                    with gr.Tab(t("tab_charts", lang), id="tab-charts", elem_id="tab-charts") as tab_charts:  # noqa: SIM117
+                        with gr.Column(elem_id="charts"):
+                            with gr.Row():
+                                scores_plot = gr.Plot(show_label=False, elem_id="chart-scores")
+                                mix_plot = gr.Plot(show_label=False, elem_id="chart-mix")
+                            shift_plot = gr.Plot(show_label=False, elem_id="chart-shift")
+                    with gr.Tab(t("tab_system", lang), id="tab-system", elem_id="tab-system") as tab_system:
+                        system = gr.HTML(elem_id="system")
+                    with gr.Tab(t("evaluation", lang), id="tab-evaluation", elem_id="tab-evaluation") as tab_eval:
+                        _evaluation_tab(get_recommender)
+
+        # --- wiring --------------------------------------------------------------------------------
+        view_parts = [results, side, scores_plot, shift_plot, mix_plot, system]  # in the order of View's fields
+        labelled = [
+            user_picker,
+            history,
+            query,
+            run,
+            reset,
+            controls_box,
+            k,
+            candidates,
+            diversity,
+            half_life,
+            categories,
+            instruction,
+            tab_results,
+            tab_side,
+            tab_charts,
+            tab_system,
+            tab_eval,
+        ]  # same order as LABEL_KEYS
+        knobs = [k, candidates, diversity, half_life, categories, instruction]
+        gpu_work = dict(concurrency_id="recommend", concurrency_limit=gpu_concurrency)
+
+        demo.load(
+            on_load,
+            inputs=[language],
+            outputs=[user_picker, categories, instruction, models, session, history, *view_parts],
+            **gpu_work,
+        )
+        user_picker.input(on_user, [user_picker, language], [session, history]).success(
+            on_run, [session, query, language, *knobs], [session, *view_parts], **gpu_work
+        )
+        for trigger in (run.click, query.submit):
+            trigger(on_run, [session, query, language, *knobs], [session, *view_parts], **gpu_work)
+        for chip in examples:
+            chip.click(lambda text: text, chip, query).then(
+                on_run, [session, query, language, *knobs], [session, *view_parts], **gpu_work
+            )
+        for cards_view in (results, side):
+            cards_view.click(on_card, [session, language, *knobs], [session, *view_parts], **gpu_work)
+        reset.click(on_reset, [session, language, *knobs], [session, *view_parts], **gpu_work)
+        language.change(on_language, [session, language], [header, *labelled, history, *view_parts])
+    return demo
+
+
+def _evaluation_tab(get_recommender) -> None:
+    """The evaluation helper's tab, when its module is present (the page works without it)."""
+    try:
+        from newsrec.ui.evaluation_tab import build_evaluation_tab
+    except ImportError:
+        gr.Markdown("The evaluation tab is not installed in this build.")
+        return
+    build_evaluation_tab(get_recommender)
+
+
+# --- launch ----------------------------------------------------------------------------------------
+
+
+def make_loader(settings: Settings) -> RecommenderLoader:
+    from newsrec.pipeline import Recommender
+
+    def build(on_progress):
+        rec = Recommender.from_settings(settings, show_progress=True, on_progress=on_progress)
+        rec.embedder.embed_queries(["warm up"])  # the first forward pass is slow; pay it before the first user
+        return rec
+
+    return RecommenderLoader(build)
+
+
+def dashboard_factory(loader: RecommenderLoader) -> Callable[..., Dashboard]:
+    """get_dashboard(progress=None): wait for the recommender (driving the page's progress bar), build once."""
+    built: dict[str, Dashboard] = {}
+
+    def get_dashboard(progress=None) -> Dashboard:
+        def on_wait(done: int, total: int) -> None:
+            if progress is not None:
+                progress((done, total) if total else None, desc=t("loading"), unit="news")
+
+        rec = loader.get(on_wait=on_wait if progress is not None else None)
+        if "dash" not in built:
+            built["dash"] = Dashboard(rec, cards.file_linker(rec.corpus.root), _judgments(rec.settings))
+        return built["dash"]
+
+    return get_dashboard
+
+
+def _judgments(settings: Settings):
+    try:
+        from newsrec.evaluation.judgments import JudgmentStore
+    except ImportError:
+        return None
+    return JudgmentStore(settings)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ
+    in_space = bool(env.get("SPACE_ID"))
+    default_host = env.get("NEWSREC_HOST") or env.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if in_space else "127.0.0.1")
+    default_port = int(env.get("NEWSREC_PORT") or env.get("GRADIO_SERVER_PORT") or 7860)
+    parser = argparse.ArgumentParser(description="newsrec editorial dashboard")
+    parser.add_argument("--host", default=default_host, help=f"interface to bind (default {default_host})")
+    parser.add_argument("--port", type=int, default=default_port, help=f"port (default {default_port})")
+    args = parser.parse_args(argv)
+    if in_space:
+        args.host = "0.0.0.0"  # the Space's proxy reaches the app only on all interfaces
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up probes
+    args = parse_args(argv)
+    started = time.perf_counter()
+    settings = Settings.from_env()
+    # Everything the main thread imports happens before the loader thread starts importing the model stack:
+    # two threads importing torch at once can see it half-initialised. (settings.mode imports torch for CUDA.)
+    gpu_concurrency = 1 if settings.mode == "qwen3-vl" else 2
+    loader = make_loader(settings)
+    demo = build_demo(dashboard_factory(loader), settings, gpu_concurrency, get_recommender=loader.get)
+    loader.start()
+    demo.queue(default_concurrency_limit=4)
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        allowed_paths=[str(corpus_root(settings)), str(ASSETS_DIR)],
+        css_paths=[STYLE] if STYLE.exists() else None,
+        theme=gr.themes.Soft(font=["Inter", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]),
+        footer_links=["api", "settings"],
+        prevent_thread_lock=True,
+    )
+    log.info("serving on http://%s:%d after %.1f s", args.host, args.port, time.perf_counter() - started)
+    demo.block_thread()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Plotly figures for the dashboard: what each stage scored, how the reranker moved items, and whether the
+recommendations keep the reader's category mix.
+
+Hover texts quote corpus titles; they are HTML-escaped because Plotly renders a subset of HTML in labels.
+"""
+
+from __future__ import annotations
+
+import html
+import unicodedata
+from collections import Counter
+from collections.abc import Mapping
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from newsrec.types import RecommendResult
+from newsrec.ui.i18n import t
+
+UP, DOWN, SAME, NEW = "#15803d", "#b91c1c", "#94a3b8", "#2563eb"
+RETRIEVAL_COLOUR, RERANK_COLOUR, HISTORY_COLOUR = "#64748b", "#4f46e5", "#f59e0b"
+FONT = dict(family="Inter, 'Noto Sans CJK SC', 'PingFang SC', system-ui, sans-serif", size=13)
+
+
+def _short(title: str, width: int = 48) -> str:
+    """Escaped title cut to `width` columns; CJK characters take two, as they do on screen."""
+    used, kept = 0, []
+    for char in title:
+        used += 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        if used > width:
+            kept.append("…")
+            break
+        kept.append(char)
+    return html.escape("".join(kept))
+
+
+def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
+    fig.update_layout(
+        title=dict(text=html.escape(title), x=0.01, font=dict(size=15)),
+        template="plotly_white",
+        height=height,
+        margin=dict(l=48, r=24, t=56, b=40),
+        font=FONT,
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+    )
+    return fig
+
+
+def empty_figure(message: str = "") -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=html.escape(message), showarrow=False, font=dict(size=14, color="#64748b"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, "", height=240)
+
+
+def score_distributions(result: RecommendResult, lang: str = "en") -> go.Figure:
+    """Each stage's scores on its own axis (they are on different scales): box plus every point."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14)
+    for col, recs, colour, model in (
+        (1, result.retrieval, RETRIEVAL_COLOUR, result.embedder),
+        (2, result.reranked, RERANK_COLOUR, result.reranker),
+    ):
+        stage = t("retrieval_list" if col == 1 else "reranked_list", lang)
+        fig.add_trace(
+            go.Box(
+                y=[rec.score for rec in recs],
+                name=f"{html.escape(stage)}<br>{html.escape(model)}",
+                boxpoints="all",
+                jitter=0.4,
+                pointpos=0,
+                marker=dict(color=colour, size=8, opacity=0.8),
+                line=dict(color=colour),
+                text=[f"#{rec.rank} {_short(rec.item.title)}" for rec in recs],
+                hovertemplate="%{text}<br>%{y:.3f}<extra></extra>",
+                showlegend=False,
+            ),
+            row=1,
+            col=col,
+        )
+    return _layout(fig, t("chart_scores", lang))
+
+
+def rank_shift(result: RecommendResult, lang: str = "en") -> go.Figure:
+    """Slope chart: one line per item from its retrieval rank (left) to its reranked rank (right).
+
+    Items outside either top k sit on an extra "k+1" row, so entries and exits show as lines to the bottom.
+    Short titles label each end, so the chart reads without hovering.
+    """
+    k = max(len(result.retrieval), len(result.reranked))
+    beyond = k + 1
+    final = {rec.item.id: rec.rank for rec in result.reranked}
+    start = {rec.item.id: rec.rank for rec in result.retrieval}
+    titles = {rec.item.id: rec.item.title for rec in [*result.retrieval, *result.reranked]}
+    fig = go.Figure()
+    for news_id in dict.fromkeys([*start, *final]):
+        a, b = start.get(news_id, beyond), final.get(news_id, beyond)
+        colour = NEW if news_id not in start else SAME if a == b else UP if b < a else DOWN
+        label = _short(titles[news_id], 34)
+        fig.add_trace(
+            go.Scatter(
+                x=[0, 1],
+                y=[a, b],
+                mode="lines+markers+text",
+                line=dict(color=colour, width=3 if a != b else 1.5),
+                marker=dict(size=9, color=colour),
+                text=[label if a != beyond else "", label if b != beyond else ""],
+                textposition=["middle left", "middle right"],
+                textfont=dict(size=11, color="#334155"),
+                customdata=[_short(titles[news_id], 80)] * 2,
+                hovertemplate="%{customdata}<br>#%{y}<extra></extra>",
+                showlegend=False,
+            )
+        )
+    fig.update_xaxes(tickvals=[0, 1], ticktext=[t("retrieval_list", lang), t("reranked_list", lang)], range=[-1.0, 2.0])
+    fig.update_yaxes(
+        autorange="reversed",
+        tickvals=[*range(1, k + 1), beyond],
+        ticktext=[*(str(i) for i in range(1, k + 1)), f">{k}"],
+        showgrid=False,
+        title=None,
+    )
+    return _layout(fig, t("chart_shift", lang), height=max(360, 30 * k + 120))
+
+
+def category_mix(history_shares: Mapping[str, float], result: RecommendResult, lang: str = "en") -> go.Figure:
+    """Grouped bars: share of each category in the reader's history vs in the reranked list."""
+    counts = Counter(rec.item.category or "—" for rec in result.reranked)
+    total = sum(counts.values()) or 1
+    recommended = {name: count / total for name, count in counts.items()}
+    categories = sorted(
+        set(history_shares) | set(recommended), key=lambda c: -(history_shares.get(c, 0) + recommended.get(c, 0))
+    )
+    labels = [html.escape(c) for c in categories]
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=labels,
+                y=[history_shares.get(c, 0.0) for c in categories],
+                name=t("history_short", lang),
+                marker_color=HISTORY_COLOUR,
+            ),
+            go.Bar(
+                x=labels,
+                y=[recommended.get(c, 0.0) for c in categories],
+                name=t("recommended_short", lang),
+                marker_color=RERANK_COLOUR,
+            ),
+        ]
+    )
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
+    return _layout(fig, t("chart_mix", lang))
+
+
+def history_category_shares(categories: Mapping[str, float] | None, history_categories: list[str]) -> dict[str, float]:
+    """The profile's recency-weighted shares when it has them, else plain counts of the history."""
+    if categories:
+        return dict(categories)
+    counts = Counter(c or "—" for c in history_categories)
+    total = sum(counts.values()) or 1
+    return {name: count / total for name, count in counts.items()}

@@ -1,0 +1,303 @@
+"""Per-session dashboard state and the handlers that turn (state, inputs) into (new state, page parts).
+
+Nothing here imports Gradio: the handlers take a recommender and plain values, so tests drive them
+directly with any embedder or reranker (the dashboard never asks which model runs). app.py wires them to
+components and turns `NewsrecError` into `gr.Error`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from newsrec.errors import InputError
+from newsrec.types import RecommendResult, UserProfile
+from newsrec.ui import cards, charts
+from newsrec.ui.i18n import t
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+    from newsrec.pipeline import Recommender
+
+log = logging.getLogger(__name__)
+
+
+class JudgmentRecorder(Protocol):
+    def record(
+        self, user_id: str, query: str, news_id: str, relevant: bool, config: str, rank: int | None = None
+    ) -> Any: ...
+
+
+@dataclass
+class Controls:
+    """The dashboard's knobs, in the units the widgets show."""
+
+    k: int = 10
+    candidates: int = 100
+    diversity: float = 0.0  # 0 = pure relevance; the pipeline's MMR lambda is 1 - diversity
+    half_life_days: float = 0.0  # 0 = no freshness decay
+    categories: list[str] = field(default_factory=list)
+    instruction: str = ""
+
+
+@dataclass
+class Session:
+    """What one browser tab remembers between events (kept in gr.State, copied per session)."""
+
+    user_id: str = ""
+    query: str = ""
+    profile: UserProfile | None = None  # the session's profile after feedback; None = the reader's original
+    result: RecommendResult | None = None
+    cache_hits: int = 0
+    cache_lookups: int = 0
+    runs: int = 0  # recommendations shown so far in this tab
+
+
+class View(NamedTuple):
+    results: str
+    side_by_side: str
+    scores: go.Figure
+    shift: go.Figure
+    mix: go.Figure
+    system: str
+
+
+class Dashboard:
+    def __init__(
+        self, rec: Recommender, link: cards.ImageLinker = cards.no_images, judgments: JudgmentRecorder | None = None
+    ):
+        self.rec = rec
+        self.link = link
+        self.judgments = judgments
+
+    # --- pickers -----------------------------------------------------------------------------
+
+    def user_choices(self) -> list[tuple[str, str]]:
+        """(label, user id) for the picker: the name plus the start of the persona."""
+        choices = []
+        for user in self.rec.corpus.users.values():
+            persona = user.persona if len(user.persona) <= 60 else user.persona[:59] + "…"
+            label = f"{user.name} — {persona}" if persona else user.name
+            choices.append((label, user.id))
+        return choices
+
+    def category_choices(self) -> list[str]:
+        return sorted({item.category for item in self.rec.corpus.news.values() if item.category})
+
+    # --- handlers ----------------------------------------------------------------------------
+
+    def select_user(self, user_id: str | None, lang: str = "en") -> tuple[Session, str]:
+        """A fresh session for the reader and their history cards."""
+        if not user_id:
+            return Session(), cards.history_html(None, {}, self.link, lang)
+        user = self.rec.corpus.user(user_id)
+        return Session(user_id=user.id), cards.history_html(user, self.rec.corpus.news, self.link, lang)
+
+    def history(self, session: Session, lang: str = "en") -> str:
+        user = self.rec.corpus.users.get(session.user_id)
+        return cards.history_html(user, self.rec.corpus.news, self.link, lang)
+
+    def run(self, session: Session, query: str | None, controls: Controls, lang: str = "en") -> tuple[Session, View]:
+        if not session.user_id:
+            raise InputError(t("pick_user", lang))
+        result = self.rec.recommend(
+            session.user_id,
+            query=query,
+            k=int(controls.k),
+            candidates=int(controls.candidates),
+            filters=_filters(controls.categories),
+            profile=session.profile,
+            instruction=controls.instruction.strip() or None,
+            mmr_lambda=1.0 - float(controls.diversity),
+            half_life_days=float(controls.half_life_days),
+        )
+        session = replace(
+            session,
+            query=result.query,
+            result=result,
+            runs=session.runs + 1,
+            cache_hits=session.cache_hits + result.cache_hits,
+            cache_lookups=session.cache_lookups + result.cache_hits + result.cache_misses,
+        )
+        return session, self.view(session, lang)
+
+    def feedback(
+        self, session: Session, action: str, news_id: str, controls: Controls, lang: str = "en"
+    ) -> tuple[Session, View]:
+        """ "More like this" / "not interested": update the session profile, then recommend again."""
+        from newsrec.profiles import apply_feedback
+
+        if action not in {"like", "dislike"}:
+            raise InputError(f"unknown feedback {action!r}; expected 'like' or 'dislike'")
+        if not session.user_id:
+            raise InputError(t("pick_user", lang))
+        item = self.rec.corpus.news.get(news_id)
+        if item is None or not self.rec.index.has(news_id):
+            raise InputError(f"unknown news item {news_id!r}")
+        profile = session.profile or self.rec.profile(session.user_id)
+        embedding = self.rec.index.embeddings([news_id])[0]
+        session = replace(session, profile=apply_feedback(profile, item, embedding, liked=action == "like"))
+        return self.run(session, session.query, controls, lang)
+
+    def reset(self, session: Session, controls: Controls, lang: str = "en") -> tuple[Session, View]:
+        """Forget the session's feedback and recommend from the reader's original profile."""
+        session = replace(session, profile=None)
+        if session.result is None:
+            return session, self.view(session, lang)
+        return self.run(session, session.query, controls, lang)
+
+    def judge(self, session: Session, news_id: str, relevant: bool, lang: str = "en") -> str:
+        """Store an editor's verdict on one shown item, for every list that showed it.
+
+        Relevance belongs to (reader, query, item), not to the list, so one click judges the item under each
+        configuration that showed it ("retrieval:<embedder>", "rerank:<reranker>"), at the rank it had there.
+        """
+        if self.judgments is None:
+            return t("judgments_unavailable", lang)
+        result = session.result
+        lists = (
+            {}
+            if result is None
+            else {
+                f"retrieval:{result.embedder}": result.retrieval,
+                f"rerank:{result.reranker}": result.reranked,
+            }
+        )
+        shown = {config: rec.rank for config, recs in lists.items() for rec in recs if rec.item.id == news_id}
+        if not shown:
+            raise InputError(f"{news_id!r} is not among the current recommendations")
+        for config, rank in shown.items():
+            self.judgments.record(session.user_id, session.query, news_id, relevant, config, rank=rank)
+        return f"{t('judged', lang)}: {news_id} → {t('relevant' if relevant else 'not_relevant', lang)}"
+
+    # --- page parts ----------------------------------------------------------------------------
+
+    def view(self, session: Session, lang: str = "en") -> View:
+        result = session.result
+        system = cards.system_html(self.facts(lang), result, lang, (session.cache_hits, session.cache_lookups))
+        if result is None:
+            empty = charts.empty_figure(t("pick_user", lang))
+            blank = cards.results_html(None, self.link, lang)
+            return View(blank, cards.side_by_side_html(None, self.link, lang), empty, empty, empty, system)
+        profile = session.profile or self.rec.profile(session.user_id)
+        note = ""
+        if profile.liked_ids or profile.disliked_ids:
+            note = t("feedback_note", lang, liked=len(profile.liked_ids), disliked=len(profile.disliked_ids))
+        history = [self.rec.corpus.news[i].category for i in profile.read_ids if i in self.rec.corpus.news]
+        shares = charts.history_category_shares(profile.categories, history)
+        if not result.reranked:
+            empty = charts.empty_figure(t("no_results", lang))
+            scores = shift = mix = empty
+        else:
+            scores = charts.score_distributions(result, lang)
+            shift = charts.rank_shift(result, lang)
+            mix = charts.category_mix(shares, result, lang)
+        return View(
+            cards.results_html(
+                result, self.link, lang, note=note, judgments=self.judgments is not None, run=session.runs
+            ),
+            cards.side_by_side_html(result, self.link, lang, judgments=self.judgments is not None),
+            scores,
+            shift,
+            mix,
+            system,
+        )
+
+    def facts(self, lang: str = "en") -> dict[str, str]:
+        """What runs: mode, device, models and corpus size, for the system panel."""
+        rec = self.rec
+        settings = rec.settings
+        return {
+            t("mode", lang): _mode_label(rec),
+            t("device", lang): _device(rec),
+            t("embedder", lang): _model_label(rec.embedder, settings.embedder_model),
+            t("reranker", lang): _model_label(rec.reranker, settings.reranker_model),
+            t("corpus", lang): f"{rec.corpus.name} · "
+            + t("corpus_size", lang, news=len(rec.corpus.news), users=len(rec.corpus.users)),
+        }
+
+
+def _filters(categories: list[str] | None):
+    from newsrec.pipeline import Filters
+
+    return Filters(categories=list(categories or []))
+
+
+def _mode_label(rec: Any) -> str:
+    """The pipeline's mode, named after the models that actually run (tests and plug-ins may bring others)."""
+    if rec.mode == "lite":
+        return "lite"
+    names = f"{rec.embedder.name} {rec.reranker.name}"
+    return "Qwen3-VL" if "qwen3-vl" in names else f"custom ({rec.mode})"
+
+
+def _model_label(model: Any, configured: str) -> str:
+    """Registry name plus the checkpoint it loaded, when the model says (or the settings override it)."""
+    checkpoint = configured or getattr(model, "model_id", "") or getattr(model, "model_name", "")
+    name = getattr(model, "name", type(model).__name__)
+    return f"{name} ({checkpoint})" if checkpoint and str(checkpoint) != name else str(name)
+
+
+def _device(rec: Any) -> str:
+    for model in (rec.reranker, rec.embedder):
+        device = getattr(model, "device", None)
+        if device is not None and str(device) != "cpu":
+            return str(device)
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda ({torch.cuda.get_device_name(0)})"
+    except ImportError:  # lite mode does not need torch's CUDA build
+        pass
+    return "cpu"
+
+
+class RecommenderLoader:
+    """Builds the recommender on a background thread so the page serves at once and shows the build's progress.
+
+    `factory(on_progress)` does the work (the first run embeds the whole corpus); `get()` blocks until it is
+    done, reporting (done, total) to `on_wait` meanwhile, and re-raises the build's error in every caller.
+    """
+
+    def __init__(self, factory: Callable[[Callable[[int, int], None]], Recommender]):
+        self._factory = factory
+        self._done = threading.Event()
+        self._value: Recommender | None = None
+        self._error: BaseException | None = None
+        self.progress: tuple[int, int] = (0, 0)
+        self.seconds: float | None = None  # how long the build took, once done
+
+    def start(self) -> RecommenderLoader:
+        threading.Thread(target=self._build, name="newsrec-loader", daemon=True).start()
+        return self
+
+    def _build(self) -> None:
+        started = time.perf_counter()
+        try:
+            self._value = self._factory(self._report)
+        except BaseException as error:  # handed to every caller of get(); the thread itself must not die silently
+            log.exception("building the recommender failed")
+            self._error = error
+        finally:
+            self.seconds = time.perf_counter() - started
+            self._done.set()
+
+    def _report(self, done: int, total: int) -> None:
+        self.progress = (done, total)
+
+    @property
+    def ready(self) -> bool:
+        return self._done.is_set() and self._error is None
+
+    def get(self, on_wait: Callable[[int, int], None] | None = None, poll_s: float = 0.25) -> Recommender:
+        while not self._done.wait(poll_s if on_wait else None):
+            on_wait(*self.progress)
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]  # set whenever _error is None
