@@ -143,12 +143,16 @@ def test_settings_auto_resolution(monkeypatch):
     settings = Settings()
     assert (settings.resolved_reranker, settings.resolved_embedder, settings.mode) == ("lite", "lite", "lite")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(models, "describe_model_problem", lambda name, model="": None)
     assert (settings.resolved_reranker, settings.resolved_embedder) == ("qwen3-vl-reranker-8b", "qwen3-vl-embedding-2b")
+    # With CUDA but a model that cannot run (say, too little GPU memory), auto falls back to lite.
+    monkeypatch.setattr(models, "describe_model_problem", lambda name, model="": "needs 20 GB of GPU memory")
+    assert (settings.resolved_reranker, settings.resolved_embedder) == ("lite", "lite")
     explicit = Settings(reranker="qwen3-vl-reranker-2b", embedder="lite")
     assert (explicit.resolved_reranker, explicit.resolved_embedder, explicit.mode) == (
         "qwen3-vl-reranker-2b",
         "lite",
         "qwen3-vl",
     )
-    for name in (settings.resolved_reranker, settings.resolved_embedder, explicit.resolved_reranker):
+    for name in ("qwen3-vl-reranker-8b", "qwen3-vl-embedding-2b", explicit.resolved_reranker):
         assert name in models.MODELS  # every name config can resolve to is known to model selection
