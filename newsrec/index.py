@@ -1,0 +1,345 @@
+"""The dense first stage: news vectors in a Chroma collection, kept in step with the corpus.
+
+One collection per (corpus, embedder), so vectors of different models never mix. `sync` embeds only
+items whose content hash changed, and writes each batch's vectors together with its hashes in one
+upsert: a crash mid-way leaves every stored item either fully old or fully new, and the next `sync`
+picks up where it stopped. Next to Chroma's HNSW search, the index keeps an in-memory (N, D) matrix
+of all vectors for exact lookups (profiles, MMR, brute-force scoring of a fixed candidate list).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from newsrec.config import Settings
+from newsrec.data.corpus import Corpus
+from newsrec.embedders import Embedder
+from newsrec.errors import InputError
+from newsrec.types import NewsItem
+
+__all__ = ["NewsIndex", "SyncStats", "collection_name", "chroma_client"]
+
+log = logging.getLogger(__name__)
+
+SYNC_BATCH = 256  # items embedded and upserted together: the unit of progress and of crash safety
+ProgressCallback = Callable[[int, int], None]  # (items embedded so far, items to embed)
+
+
+@dataclass(frozen=True)
+class SyncStats:
+    added: int
+    updated: int
+    unchanged: int
+    removed: int
+    seconds: float
+
+    @property
+    def embedded(self) -> int:
+        return self.added + self.updated
+
+    def __str__(self) -> str:
+        return (
+            f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, {self.removed} removed "
+            f"in {self.seconds:.1f} s"
+        )
+
+
+def collection_name(corpus_name: str, embedder_name: str) -> str:
+    """A Chroma-legal name: 3-63 of [a-zA-Z0-9._-], alphanumeric at both ends, no '..'.
+
+    63 is the older servers' limit (1.x allows 512), kept so an HttpClient works against either. When
+    the readable form had to change, a short hash of the original keeps distinct pairs distinct.
+    """
+    raw = f"{corpus_name}--{embedder_name}"
+    slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", raw)
+    slug = re.sub(r"\.{2,}", ".", slug).strip("._-")
+    if slug == raw and 3 <= len(slug) <= 63:
+        return slug
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+    return f"{slug[:54].rstrip('._-')}-{digest}".lstrip("._-")
+
+
+def chroma_client(settings: Settings) -> Any:
+    """An embedded PersistentClient under settings.chroma_dir, or an HttpClient for settings.chroma_url."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if not settings.chroma_url:
+        settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
+    url = urlparse(settings.chroma_url if "://" in settings.chroma_url else f"http://{settings.chroma_url}")
+    if url.scheme not in {"http", "https"} or not url.hostname:
+        raise InputError(f"chroma URL {settings.chroma_url!r} is not http(s)://host[:port]")
+    ssl = url.scheme == "https"
+    try:
+        port = url.port or (443 if ssl else 8000)
+    except ValueError:
+        raise InputError(f"chroma URL {settings.chroma_url!r} has an invalid port") from None
+    try:
+        return chromadb.HttpClient(host=url.hostname, port=port, ssl=ssl, settings=chroma_settings)
+    except Exception as error:  # chromadb raises ValueError or httpx errors, depending on how it failed
+        raise InputError(f"cannot reach the Chroma server at {settings.chroma_url}: {error}") from None
+
+
+def _metadata(item: NewsItem, content_hash: str) -> dict[str, Any]:
+    return {
+        "category": item.category,
+        "language": item.language,
+        "published_at": int(item.published_at.timestamp()) if item.published_at else 0,
+        "has_image": bool(item.images),
+        "content_hash": content_hash,
+    }
+
+
+class NewsIndex:
+    """Vectors of one corpus under one embedder. Search with a query vector, read stored vectors by id."""
+
+    def __init__(self, settings: Settings, corpus_name: str, embedder: Embedder, *, client: Any = None):
+        self.settings = settings
+        self.corpus_name = corpus_name
+        self.embedder = embedder
+        self.name = collection_name(corpus_name, embedder.name)
+        self.client = client if client is not None else chroma_client(settings)
+        self._lock = threading.RLock()
+        self._ids: list[str] | None = None  # row order of _matrix
+        self._rows: dict[str, int] = {}
+        self._matrix: np.ndarray | None = None  # (N, D) float32, loaded lazily
+        self.collection = self._open_collection()
+
+    def _open_collection(self) -> Any:
+        metadata = {"corpus": self.corpus_name, "embedder": self.embedder.name, "dim": int(self.embedder.dim)}
+        collection = self.client.get_or_create_collection(
+            self.name,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata=metadata,
+            embedding_function=None,  # we always pass vectors; Chroma's default would fetch a model
+        )
+        stored_dim = (collection.metadata or {}).get("dim")
+        if stored_dim is not None and int(stored_dim) != int(self.embedder.dim):
+            # Same name, different vector size: the vectors are useless to this embedder. Start over.
+            log.warning(
+                "collection %s holds %s-d vectors, embedder gives %d-d: rebuilding",
+                self.name,
+                stored_dim,
+                self.embedder.dim,
+            )
+            self.client.delete_collection(self.name)
+            return self._open_collection()
+        return collection
+
+    # --- sync ----------------------------------------------------------------------------------------
+
+    def sync(
+        self,
+        corpus: Corpus,
+        progress: bool = False,
+        on_progress: ProgressCallback | None = None,
+        batch_size: int = SYNC_BATCH,
+    ) -> SyncStats:
+        """Bring the collection in line with `corpus`: embed new and changed items, drop removed ones.
+
+        `on_progress(done, total)` is called before the first batch and after each one (total is the
+        number of items to embed, possibly 0); `progress=True` also draws a rich progress bar.
+        """
+        start = time.perf_counter()
+        with self._lock:
+            stored = self._stored_hashes()
+            current = {news_id: item.content_hash() for news_id, item in corpus.news.items()}
+            todo = [news_id for news_id, digest in current.items() if stored.get(news_id) != digest]
+            # Similar lengths in each batch means little padding: ~10-20% faster embedding than corpus order.
+            todo.sort(key=lambda news_id: len(corpus.news[news_id].text))
+            added = sum(news_id not in stored for news_id in todo)
+            removed = [news_id for news_id in stored if news_id not in current]
+            try:
+                for chunk in self._chunks(removed):
+                    self.collection.delete(ids=chunk)
+                self._embed_and_upsert([corpus.news[i] for i in todo], current, progress, on_progress, batch_size)
+            finally:
+                if todo or removed:
+                    self._invalidate()
+        stats = SyncStats(
+            added=added,
+            updated=len(todo) - added,
+            unchanged=len(current) - len(todo),
+            removed=len(removed),
+            seconds=time.perf_counter() - start,
+        )
+        log.info("index %s: %s", self.name, stats)
+        return stats
+
+    def _stored_hashes(self) -> dict[str, str]:
+        result = self.collection.get(include=["metadatas"])
+        return {
+            news_id: str((meta or {}).get("content_hash", ""))
+            for news_id, meta in zip(result["ids"], result["metadatas"], strict=True)
+        }
+
+    def _embed_and_upsert(
+        self,
+        items: list[NewsItem],
+        hashes: dict[str, str],
+        progress: bool,
+        on_progress: ProgressCallback | None,
+        batch_size: int,
+    ) -> None:
+        total = len(items)
+        batch_size = max(1, min(int(batch_size), int(self.client.get_max_batch_size())))
+        if on_progress:
+            on_progress(0, total)
+        if not total:
+            return
+        bar = _ProgressBar(f"embedding {self.corpus_name} ({self.embedder.name})", total) if progress else None
+        try:
+            for begin in range(0, total, batch_size):
+                batch = items[begin : begin + batch_size]
+                vectors = self._checked(self.embedder.embed_documents(batch), batch)
+                # Vectors and content hashes land in the same upsert, so a stored hash always describes
+                # the stored vector: an interrupted sync leaves old-or-new items, never a mismatch.
+                self.collection.upsert(
+                    ids=[item.id for item in batch],
+                    embeddings=vectors,
+                    metadatas=[_metadata(item, hashes[item.id]) for item in batch],
+                )
+                done = begin + len(batch)
+                if bar is not None:
+                    bar.update(done)
+                if on_progress:
+                    on_progress(done, total)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _checked(self, vectors: Any, batch: Sequence[NewsItem]) -> np.ndarray:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        expected = (len(batch), int(self.embedder.dim))
+        if vectors.shape != expected:
+            raise RuntimeError(f"embedder {self.embedder.name} returned shape {vectors.shape}, expected {expected}")
+        bad = ~np.isfinite(vectors).all(axis=1)
+        if bad.any():
+            ids = [item.id for item, is_bad in zip(batch, bad, strict=True) if is_bad]
+            raise RuntimeError(f"embedder {self.embedder.name} returned non-finite vectors for {ids[:5]}")
+        return vectors
+
+    def _chunks(self, ids: list[str]) -> list[list[str]]:
+        size = max(1, int(self.client.get_max_batch_size()))
+        return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+    # --- search --------------------------------------------------------------------------------------
+
+    def search(self, query_vec: Any, n: int, where: dict | None = None) -> list[tuple[str, float]]:
+        """Up to `n` (news_id, cosine similarity) pairs, best first, among items matching `where`.
+
+        `where` is a Chroma metadata filter over category, language, published_at (epoch seconds),
+        has_image and content_hash, e.g. {"category": {"$in": ["tech"]}}. HNSW search is approximate.
+        """
+        query = np.asarray(query_vec, dtype=np.float32).reshape(-1)
+        if query.shape != (int(self.embedder.dim),):
+            raise InputError(f"query vector has {query.size} values; this index holds {self.embedder.dim}-d vectors")
+        if n <= 0:
+            return []
+        count = self.collection.count()
+        if not count:
+            return []
+        from chromadb.errors import InvalidArgumentError
+
+        try:
+            result = self.collection.query(
+                query_embeddings=[query], n_results=min(int(n), count), where=where or None, include=["distances"]
+            )
+        except (ValueError, InvalidArgumentError) as error:  # client- and server-side checks of `where`
+            raise InputError(f"invalid filter {where!r}: {error}") from None
+        # Chroma's cosine distance is 1 - cosine similarity.
+        return [(news_id, 1.0 - float(d)) for news_id, d in zip(result["ids"][0], result["distances"][0], strict=True)]
+
+    # --- stored vectors ------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        with self._lock:
+            if self._matrix is not None:
+                return
+            start = time.perf_counter()
+            result = self.collection.get(include=["embeddings"])
+            ids = list(result["ids"])
+            embeddings = result["embeddings"]
+            dim = int(self.embedder.dim)
+            matrix = (
+                np.asarray(embeddings, dtype=np.float32).reshape(len(ids), dim)
+                if ids
+                else np.zeros((0, dim), np.float32)
+            )
+            matrix.setflags(write=False)  # shared with callers through matrix(); nobody may edit it
+            self._ids, self._rows, self._matrix = ids, {news_id: row for row, news_id in enumerate(ids)}, matrix
+            log.debug("loaded %d vectors of %s in %.2f s", len(ids), self.name, time.perf_counter() - start)
+
+    def _invalidate(self) -> None:
+        with self._lock:
+            self._ids, self._rows, self._matrix = None, {}, None
+
+    def embeddings(self, ids: Sequence[str]) -> np.ndarray:
+        """(len(ids), D) float32 stored vectors, from memory; every id must be in the index (see `has`)."""
+        self._load()
+        try:
+            rows = [self._rows[news_id] for news_id in ids]
+        except KeyError as error:
+            raise InputError(f"news item {error.args[0]!r} is not in index {self.name}") from None
+        return self._matrix[rows] if rows else np.zeros((0, int(self.embedder.dim)), np.float32)
+
+    def has(self, news_id: str) -> bool:
+        self._load()
+        return news_id in self._rows
+
+    def all_ids(self) -> list[str]:
+        """Ids in the row order of `matrix()`."""
+        self._load()
+        return list(self._ids or [])
+
+    def matrix(self) -> np.ndarray:
+        """(N, D) float32 read-only matrix of every stored vector, rows in `all_ids()` order."""
+        self._load()
+        return self._matrix
+
+    def __len__(self) -> int:
+        return int(self.collection.count())
+
+    def clear(self) -> None:
+        """Drop this collection (every vector of this corpus under this embedder) and start empty."""
+        with self._lock:
+            self.client.delete_collection(self.name)
+            self.collection = self._open_collection()
+            self._invalidate()
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr, for CLI builds; the UI passes on_progress instead."""
+
+    def __init__(self, description: str, total: int):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(description, total=total)
+
+    def update(self, done: int) -> None:
+        self._progress.update(self._task, completed=done)
+
+    def close(self) -> None:
+        self._progress.stop()

@@ -1,0 +1,163 @@
+"""Lexical retrieval: a tokenizer for English and Chinese, BM25 over news items, reciprocal rank fusion.
+
+Dense MiniLM vectors are English-only and blur exact names; BM25 catches the literal words of a query
+(people, places, products) in any language the tokenizer splits. The pipeline fuses both rankings with
+`rrf`. BM25 itself comes from `bm25s` (sparse-matrix scoring, ~1 s to index 10,000 items here).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from newsrec.types import NewsItem
+
+__all__ = ["tokenize", "LexicalIndex", "rrf", "STOPWORDS"]
+
+log = logging.getLogger(__name__)
+
+# Han ideographs (basic, extension A, compatibility): these runs go to jieba; everything else that is a
+# letter or digit forms words split on non-word characters. Kana and Hangul fall into the word branch.
+_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_TOKEN_RE = re.compile(rf"(?P<cjk>[{_CJK}]+)|(?P<word>[^\W_{_CJK}]+)")
+_HAN_RE = re.compile(rf"^[{_CJK}]+$")
+
+# Small, hand-picked lists: function words only, so topical words ("border", "政策") always survive.
+_EN_STOPWORDS = """
+a about above after again against all also am an and any are as at be because been before being below
+between both but by can could did do does doing down during each few for from further had has have having
+he her here hers herself him himself his how i if in into is it its itself just me more most my myself no
+nor not now of off on once only or other our ours ourselves out over own same she should so some such than
+that the their theirs them themselves then there these they this those through to too under until up very
+was we were what when where which while who whom why will with would you your yours yourself yourselves
+says said say new news via per vs amp s t ll re ve d m
+"""
+_ZH_STOPWORDS = """
+的 了 和 是 在 也 有 就 不 都 而 及 与 或 这 那 之 其 中 对 为 以 于 被 把 从 到 等 着 个 上 下 吗 呢 吧 啊
+我 你 他 她 它 我们 你们 他们 她们 它们 自己 这个 那个 这些 那些 一个 没有 已经 可以 因为 所以 但是 如果
+并 并且 而且 以及 还 又 很 更 最 将 会 能 要 让 向 据 称 表示 进行 通过 对于 关于 由于 日 月 年
+"""
+STOPWORDS: frozenset[str] = frozenset(_EN_STOPWORDS.split() + _ZH_STOPWORDS.split())
+
+_jieba_lock = threading.Lock()
+_jieba = None
+
+
+def _segmenter():
+    """jieba, initialised once and quietly (its dictionary load logs to stderr and takes ~1 s)."""
+    global _jieba
+    if _jieba is None:
+        with _jieba_lock:
+            if _jieba is None:
+                import jieba
+
+                jieba.setLogLevel(logging.WARNING)
+                jieba.initialize()
+                _jieba = jieba
+    return _jieba
+
+
+def tokenize(text: str, *, bigrams: bool = False) -> list[str]:
+    """Lowercased terms of `text`: Latin/other-script words and numbers, jieba words for Chinese runs.
+
+    Stopwords, punctuation and one-letter Latin tokens are dropped; single Han characters are kept (many
+    are words on their own, e.g. 车, 税). With `bigrams`, each Chinese run of 3+ characters also yields
+    its character bigrams. Those match across jieba's segmentation choices (it keeps 汽车销量 as one word,
+    so the query 汽车 would miss it); BM25 turns them on, while keyword display keeps them off.
+    """
+    if not text:
+        return []
+    # NFKC folds full-width Latin letters and digits (common in Chinese text) into ASCII.
+    text = unicodedata.normalize("NFKC", text).lower()
+    terms: list[str] = []
+    for match in _TOKEN_RE.finditer(text):
+        run = match.group("cjk")
+        if run is None:
+            word = match.group("word")
+            if (len(word) > 1 or word.isdigit()) and word not in STOPWORDS:
+                terms.append(word)
+            continue
+        terms.extend(w for w in _segmenter().lcut(run) if _HAN_RE.match(w) and w not in STOPWORDS)
+        if bigrams and len(run) > 2:
+            terms.extend(run[i : i + 2] for i in range(len(run) - 1))
+    return terms
+
+
+def _document_terms(item: NewsItem, *, bigrams: bool) -> list[str]:
+    # The title counts twice: it is the most specific text a news item has, and bodies are often
+    # boilerplate (publisher blurbs) that would otherwise dilute it.
+    title = tokenize(item.title, bigrams=bigrams)
+    return title + title + tokenize(item.body, bigrams=bigrams)
+
+
+class LexicalIndex:
+    """BM25 (Lucene variant, k1=1.5, b=0.75) over title + body of news items; build with `LexicalIndex.build`.
+
+    Chinese character bigrams are indexed next to jieba words by default: on a hand-made check of 24
+    headlines and 18 paraphrased queries, MRR went 0.83 (words) -> 0.97 (words + bigrams), against 0.94
+    for jieba's search mode; English text is unaffected.
+    """
+
+    def __init__(self, ids: list[str], bm25, *, bigrams: bool = True):
+        self.ids = ids
+        self._bm25 = bm25  # bm25s.BM25, or None when the corpus has no terms at all
+        self.bigrams = bigrams
+
+    @classmethod
+    def build(
+        cls, items: Iterable[NewsItem], *, bigrams: bool = True, k1: float = 1.5, b: float = 0.75
+    ) -> LexicalIndex:
+        import bm25s
+
+        # bm25s sets its own logger to DEBUG on import, which floods the CLI's stderr; follow ours instead.
+        logging.getLogger("bm25s").setLevel(logging.NOTSET)
+        items = list(items)
+        ids = [item.id for item in items]
+        corpus = [_document_terms(item, bigrams=bigrams) for item in items]
+        if not any(corpus):
+            return cls(ids, None, bigrams=bigrams)
+        bm25 = bm25s.BM25(k1=k1, b=b)
+        bm25.index(corpus, show_progress=False)
+        return cls(ids, bm25, bigrams=bigrams)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def search(self, text: str, n: int) -> list[tuple[str, float]]:
+        """Up to `n` (news_id, BM25 score) pairs, best first; only items sharing a term with `text`."""
+        if n <= 0 or self._bm25 is None:
+            return []
+        vocab = self._bm25.vocab_dict
+        terms = [term for term in tokenize(text, bigrams=self.bigrams) if term in vocab]
+        if not terms:
+            return []
+        scores = self._bm25.get_scores(terms)  # (N,)
+        hits = np.flatnonzero(scores > 0)
+        if len(hits) > n:
+            hits = hits[np.argpartition(-scores[hits], n - 1)[:n]]
+        # Sort by score, then by corpus order so ties come out the same on every run.
+        order = hits[np.lexsort((hits, -scores[hits]))]
+        return [(self.ids[i], float(scores[i])) for i in order]
+
+
+def rrf(rankings: Sequence[Sequence[str] | Sequence[tuple[str, float]]], k: int = 60) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion: score(id) = sum over rankings of 1 / (k + rank), rank 1-based.
+
+    Written by hand because it is one line of arithmetic (Cormack et al., 2009); a library would add a
+    dependency for nothing. Rankings are lists of ids (or (id, score) pairs, whose scores are ignored),
+    best first; an id missing from a ranking gets nothing from it. Ties keep first-seen order.
+    """
+    fused: dict[str, float] = {}
+    for ranking in rankings:
+        seen: set[str] = set()  # a duplicate in one ranking counts once, at its best rank
+        for rank, entry in enumerate(ranking, 1):
+            news_id = entry[0] if isinstance(entry, tuple) else entry
+            if news_id not in seen:
+                seen.add(news_id)
+                fused[news_id] = fused.get(news_id, 0.0) + 1.0 / (k + rank)
+    return sorted(fused.items(), key=lambda pair: -pair[1])

