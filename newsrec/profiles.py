@@ -96,6 +96,7 @@ def build_profile(
                 weight=float(weights[rows].sum() / total),
                 news_ids=[items[i].id for i in order],
                 keywords=keywords,
+                members=embeddings[order].astype(np.float32),
             )
         )
     profile.interests.sort(key=lambda interest: -interest.weight)
@@ -151,8 +152,12 @@ def apply_feedback(profile: UserProfile, item: NewsItem, embedding: np.ndarray, 
         nearest.vector = (moved / np.linalg.norm(moved)).astype(np.float32)
         nearest.weight += 0.25
         nearest.news_ids = [item.id, *nearest.news_ids]
+        if nearest.members is not None:
+            nearest.members = np.vstack([embedding, nearest.members])
     else:
-        interests.append(Interest(label=item.title[:40], vector=embedding, weight=0.25, news_ids=[item.id]))
+        interest = Interest(label=item.title[:40], vector=embedding, weight=0.25, news_ids=[item.id])
+        interest.members = embedding[None, :]
+        interests.append(interest)
     total = sum(interest.weight for interest in interests)
     for interest in interests:
         interest.weight /= total

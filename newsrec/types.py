@@ -88,6 +88,7 @@ class Interest:
     weight: float  # share of the recency-weighted history, sums to 1 over a profile's interests
     news_ids: list[str] = field(default_factory=list)  # history items in this cluster, strongest first
     keywords: list[str] = field(default_factory=list)
+    members: np.ndarray | None = None  # (n, D) embeddings of those history items, same order as news_ids
 
 
 @dataclass

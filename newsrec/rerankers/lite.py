@@ -21,7 +21,7 @@ import numpy as np
 from newsrec.embedders import Embedder
 from newsrec.lexical import tokenize
 from newsrec.rerankers import register_reranker
-from newsrec.types import Candidate, RerankRequest
+from newsrec.types import Candidate, Interest, RerankRequest
 
 FRESH_HALF_LIFE_DAYS = 7.0
 
@@ -65,10 +65,7 @@ class LiteReranker:
         }
         if profile is not None:
             if profile.interests:
-                vectors = np.stack([interest.vector for interest in profile.interests])  # (J, D)
-                interest_weights = np.array([interest.weight for interest in profile.interests])
-                scale = 0.5 + 0.5 * interest_weights / interest_weights.max()  # strong interests count more
-                parts["interest"] = np.clip(docs @ vectors.T * scale, 0, 1).max(axis=1)
+                parts["interest"] = _interest_affinity(docs, profile.interests)
             if profile.categories:
                 top_share = max(profile.categories.values())
                 parts["category"] = np.array(
@@ -91,6 +88,23 @@ class LiteReranker:
         terms = set(tokenize(request.query))
         overlap = np.array([_overlap(terms, c) for c in candidates])
         return 0.5 * semantic + 0.5 * overlap
+
+
+def _interest_affinity(docs: np.ndarray, interests: Sequence[Interest]) -> np.ndarray:
+    """(N,) in [0, 1]: cosine to the nearest interest, scaled by 0.5 + 0.5 x its weight relative to the top one.
+
+    An item is close to an interest if it is close to its centre or to one of its reads (a reader of
+    three Lakers stories wants the fourth even if it sits off the centre).
+    """
+    weights = np.array([interest.weight for interest in interests])
+    scale = 0.5 + 0.5 * weights / weights.max()
+    affinity = np.zeros(len(docs))
+    for interest, factor in zip(interests, scale, strict=True):
+        closeness = docs @ interest.vector
+        if interest.members is not None and len(interest.members):
+            closeness = np.maximum(closeness, (docs @ interest.members.T).max(axis=1))
+        affinity = np.maximum(affinity, np.clip(closeness, 0, 1) * factor)
+    return affinity
 
 
 def _overlap(terms: set[str], candidate: Candidate) -> float:
