@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 2000
 RRF_K = 60
+GUEST = "guest"  # a reader with no history, available in every corpus (e.g. one ingested without users)
 
 
 @dataclass
@@ -118,8 +119,9 @@ class Recommender:
 
     def profile(self, user_id: str) -> UserProfile:
         if user_id not in self._profiles:
-            user = self.corpus.user(user_id)
-            self._profiles[user_id] = self._build_profile(user_id, user.history)
+            known = user_id in self.corpus.users or user_id != GUEST
+            history = self.corpus.user(user_id).history if known else []
+            self._profiles[user_id] = self._build_profile(user_id, history)
         return self._profiles[user_id]
 
     def profile_from_history(self, history_ids: Sequence[str], user_id: str = "") -> UserProfile:

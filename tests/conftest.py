@@ -60,6 +60,7 @@ class HashingEmbedder:
         import hashlib
 
         import numpy as np
+
         from newsrec.lexical import tokenize
 
         vector = np.zeros(self.dim, dtype=np.float32)

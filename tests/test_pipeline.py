@@ -3,11 +3,11 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from newsrec.index import NewsIndex
 
 from newsrec.config import Settings
 from newsrec.data.corpus import Corpus, save_corpus
 from newsrec.errors import InputError
+from newsrec.index import NewsIndex
 from newsrec.pipeline import Filters, Recommender
 from newsrec.profiles import apply_feedback
 from newsrec.rerankers.lite import LiteReranker
@@ -121,6 +121,12 @@ def test_diversity_and_category_cap_change_the_list(recommender):
 def test_bad_requests_raise_clear_errors(recommender, kwargs):
     with pytest.raises(InputError):
         recommender.recommend("fan", **kwargs)
+
+
+def test_guest_needs_no_history_in_any_corpus(recommender):
+    assert "guest" not in recommender.corpus.users
+    result = recommender.recommend("guest", query="Lakers", k=3)
+    assert len(result.reranked) == 3 and result.reranked[0].item.id.startswith("nba")
 
 
 def test_unknown_user_is_a_clear_error(recommender):

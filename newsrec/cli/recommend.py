@@ -14,7 +14,7 @@ from newsrec.types import RecommendResult
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("recommend", help="recommend news to a user (retrieval-only and reranked)")
-    parser.add_argument("--user", required=True, help="user id (see `python -m newsrec users`)")
+    parser.add_argument("--user", required=True, help="user id (see `python -m newsrec users`), or guest")
     parser.add_argument("--query", default=None, help="search text; omit for the 'For you' feed")
     parser.add_argument("--k", type=int, default=10, help="results to show")
     parser.add_argument("--candidates", type=int, default=100, help="first-stage recall size")

@@ -44,9 +44,10 @@ class Corpus:
         try:
             return self.users[user_id]
         except KeyError:
-            known = ", ".join(sorted(self.users)[:10])
+            known = ", ".join(sorted(self.users)[:10]) or "none"
             raise InputError(
-                f"unknown user {user_id!r} in corpus {self.name!r}; known users include: {known}"
+                f"unknown user {user_id!r} in corpus {self.name!r}; known users include: {known} "
+                "(the user 'guest', with no history, works in every corpus)"
             ) from None
 
     @property
