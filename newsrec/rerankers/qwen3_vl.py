@@ -43,12 +43,13 @@ class Qwen3VLReranker:
     ):
         from newsrec.qwen3_vl.engine import EngineOptions, RerankEngine
 
-        self.name = name
         self.settings = settings or Settings()
         self.image_root = Path(image_root) if image_root else None
         self.profile_images = max(0, min(int(profile_images), 3))
         options = engine_options or EngineOptions(max_pixels=self.settings.image_max_pixels, min_pixels=MIN_PIXELS)
         self.engine = RerankEngine(model, processor, options)
+        # The name keys the score cache: what changes a score (pixel budget, profile photos) belongs in it.
+        self.name = f"{name}-px{options.max_pixels}-q{self.profile_images}"
         self._images: OrderedDict[str, Any] = OrderedDict()
 
     def score(self, request: RerankRequest, candidates: Sequence[Candidate]) -> list[float]:
