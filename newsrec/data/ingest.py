@@ -265,7 +265,7 @@ def read_mind(path: Path, options: ReadOptions, batch: Batch) -> None:
     if (folder / "news_meta.tsv").is_file():
         _read_news_meta(folder / "news_meta.tsv", batch)
     if (folder / "behaviors.tsv").is_file():
-        _read_behaviors(folder / "behaviors.tsv", batch)
+        read_behaviors(folder / "behaviors.tsv", batch)
 
 
 def _read_news_meta(path: Path, batch: Batch) -> None:
@@ -296,7 +296,7 @@ def _read_news_meta(path: Path, batch: Batch) -> None:
                 batch.problem(path, number, f"unreadable date {cells[published]!r}; kept without a date")
 
 
-def _read_behaviors(path: Path, batch: Batch) -> None:
+def read_behaviors(path: Path, batch: Batch) -> None:
     histories: dict[str, dict[str, datetime | None]] = {}  # user -> news id -> first time seen
     unlabeled = 0
     for number, line in enumerate(decode_file(path, batch).splitlines(), 1):

@@ -314,7 +314,7 @@ class ImpressionLog:
 
 def load_mind_log(news_path: str | Path, behaviors_path: str | Path | None = None) -> ImpressionLog:
     """A MIND/NeMig log read in place (nothing written): news and impressions, with unknown ids dropped."""
-    from newsrec.data.ingest import _read_behaviors, read_mind
+    from newsrec.data.ingest import read_behaviors, read_mind
     from newsrec.data.readers import Batch, ReadOptions
 
     news_path = Path(news_path).expanduser()
@@ -328,7 +328,7 @@ def load_mind_log(news_path: str | Path, behaviors_path: str | Path | None = Non
             raise InputError(f"{behaviors_path}: no such file")
         if behaviors_path.resolve() != (news_path.parent / "behaviors.tsv").resolve():
             batch.impressions.clear()
-            _read_behaviors(behaviors_path, batch)
+            read_behaviors(behaviors_path, batch)
     if not batch.impressions:
         raise InputError(f"no labelled impressions found for {news_path} (MIND behaviors.tsv with id-0/id-1 labels)")
     impressions = [_known_only(impression, batch.news) for impression in batch.impressions.values()]
