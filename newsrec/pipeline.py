@@ -119,8 +119,8 @@ class Recommender:
 
     def profile(self, user_id: str) -> UserProfile:
         if user_id not in self._profiles:
-            known = user_id in self.corpus.users or user_id != GUEST
-            history = self.corpus.user(user_id).history if known else []
+            guest = user_id == GUEST and user_id not in self.corpus.users
+            history = [] if guest else self.corpus.user(user_id).history
             self._profiles[user_id] = self._build_profile(user_id, history)
         return self._profiles[user_id]
 

@@ -149,7 +149,6 @@ class Recommendation:
     retrieval_rank: int
     explanation: str = ""  # one line: which interests / history items / categories it matched
     matched_history: list[str] = field(default_factory=list)  # history news ids it is closest to
-    components: dict[str, float] = field(default_factory=dict)  # named parts of the score, when known
 
 
 @dataclass
