@@ -317,3 +317,23 @@ def test_reranker_adapter_scores_candidates(checkpoint, loaded, tmp_path):
     assert_close(got, want)
     assert all(0.0 <= s <= 1.0 for s in got)
     assert reranker.score(request, []) == []
+
+
+def test_patchify_equals_the_image_processor(qwen_files_dir):
+    from newsrec.qwen3_vl.loading import build_processor
+    from newsrec.qwen3_vl.vision_cache import patchify
+
+    processor = build_processor(qwen_files_dir).image_processor
+    rng = np.random.default_rng(0)
+    images = [
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in [(256, 448), (64, 96), (320, 320)]
+    ]
+    budget = {"shortest_edge": 4 * 32 * 32, "longest_edge": 256 * 32 * 32}
+    want = processor(images=images, size=budget, return_tensors="pt")
+    pixels, grids = patchify(images, processor, 4 * 32 * 32, 256 * 32 * 32)
+    assert torch.equal(grids, want["image_grid_thw"])
+    assert pixels.shape == want["pixel_values"].shape
+    assert torch.allclose(pixels, want["pixel_values"].float(), atol=1e-6)
+    # anything the processor would resize goes to the processor
+    assert patchify([Image.new("RGB", (100, 60))], processor, 4 * 32 * 32, 256 * 32 * 32) is None
+    assert patchify([Image.new("RGBA", (64, 64))], processor, 4 * 32 * 32, 256 * 32 * 32) is None
