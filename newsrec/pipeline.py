@@ -6,7 +6,6 @@ evaluation) can show what the second stage changed and why.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -26,8 +25,6 @@ from newsrec.profiles import build_profile, idf_table
 from newsrec.ranking import cap_categories, freshness_decay, mmr_order
 from newsrec.rerankers import Reranker, get_reranker
 from newsrec.types import Candidate, HistoryEntry, NewsItem, Recommendation, RecommendResult, RerankRequest, UserProfile
-
-log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 2000
 RRF_K = 60
@@ -99,13 +96,12 @@ class Recommender:
         corpus = load_corpus(settings)
         if embedder is None:
             embedder = get_embedder(
-                settings.resolved_embedder, **_model_options(settings, settings.embedder_model, corpus)
+                settings.resolved_embedder, **model_options(settings, settings.embedder_model, corpus)
             )
         index = NewsIndex(settings, corpus.name, embedder)
-        stats = index.sync(corpus, progress=show_progress, on_progress=on_progress)
-        log.info("index %s: %s", corpus.name, stats)
+        index.sync(corpus, progress=show_progress, on_progress=on_progress)
         if reranker is None:
-            options = _model_options(settings, settings.reranker_model, corpus)
+            options = model_options(settings, settings.reranker_model, corpus)
             reranker = get_reranker(settings.resolved_reranker, embedder=embedder, **options)
         recommender = cls(settings, corpus, embedder, reranker, index)
         embedder.embed_queries(["warm-up"])  # load lazy model weights now, not inside the first request
@@ -328,8 +324,8 @@ class Recommender:
         return retrieval, rerank
 
 
-def _model_options(settings: Settings, model: str, corpus: Corpus) -> dict:
-    """Options every model factory accepts; each uses what it needs."""
+def model_options(settings: Settings, model: str, corpus: Corpus) -> dict:
+    """Options every model factory receives; each uses what it needs."""
     options: dict = {"settings": settings, "image_root": corpus.root}
     if model:
         options["model"] = model

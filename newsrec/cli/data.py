@@ -43,13 +43,11 @@ def list_users(args: argparse.Namespace) -> int:
 def build_index(args: argparse.Namespace) -> int:
     from newsrec.embedders import get_embedder
     from newsrec.index import NewsIndex
+    from newsrec.pipeline import model_options
 
     settings = settings_from_args(args)
     corpus = load_corpus(settings)
-    options = {"settings": settings, "image_root": corpus.root}
-    if settings.embedder_model:
-        options["model"] = settings.embedder_model
-    embedder = get_embedder(settings.resolved_embedder, **options)
+    embedder = get_embedder(settings.resolved_embedder, **model_options(settings, settings.embedder_model, corpus))
     stats = NewsIndex(settings, corpus.name, embedder).sync(corpus, progress=True)
     Console().print(f"index {corpus.name!r} with {embedder.name}: {stats}")
     return 0
