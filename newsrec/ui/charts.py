@@ -34,7 +34,8 @@ def _short(title: str, width: int = 48) -> str:
     return html.escape("".join(kept))
 
 
-def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
+def style(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
+    """The dashboard's one chart style (the Evaluation tab uses it too)."""
     fig.update_layout(
         title=dict(text=html.escape(title), x=0.01, font=dict(size=15)),
         template="plotly_white",
@@ -51,7 +52,7 @@ def empty_figure(message: str = "") -> go.Figure:
     fig.add_annotation(text=html.escape(message), showarrow=False, font=dict(size=14, color="#64748b"))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    return _layout(fig, "", height=240)
+    return style(fig, "", height=240)
 
 
 def score_distributions(result: RecommendResult, lang: str = "en") -> go.Figure:
@@ -78,7 +79,7 @@ def score_distributions(result: RecommendResult, lang: str = "en") -> go.Figure:
             row=1,
             col=col,
         )
-    return _layout(fig, t("chart_scores", lang))
+    return style(fig, t("chart_scores", lang))
 
 
 def rank_shift(result: RecommendResult, lang: str = "en") -> go.Figure:
@@ -120,7 +121,7 @@ def rank_shift(result: RecommendResult, lang: str = "en") -> go.Figure:
         showgrid=False,
         title=None,
     )
-    return _layout(fig, t("chart_shift", lang), height=max(360, 30 * k + 120))
+    return style(fig, t("chart_shift", lang), height=max(360, 30 * k + 120))
 
 
 def category_mix(history_shares: Mapping[str, float], result: RecommendResult, lang: str = "en") -> go.Figure:
@@ -150,7 +151,7 @@ def category_mix(history_shares: Mapping[str, float], result: RecommendResult, l
     )
     fig.update_layout(barmode="group")
     fig.update_yaxes(tickformat=".0%", rangemode="tozero")
-    return _layout(fig, t("chart_mix", lang))
+    return style(fig, t("chart_mix", lang))
 
 
 def history_category_shares(categories: Mapping[str, float] | None, history_categories: list[str]) -> dict[str, float]:

@@ -26,12 +26,12 @@ from newsrec.evaluation import ab, offline
 from newsrec.evaluation.demo_logs import demo_log
 from newsrec.evaluation.judgments import JudgmentStore
 from newsrec.evaluation.metrics import ACCURACY_METRICS
+from newsrec.ui.charts import style
 
 log = logging.getLogger(__name__)
 
 DEMO_CHOICE = "demo logs (simulated readers)"
 COLOURS = {"random": "#94a3b8", "popularity": "#f59e0b", "retrieval": "#64748b", "rerank": "#4f46e5"}
-FONT = dict(family="Inter, 'Noto Sans CJK SC', system-ui, sans-serif", size=13)
 
 _recommenders: dict[tuple[str, str, str], object] = {}  # (corpus, embedder, reranker) -> Recommender
 _lock = threading.Lock()
@@ -126,18 +126,6 @@ def judgments_table(settings: Settings) -> pd.DataFrame:
 # --- figures -----------------------------------------------------------------------------------------------
 
 
-def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
-    fig.update_layout(
-        title=dict(text=title, x=0.01, font=dict(size=15)),
-        template="plotly_white",
-        height=height,
-        margin=dict(l=48, r=24, t=56, b=40),
-        font=FONT,
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
-    )
-    return fig
-
-
 def metric_bars(report: offline.EvaluationReport) -> go.Figure:
     """Accuracy metrics per scorer, with the 95% bootstrap CI as error bars."""
     fig = go.Figure()
@@ -156,7 +144,7 @@ def metric_bars(report: offline.EvaluationReport) -> go.Figure:
             ),
         )
     fig.update_layout(barmode="group", yaxis=dict(range=[0, 1]))
-    return _layout(fig, "Accuracy with 95% CI (users resampled)")
+    return style(fig, "Accuracy with 95% CI (users resampled)")
 
 
 def per_user_distribution(report: offline.EvaluationReport, metric: str = "ndcg@10") -> go.Figure:
@@ -174,7 +162,7 @@ def per_user_distribution(report: offline.EvaluationReport, metric: str = "ndcg@
                 line_color=COLOURS.get(scorer),
             )
         )
-    return _layout(fig, f"Per-user {metric} ({per_user['user_id'].nunique()} users)")
+    return style(fig, f"Per-user {metric} ({per_user['user_id'].nunique()} users)")
 
 
 def diversity_vs_accuracy(report: offline.EvaluationReport, metric: str = "ndcg@10") -> go.Figure:
@@ -205,7 +193,7 @@ def diversity_vs_accuracy(report: offline.EvaluationReport, metric: str = "ndcg@
             ),
         )
     fig.update_layout(xaxis_title=f"intra-list diversity @{report.k}", yaxis_title=metric, showlegend=False)
-    return _layout(fig, "Diversity vs accuracy")
+    return style(fig, "Diversity vs accuracy")
 
 
 def ab_figure(result: ab.ABResult) -> go.Figure:
@@ -234,7 +222,7 @@ def ab_figure(result: ab.ABResult) -> go.Figure:
         )
     fig.add_vline(x=0, line_dash="dot", line_color="#94a3b8")
     fig.update_layout(xaxis_title="difference, % of control (95% CI)")
-    return _layout(
+    return style(
         fig, f"A/B {result.experiment!r} · {result.mode}, top-{result.k}", height=120 + 40 * len(result.comparisons)
     )
 
