@@ -283,9 +283,12 @@ class Recommender:
         return cap_categories(order, items, cap, k)
 
     def _history_lookup(self, profile: UserProfile) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-        ids = [news_id for interest in profile.interests for news_id in interest.news_ids if self.index.has(news_id)]
-        vectors = dict(zip(ids, self.index.embeddings(ids), strict=True)) if ids else {}
-        return vectors, {news_id: self.corpus.news[news_id].title for news_id in ids}
+        """History vectors (already in the profile's interests) and titles, for explanations."""
+        vectors: dict[str, np.ndarray] = {}
+        for interest in profile.interests:
+            if interest.members is not None:
+                vectors.update(zip(interest.news_ids, interest.members, strict=True))
+        return vectors, {news_id: self.corpus.news[news_id].title for news_id in vectors if news_id in self.corpus.news}
 
     # --- evaluation ----------------------------------------------------------------------------
 
