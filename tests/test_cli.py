@@ -65,3 +65,14 @@ def test_errors_are_one_clean_line(home):
     assert result.stderr.startswith("error: unknown user 'nobody'") and "Traceback" not in result.stderr
     missing = newsrec("users", "--corpus", "does-not-exist", home=home)
     assert missing.returncode == 2 and "unknown corpus" in missing.stderr
+
+
+def test_bench_pipeline_reports_throughput_latency_and_recall(home):
+    result = newsrec("bench", "pipeline", "--requests", "6", "--candidates", "20", "--json", home=home)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["corpus"] == "demo" and figures["items"] >= 150
+    assert figures["index_items_per_s"] > 0 and figures["requests"] == 6
+    assert 0 < figures["recommend_p50_ms"] <= figures["recommend_p95_ms"]
+    # 176 items: HNSW finds (nearly) every exact neighbour; a wrong exact ranking or id mix-up would not.
+    assert 0.9 <= figures["index_recall_at_20"] <= 1.0

@@ -47,6 +47,7 @@ def bench_pipeline(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         stats = fresh.sync(corpus, progress=not args.json)
         index_seconds = time.perf_counter() - started
+        recall = hnsw_recall(fresh, k=args.candidates)
 
     users = list(corpus.users) or [""]
     titles = [item.title for item in corpus.news.values()]
@@ -68,6 +69,7 @@ def bench_pipeline(args: argparse.Namespace) -> int:
         "reranker": recommender.reranker.name,
         "index_items_per_s": round(stats.added / index_seconds, 1) if index_seconds else None,
         "index_seconds": round(index_seconds, 2),
+        f"index_recall_at_{args.candidates}": recall,
         "requests": args.requests,
         "candidates": args.candidates,
         "recommend_p50_ms": round(float(np.percentile(latencies, 50)), 1),
@@ -79,3 +81,18 @@ def bench_pipeline(args: argparse.Namespace) -> int:
     else:
         Console().print(figures)
     return 0
+
+
+def hnsw_recall(index, k: int, queries: int = 200, seed: int = 0) -> float | None:
+    """Mean share of the exact top-k (by cosine over every stored vector) that Chroma's HNSW search returns,
+    with stored items' own vectors as queries: what approximate search costs the first stage."""
+    ids, matrix = index.all_ids(), index.matrix()
+    if not ids or k <= 0:
+        return None
+    k = min(k, len(ids))
+    picks = np.random.default_rng(seed).choice(len(ids), size=min(queries, len(ids)), replace=False)
+    found = []
+    for row in picks:
+        exact = {ids[i] for i in np.argsort(-(matrix @ matrix[row]), kind="stable")[:k]}
+        found.append(len(exact & {news_id for news_id, _ in index.search(matrix[row], k)}) / k)
+    return round(float(np.mean(found)), 3)
