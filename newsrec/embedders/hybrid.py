@@ -66,7 +66,7 @@ class HybridEmbedder:
             rows += [row] * len(terms)
             hashed += terms
         # Sum per (row, slot) on the few hundred thousand hits, not on the mostly-zero (N, n_features) matrix.
-        slots, signs = np.array(hashed, dtype=np.int64).reshape(-1, 2).T if hashed else (np.zeros(0, np.int64),) * 2
+        slots, signs = np.array(hashed, dtype=np.int64).reshape(-1, 2).T
         cells, where = np.unique(np.array(rows, dtype=np.int64) * n + slots, return_inverse=True)
         sums = np.bincount(where, weights=signs)
         values = np.sign(sums) * np.sqrt(np.abs(sums))  # a word said five times is not five times the topic
