@@ -140,6 +140,20 @@ class RerankRequest:
     query_vector: np.ndarray | None = None  # (D,) first-stage query embedding, so rerankers need not re-embed
 
 
+@dataclass(frozen=True)
+class Reason:
+    """One part of why a card is shown, kept structured so the page can phrase it in its own language.
+
+    `kind` names the part ("query", "interest", "history", "category", "popularity", "fresh", "model",
+    "avoid", ...); `share` is its part of the score; `detail` is what to quote (an interest's words,
+    a history title, a category).
+    """
+
+    kind: str
+    share: float
+    detail: str = ""
+
+
 @dataclass
 class Recommendation:
     item: NewsItem
@@ -149,6 +163,9 @@ class Recommendation:
     retrieval_rank: int
     explanation: str = ""  # one line: which interests / history items / categories it matched
     matched_history: list[str] = field(default_factory=list)  # history news ids it is closest to
+    contributions: dict[str, float] = field(default_factory=dict)  # named parts of `score`, adding up to it
+    reasons: list[Reason] = field(default_factory=list)  # the strongest parts, in words the UI can translate
+    duplicate_ids: list[str] = field(default_factory=list)  # the same story in other languages, merged into this slot
 
 
 @dataclass
@@ -164,3 +181,5 @@ class RecommendResult:
     candidates: int = 0  # how many candidates the reranker scored
     cache_hits: int = 0
     cache_misses: int = 0
+    query_matched: bool = True  # False when nothing matched the query and the list is the reader's For-you feed
+    notice: str = ""  # a sentence for the reader about the list (e.g. why it fell back), "" when there is none
