@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from newsrec.errors import InputError
+
 # No telemetry from any library we use; set before they import. Hub downloads stay possible for the
 # Qwen3-VL checkpoints (set HF_HUB_OFFLINE=1 to forbid them; the tests and CI do).
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -55,6 +57,30 @@ def _auto_model(gpu_choice: str, model: str) -> str:
     return gpu_choice
 
 
+def parse_headers(text: str) -> dict[str, str]:
+    """HTTP headers from JSON ('{"Authorization": "Bearer x"}') or 'K=V,K2=V2'; '' gives none."""
+    import json
+
+    text = text.strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            headers = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InputError(f"NEWSREC_CHROMA_HEADERS is not valid JSON: {error}") from None
+        if not isinstance(headers, dict):
+            raise InputError("NEWSREC_CHROMA_HEADERS must be a JSON object of header names to values")
+        return {str(key): str(value) for key, value in headers.items()}
+    headers = {}
+    for pair in text.split(","):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"NEWSREC_CHROMA_HEADERS: {pair!r} is not NAME=VALUE (or pass a JSON object)")
+        headers[key.strip()] = value.strip()
+    return headers
+
+
 @dataclass
 class Settings:
     home: Path = field(default_factory=default_home)
@@ -73,6 +99,10 @@ class Settings:
     mmr_lambda: float = 1.0  # 1.0 = pure relevance; lower trades relevance for diversity
     freshness_half_life_days: float = 0.0  # 0 = off; else scores decay by half every N days of age
     category_cap: int = 0  # 0 = off; else at most N results per category
+    # --- serving (issue 11): a remote reranker server and a Chroma server's auth headers ---
+    reranker_url: str = ""  # e.g. http://rerank:8000 (`newsrec serve` or `vllm serve`); set = the remote reranker
+    reranker_timeout: float = 30.0  # seconds per remote rerank request (a 100-candidate page on a GPU takes ~1 s)
+    chroma_headers: dict[str, str] = field(default_factory=dict)  # sent to the Chroma server (auth proxy)
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -85,6 +115,9 @@ class Settings:
             embedder_model=env.get("NEWSREC_EMBEDDER_MODEL", ""),
             chroma_url=env.get("NEWSREC_CHROMA_URL", ""),
             allow_remote_images=env.get("NEWSREC_ALLOW_REMOTE_IMAGES", "") in {"1", "true", "yes"},
+            reranker_url=env.get("NEWSREC_RERANKER_URL", ""),
+            reranker_timeout=float(env.get("NEWSREC_RERANKER_TIMEOUT", "") or 30.0),
+            chroma_headers=parse_headers(env.get("NEWSREC_CHROMA_HEADERS", "")),
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
 
@@ -94,6 +127,8 @@ class Settings:
 
     @property
     def resolved_reranker(self) -> str:
+        if self.reranker_url:
+            return "remote"
         return self.reranker if self.reranker != "auto" else _auto_model("qwen3-vl-reranker-8b", self.reranker_model)
 
     @property

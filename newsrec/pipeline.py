@@ -166,7 +166,7 @@ class Recommender:
             now=self.now,
             query_vector=query_vector,
         )
-        scores, hits = self._rerank(request, pool)
+        scores, hits, notice = self._rerank(request, pool)
         timings["rerank"] = _ms(tick)
 
         tick = time.perf_counter()
@@ -204,6 +204,7 @@ class Recommender:
             candidates=len(pool),
             cache_hits=hits,
             cache_misses=len(pool) - hits,
+            notice=notice,
         )
 
     def _retrieve(
@@ -246,10 +247,14 @@ class Recommender:
             for rank, ((news_id, score), vector) in enumerate(zip(ranked, embeddings, strict=True), 1)
         ]
 
-    def _rerank(self, request: RerankRequest, pool: list[Candidate]) -> tuple[np.ndarray, int]:
-        """Second stage through the score cache: only candidates never scored in this context reach the model."""
+    def _rerank(self, request: RerankRequest, pool: list[Candidate]) -> tuple[np.ndarray, int, str]:
+        """Second stage through the score cache: only candidates never scored in this context reach the model.
+
+        Also returns the reranker's notice: a remote reranker that fell back to lite says so, and such
+        scores are not cached under its name (`cacheable` False).
+        """
         if not pool:
-            return np.zeros(0), 0
+            return np.zeros(0), 0, ""
         profile_key = request.profile.fingerprint() if request.profile else ""
         now = format_time(request.now) or ""
         keys = [
@@ -258,11 +263,14 @@ class Recommender:
         ]
         cached = self.cache.get_many(keys)
         missing = [i for i, key in enumerate(keys) if key not in cached]
+        notice = ""
         if missing:
             fresh = self.reranker.score(request, [pool[i] for i in missing])
-            self.cache.put_many((keys[i], score) for i, score in zip(missing, fresh, strict=True))
+            notice = getattr(fresh, "notice", "")
+            if getattr(fresh, "cacheable", True):
+                self.cache.put_many((keys[i], score) for i, score in zip(missing, fresh, strict=True))
             cached.update({keys[i]: score for i, score in zip(missing, fresh, strict=True)})
-        return np.array([cached[key] for key in keys], dtype=np.float64), len(pool) - len(missing)
+        return np.array([cached[key] for key in keys], dtype=np.float64), len(pool) - len(missing), notice
 
     def _post_rank(
         self,

@@ -19,6 +19,8 @@ COMMAND_MODULES = [
     "newsrec.cli.recommend",
     "newsrec.cli.bench",
     "newsrec.cli.evaluate",
+    "newsrec.cli.serve",
+    "newsrec.cli.batch",
 ]
 
 

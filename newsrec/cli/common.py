@@ -15,6 +15,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reranker", help="lite | qwen3-vl-reranker-2b | qwen3-vl-reranker-8b (default: auto)")
     parser.add_argument("--reranker-model", help="HF id or local folder of the reranker checkpoint")
     parser.add_argument("--embedder-model", help="HF id or local folder of the embedder checkpoint")
+    parser.add_argument("--reranker-url", help="rerank through this server (`newsrec serve` or `vllm serve`)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -24,6 +25,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         reranker=getattr(args, "reranker", None),
         reranker_model=getattr(args, "reranker_model", None),
         embedder_model=getattr(args, "embedder_model", None),
+        reranker_url=getattr(args, "reranker_url", None),
     )
 
 

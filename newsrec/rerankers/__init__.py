@@ -50,4 +50,4 @@ def get_reranker(name: str, **options) -> Reranker:
 
 
 def _load_builtin() -> None:
-    from newsrec.rerankers import lite, qwen3_vl  # noqa: F401
+    from newsrec.rerankers import lite, qwen3_vl, remote  # noqa: F401

@@ -1,0 +1,33 @@
+"""`serve`: the configured reranker over HTTP (vLLM-compatible /v1/score and /v1/rerank)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from newsrec.cli.common import add_model_flags, settings_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help="serve the reranker over HTTP (vLLM-compatible score/rerank API)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when present)")
+    parser.add_argument("--max-batch-pairs", type=int, default=512, help="pairs per engine turn across requests")
+    parser.add_argument("--max-documents", type=int, default=1000, help="documents per request")
+    add_model_flags(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from newsrec.serving import ServeLimits, build_scorer, create_app
+
+    settings = settings_from_args(args)
+    scorer = build_scorer(settings, device=args.device)
+    limits = ServeLimits(max_batch_pairs=args.max_batch_pairs, max_documents=args.max_documents)
+    app = create_app(scorer, limits, api_token=os.environ.get("NEWSREC_API_TOKEN", ""))
+    print(f"serving {scorer.name} on http://{args.host}:{args.port} (POST /v1/score, /v1/rerank)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

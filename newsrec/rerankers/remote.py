@@ -1,0 +1,320 @@
+"""A reranker on another machine: `newsrec serve` or `vllm serve` (Qwen3-VL-Reranker), via POST /v1/rerank.
+
+The request carries exactly what the in-process Qwen3-VL reranker would feed its engine (the prompt
+sides come from newsrec/qwen3_vl/prompt.py): the query side is the typed query plus "Reader interests:
+..." with the profile's first photo; each document is up to `max_images` photos, then "title\nbody".
+Photos travel as data URLs of their original bytes; the server decodes and resizes them as the
+in-process reranker does, so a remote score equals the local one.
+
+Failure handling: a timeout per request, retries with exponential backoff on transient errors
+(connection, timeout, 429, 5xx), and a circuit breaker that stops calling a server that keeps failing.
+While the server is unavailable, candidates are scored by the lite reranker and the result carries a
+notice (and is not cached under this reranker's name).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from newsrec.config import Settings
+from newsrec.errors import InputError
+from newsrec.qwen3_vl.prompt import document_text, query_text
+from newsrec.rerankers import register_reranker
+from newsrec.types import Candidate, ImageRef, RerankRequest
+
+__all__ = ["RemoteReranker", "RemoteScores", "CircuitBreaker"]
+
+log = logging.getLogger(__name__)
+
+PROFILE_IMAGES = 1  # history photos on the query side, as the in-process reranker's default
+MAX_DOCUMENTS = 500  # per HTTP request; a larger candidate list is sent in several requests
+TRANSIENT = {408, 429, 500, 502, 503, 504}
+IMAGE_MEMO = 512
+
+
+class RemoteScores(list):
+    """Scores, plus `notice` (a sentence for the reader when they did not come from the server) and
+    `cacheable` (False for fallback scores: they must not be cached as this reranker's)."""
+
+    notice: str = ""
+    cacheable: bool = True
+
+
+class CircuitBreaker:
+    """Closed: calls go through. After `threshold` failures in a row: open for `reset_seconds` (calls
+    fail fast). Then half-open: one call is let through; its success closes the breaker again."""
+
+    def __init__(self, threshold: int = 3, reset_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.threshold, self.reset_seconds, self.clock = threshold, reset_seconds, clock
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half-open" if self.clock() - self.opened_at >= self.reset_seconds else "open"
+
+    def allow(self) -> bool:
+        with self._lock:
+            if self.state == "open":
+                return False
+            if self.state == "half-open":
+                self.opened_at = self.clock()  # one trial at a time; the others keep failing fast
+            return True
+
+    def success(self) -> None:
+        with self._lock:
+            self.failures, self.opened_at = 0, None
+
+    def failure(self) -> None:
+        with self._lock:
+            self.failures += 1
+            if self.failures >= self.threshold:
+                self.opened_at = self.clock()
+
+
+class _ServerError(Exception):
+    def __init__(self, message: str, transient: bool):
+        super().__init__(message)
+        self.transient = transient
+
+
+class RemoteReranker:
+    def __init__(
+        self,
+        url: str,
+        settings: Settings | None = None,
+        embedder: Any = None,
+        image_root: str | Path | None = None,
+        model: str = "",
+        api_token: str = "",
+        retries: int = 2,
+        backoff_seconds: float = 0.2,
+        breaker: CircuitBreaker | None = None,
+        transport: Any = None,  # an httpx transport, for tests
+    ):
+        import httpx
+
+        from newsrec.rerankers.lite import LiteReranker
+
+        self.url = _base_url(url)
+        self.settings = settings or Settings()
+        self.image_root = Path(image_root) if image_root else None
+        self.retries, self.backoff_seconds = max(0, retries), backoff_seconds
+        self.breaker = breaker or CircuitBreaker()
+        self.fallback = LiteReranker(embedder)
+        headers = {"Authorization": f"Bearer {api_token}"} if api_token else {}
+        timeout = httpx.Timeout(self.settings.reranker_timeout, connect=min(5.0, self.settings.reranker_timeout))
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        self.model = model or self._discover_model()
+        self._images: OrderedDict[str, str | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        """Score-cache identity: the server and the model it serves (e.g. its pixel budget is in the model id)."""
+        return f"remote-{self.model or '?'}@{self.url}"
+
+    # --- Reranker protocol --------------------------------------------------------------------------
+
+    def score(self, request: RerankRequest, candidates: Sequence[Candidate]) -> RemoteScores:
+        scores = RemoteScores()
+        if not candidates:
+            return scores
+        known_model = bool(self.model)
+        try:
+            if not self.breaker.allow():
+                raise _ServerError("too many recent failures; retrying later", transient=True)
+            if not self.model:
+                self.model = self._discover_model(raise_errors=True)
+            body = self.request_body(request, candidates)
+            for start in range(0, len(candidates), MAX_DOCUMENTS):
+                chunk = {**body, "documents": body["documents"][start : start + MAX_DOCUMENTS]}
+                scores.extend(self._post_rerank(chunk))
+        except _ServerError as error:
+            return self._fall_back(request, candidates, str(error))
+        self.breaker.success()
+        scores.cacheable = known_model  # keys were computed under the name without the model
+        return scores
+
+    def request_body(self, request: RerankRequest, candidates: Sequence[Candidate]) -> dict[str, Any]:
+        """The /v1/rerank body: the same prompt sides as the in-process Qwen3-VL reranker."""
+        profile = request.profile
+        query = _side(
+            query_text(request.query, profile.summary if profile else ""),
+            self._image_urls(profile.images[:PROFILE_IMAGES] if profile else []),
+        )
+        documents = [
+            _side(
+                document_text(c.item.title, c.item.body),
+                self._image_urls(c.item.images[: self.settings.max_images]),
+            )
+            for c in candidates
+        ]
+        return {
+            "model": self.model,
+            "query": query,
+            "documents": documents,
+            "top_n": len(documents),
+            "return_documents": False,
+            "instruction": request.instruction or self.settings.instruction,  # newsrec extension; vLLM ignores it
+        }
+
+    # --- HTTP -----------------------------------------------------------------------------------------
+
+    def _post_rerank(self, body: dict[str, Any]) -> list[float]:
+        import httpx
+
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+            try:
+                response = self.http.post("/v1/rerank", json=body)
+            except httpx.HTTPError as error:
+                last = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+                continue
+            if response.status_code in TRANSIENT:
+                last = f"HTTP {response.status_code}"
+                continue
+            if response.status_code != 200:
+                self.breaker.failure()
+                raise _ServerError(f"HTTP {response.status_code}: {_message(response)}", transient=False)
+            return _parse_results(response, len(body["documents"]))
+        self.breaker.failure()
+        raise _ServerError(last, transient=True)
+
+    def _discover_model(self, raise_errors: bool = False) -> str:
+        """The served model id from GET /v1/models (vLLM and newsrec serve both list it)."""
+        import httpx
+
+        try:
+            response = self.http.get("/v1/models", timeout=min(5.0, self.settings.reranker_timeout))
+            response.raise_for_status()
+            return str(response.json()["data"][0]["id"])
+        except (httpx.HTTPError, KeyError, IndexError, ValueError, TypeError) as error:
+            if raise_errors:
+                self.breaker.failure()
+                raise _ServerError(f"cannot list models: {error}", transient=True) from None
+            log.warning("reranker server %s: cannot list its models yet (%s)", self.url, error)
+            return ""
+
+    def _fall_back(self, request: RerankRequest, candidates: Sequence[Candidate], reason: str) -> RemoteScores:
+        log.warning("reranker server %s unavailable (%s): using the lite reranker", self.url, reason)
+        scores = RemoteScores(self.fallback.score(request, candidates))
+        scores.notice = (
+            f"The reranker server ({self.url}) is unavailable ({reason}); this list is ranked by the lite reranker."
+        )
+        scores.cacheable = False
+        return scores
+
+    # --- images -------------------------------------------------------------------------------------------
+
+    def _image_urls(self, refs: Sequence[ImageRef]) -> list[str]:
+        urls = []
+        for ref in refs:
+            with self._lock:
+                known = ref.uri in self._images
+                url = self._images.get(ref.uri)
+            if not known:
+                url = self._data_url(ref)
+                with self._lock:
+                    self._images[ref.uri] = url
+                    while len(self._images) > IMAGE_MEMO:
+                        self._images.popitem(last=False)
+            if url:
+                urls.append(url)
+        return urls
+
+    def _data_url(self, ref: ImageRef) -> str | None:
+        """The image's original bytes as a data URL, or None when the in-process reranker would skip it too."""
+        from PIL import Image
+
+        from newsrec.images import fetch_remote_image, load_image, smart_resize
+
+        try:
+            if "://" in ref.uri:
+                data = fetch_remote_image(ref.uri, self.settings)
+                image = load_image(data)
+            else:
+                path = Path(ref.uri)
+                if self.image_root is not None and not path.is_absolute():
+                    path = self.image_root / path
+                image = load_image(path)  # the checks (existence, size) the in-process reranker applies
+                data = path.read_bytes()
+            smart_resize(image.height, image.width, factor=32, min_pixels=4 * 32 * 32, max_pixels=1 << 30)
+            kind = (Image.open(io.BytesIO(data)).format or "jpeg").lower()
+        except (InputError, OSError) as error:
+            log.warning("skipping image %s: %s", ref.uri, error)
+            return None
+        return f"data:image/{kind};base64,{base64.b64encode(data).decode()}"
+
+
+def _side(text: str, image_urls: list[str]) -> str | dict[str, Any]:
+    """A plain string without images; else vLLM's content list, images first as in the prompt."""
+    if not image_urls:
+        return text
+    content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": url}} for url in image_urls]
+    if text:
+        content.append({"type": "text", "text": text})
+    return {"content": content}
+
+
+def _parse_results(response: Any, n: int) -> list[float]:
+    try:
+        results = response.json()["results"]
+        scores: list[float | None] = [None] * n
+        for result in results:
+            scores[int(result["index"])] = float(result["relevance_score"])
+    except (ValueError, KeyError, TypeError, IndexError) as error:
+        raise _ServerError(f"malformed rerank response ({type(error).__name__}: {error})", transient=False) from None
+    if any(score is None or not math.isfinite(score) for score in scores):
+        raise _ServerError(f"rerank response scores {len(results)} of {n} documents", transient=False)
+    return [float(score) for score in scores]  # type: ignore[arg-type]
+
+
+def _message(response: Any) -> str:
+    try:
+        payload = response.json()
+        error = payload.get("error", payload)
+        return str(error.get("message", error) if isinstance(error, dict) else error)[:300]
+    except ValueError:
+        return response.text[:300]
+
+
+def _base_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    parsed = urlparse(url if "://" in url else f"http://{url}")
+    if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+        raise InputError(f"reranker URL {url!r} is not http(s)://host[:port]")
+    path = parsed.path.removesuffix("/v1")  # accept the OpenAI-style base URL too
+    return f"{parsed.scheme}://{parsed.netloc}{path}"
+
+
+@register_reranker("remote")
+def remote_reranker(settings: Settings | None = None, embedder: Any = None, image_root: Any = None, **_options):
+    import os
+
+    settings = settings or Settings.from_env()
+    if not settings.reranker_url:
+        raise InputError("the remote reranker needs a server: --reranker-url URL or NEWSREC_RERANKER_URL")
+    return RemoteReranker(
+        settings.reranker_url,
+        settings,
+        embedder=embedder,
+        image_root=image_root,
+        model=settings.reranker_model,
+        api_token=os.environ.get("NEWSREC_API_TOKEN", ""),
+    )

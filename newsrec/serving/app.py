@@ -1,0 +1,232 @@
+"""`newsrec serve`: the reranker over HTTP, speaking vLLM's score/rerank APIs (FastAPI + uvicorn).
+
+Routes: POST /v1/score, /v1/rerank, /rerank, /v2/rerank; GET /v1/models, /health, /metrics (Prometheus).
+Errors are 4xx with {"error": {"message", "type", "code"}}; with a token configured every route but
+/health needs `Authorization: Bearer <token>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from newsrec.errors import InputError
+from newsrec.serving.batcher import Batcher
+from newsrec.serving.protocol import RerankBody, ScoreBody, WireSide, to_side, to_wire
+from newsrec.serving.scorers import ImageDecoder, PairScorer, sides
+
+__all__ = ["ServeLimits", "create_app"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    max_body_bytes: int = 64 * 2**20  # whole request, images included
+    max_documents: int = 1000  # per request
+    max_text_chars: int = 20_000  # per query or document
+    max_images: int = 8  # per query or document
+    max_image_bytes: int = 10 * 2**20
+    max_batch_pairs: int = 512  # pairs per worker turn across concurrent requests
+    max_wait_ms: float = 2.0  # how long the worker waits for companions before a turn
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    kind = {400: "BadRequestError", 401: "AuthenticationError", 404: "NotFoundError", 413: "RequestTooLarge"}
+    return JSONResponse(
+        {"error": {"message": message, "type": kind.get(status, "ServerError"), "code": status}}, status_code=status
+    )
+
+
+class _Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "newsrec_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
+        )
+        self.latency = Histogram("newsrec_request_seconds", "Request latency", ["route"], registry=self.registry)
+        self.pairs = Counter("newsrec_pairs", "Pairs requested by callers", registry=self.registry)
+        self.scored = Counter("newsrec_pairs_scored", "Pairs run through the model", registry=self.registry)
+        self.batch_pairs = Histogram(
+            "newsrec_batch_pairs",
+            "Pairs per worker turn",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram("newsrec_batch_seconds", "Model time per worker turn", registry=self.registry)
+        self.queue = Gauge("newsrec_queue_depth", "Requests waiting for the worker", registry=self.registry)
+
+    def on_batch(self, requested: int, scored: int, seconds: float) -> None:
+        self.pairs.inc(requested)
+        self.scored.inc(scored)
+        self.batch_pairs.observe(requested)
+        self.batch_seconds.observe(seconds)
+
+
+def create_app(scorer: PairScorer, limits: ServeLimits | None = None, api_token: str = "") -> FastAPI:
+    limits = limits or ServeLimits()
+    metrics = _Metrics()
+    batcher = Batcher(scorer.score, limits.max_batch_pairs, limits.max_wait_ms, metrics.on_batch)
+    decoder = ImageDecoder(scorer.max_pixels, limits.max_image_bytes) if scorer.max_pixels else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="newsrec reranker", lifespan=lifespan)
+    app.state.batcher, app.state.scorer, app.state.metrics = batcher, scorer, metrics
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        route, started = request.url.path, time.perf_counter()
+        if api_token and route != "/health":
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {api_token}".encode()):
+                response = _error(401, "missing or wrong bearer token (Authorization: Bearer <NEWSREC_API_TOKEN>)")
+                metrics.requests.labels(route, "401").inc()
+                return response
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limits.max_body_bytes:
+            metrics.requests.labels(route, "413").inc()
+            return _error(413, f"request body is {int(length):,} bytes; the limit is {limits.max_body_bytes:,}")
+        response = await call_next(request)
+        metrics.requests.labels(route, str(response.status_code)).inc()
+        metrics.latency.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, error: RequestValidationError):
+        details = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in error.errors()[:5])
+        return _error(400, f"invalid request: {details}")
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, error: ApiError):
+        return _error(error.status, str(error))
+
+    async def score_pairs(body: Any, queries: list[Any], documents: list[Any]) -> list[float]:
+        """Validate, decode images, group by query, and wait for the batcher; scores in document order."""
+        if body.model and body.model != scorer.name:
+            raise ApiError(404, f"model {body.model!r} is not served here; this server serves {scorer.name!r}")
+        if not documents:
+            raise ApiError(400, "`documents` is empty: send a list of at least one document")
+        if len(documents) > limits.max_documents:
+            raise ApiError(400, f"{len(documents)} documents; the limit is {limits.max_documents} per request")
+        try:
+            wire_queries = [to_side(q) for q in queries]
+            wire_docs = [to_side(d) for d in documents]
+        except ValueError as error:
+            raise ApiError(400, str(error)) from None
+        for side in (*wire_queries, *wire_docs):
+            _check(side, limits)
+        instruction = body.instruction or scorer.default_instruction
+        try:
+            decoded = await asyncio.to_thread(_decode_all, wire_queries, wire_docs, decoder)
+        except InputError as error:
+            raise ApiError(400, str(error)) from None
+        by_query: dict[str, list[int]] = {}
+        for index, side in enumerate(wire_queries):
+            by_query.setdefault(side.key, []).append(index)
+        query_sides, doc_sides = decoded
+        scores = [0.0] * len(documents)
+        metrics.queue.set(batcher.depth)
+        waits = [
+            batcher.submit(
+                instruction,
+                key,
+                query_sides[rows[0]],
+                [wire_docs[i].key for i in rows],
+                [doc_sides[i] for i in rows],
+            )
+            for key, rows in by_query.items()
+        ]
+        for rows, result in zip(by_query.values(), await asyncio.gather(*waits), strict=True):
+            for index, value in zip(rows, result, strict=True):
+                scores[index] = value
+        return scores
+
+    @app.post("/v1/score")
+    @app.post("/score")
+    async def score(body: ScoreBody):
+        try:
+            queries, documents = body.pairs()
+        except ValueError as error:
+            raise ApiError(400, str(error)) from None
+        values = await score_pairs(body, queries, documents)
+        return {
+            "id": f"score-{uuid.uuid4().hex}",
+            "object": "list",
+            "created": int(time.time()),
+            "model": scorer.name,
+            "data": [{"index": i, "object": "score", "score": value} for i, value in enumerate(values)],
+            "usage": {"prompt_tokens": 0, "total_tokens": 0},  # token counts are not tracked
+        }
+
+    @app.post("/v1/rerank")
+    @app.post("/rerank")
+    @app.post("/v2/rerank")
+    async def rerank(body: RerankBody):
+        documents = body.document_list()
+        values = await score_pairs(body, [body.query] * len(documents), documents)
+        order = sorted(range(len(values)), key=lambda i: -values[i])
+        if body.top_n:
+            order = order[: body.top_n]
+        results = []
+        for i in order:
+            result: dict[str, Any] = {"index": i, "relevance_score": values[i]}
+            if body.return_documents:
+                side = to_side(documents[i])
+                result["document"] = {"text": side.text} if not side.image_urls else {"multi_modal": to_wire(side)}
+            results.append(result)
+        return {
+            "id": f"rerank-{uuid.uuid4().hex}",
+            "model": scorer.name,
+            "usage": {"total_tokens": 0},
+            "results": results,
+        }
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": scorer.name, "object": "model", "owned_by": "newsrec"}]}
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": scorer.name}
+
+    @app.get("/metrics")
+    async def prometheus():
+        metrics.queue.set(batcher.depth)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _check(side: WireSide, limits: ServeLimits) -> None:
+    if len(side.text) > limits.max_text_chars:
+        raise ApiError(
+            400, f"a query or document has {len(side.text):,} characters; the limit is {limits.max_text_chars:,}"
+        )
+    if len(side.image_urls) > limits.max_images:
+        raise ApiError(400, f"a query or document has {len(side.image_urls)} images; the limit is {limits.max_images}")
+
+
+def _decode_all(queries: list[WireSide], documents: list[WireSide], decoder: ImageDecoder | None):
+    return [sides(q, decoder) for q in queries], [sides(d, decoder) for d in documents]

@@ -1,0 +1,148 @@
+"""What `newsrec serve` runs: the configured reranker, seen as a scorer of (instruction, query, documents).
+
+The wire carries text and images, not NewsItems, so the server scores prompt sides directly:
+- Qwen3-VL: the reranker's engine (`engine.score(instruction, query, documents)`), so its shared-prefix
+  KV cache and its vision cache serve every caller. Images are decoded and resized exactly as the
+  in-process reranker does, so a remote score equals the in-process one.
+- lite: text only (images ignored); documents are embedded on the fly and scored by the lite formula
+  with the query side as the query (no profile travels over the wire).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from newsrec.errors import InputError
+from newsrec.qwen3_vl.prompt import Side
+from newsrec.serving.protocol import WireSide
+
+__all__ = ["PairScorer", "EngineScorer", "LiteScorer", "build_scorer", "ImageDecoder"]
+
+log = logging.getLogger(__name__)
+
+IMAGE_FACTOR = 32  # as rerankers/qwen3_vl.py: 16-px patches merged 2x2
+MIN_PIXELS = 4 * IMAGE_FACTOR**2
+DECODED_MEMO = 256  # decoded images kept (profile photos recur across requests)
+
+
+class PairScorer(Protocol):
+    name: str  # the served model id (vLLM's "model"); part of remote clients' score-cache keys
+    default_instruction: str
+    max_pixels: int  # per-image budget; 0 = the scorer reads no images
+
+    def score(self, instruction: str, query: Side, documents: Sequence[Side]) -> list[float]: ...
+
+
+class ImageDecoder:
+    """data: URLs -> RGB images resized to the scorer's pixel budget, memoised by URL digest."""
+
+    def __init__(self, max_pixels: int, max_bytes: int):
+        self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
+        self._memo: OrderedDict[int, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def decode(self, url: str) -> Any:
+        key = hash(url)
+        with self._lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return self._memo[key]
+        image = self._decode(url)
+        with self._lock:
+            self._memo[key] = image
+            while len(self._memo) > DECODED_MEMO:
+                self._memo.popitem(last=False)
+        return image
+
+    def _decode(self, url: str) -> Any:
+        from newsrec.images import load_image, smart_resize
+
+        header, sep, payload = url.partition(",")
+        if not (sep and header.startswith("data:image/") and header.endswith(";base64")):
+            raise InputError("images must be data:image/...;base64 URLs (the server fetches nothing)")
+        if len(payload) * 3 // 4 > self.max_bytes:
+            raise InputError(f"an image is over {self.max_bytes // 2**20} MB")
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise InputError("an image data URL is not valid base64") from None
+        image = load_image(data)
+        # The same resize as the in-process reranker, so both feed the engine identical pixels.
+        height, width = smart_resize(
+            image.height, image.width, factor=IMAGE_FACTOR, min_pixels=MIN_PIXELS, max_pixels=self.max_pixels
+        )
+        if (width, height) != image.size:
+            image = image.resize((width, height), resample=3)
+        return image
+
+
+class EngineScorer:
+    """A loaded Qwen3-VL reranker's engine behind the wire."""
+
+    def __init__(self, reranker: Any):
+        self.reranker = reranker
+        self.engine = reranker.engine
+        self.name = reranker.name
+        self.default_instruction = reranker.settings.instruction
+        self.max_pixels = int(self.engine.options.max_pixels)
+
+    def score(self, instruction: str, query: Side, documents: Sequence[Side]) -> list[float]:
+        return self.engine.score(instruction, query, list(documents))
+
+
+class LiteScorer:
+    """The lite formula on text: query relevance between the query side and each document."""
+
+    max_pixels = 0
+
+    def __init__(self, embedder: Any, instruction: str):
+        from newsrec.rerankers.lite import LiteReranker
+
+        self.embedder = embedder
+        self.reranker = LiteReranker(embedder)
+        self.name = f"{self.reranker.name}+{embedder.name}"
+        self.default_instruction = instruction
+
+    def score(self, instruction: str, query: Side, documents: Sequence[Side]) -> list[float]:
+        from newsrec.types import Candidate, NewsItem, RerankRequest
+
+        items = [NewsItem(id=str(i), title=doc.text) for i, doc in enumerate(documents)]
+        vectors = self.embedder.embed_documents(items) if items else []
+        candidates = [
+            Candidate(item, 0.0, i + 1, vector) for i, (item, vector) in enumerate(zip(items, vectors, strict=True))
+        ]
+        request = RerankRequest(query=query.text or " ")
+        return self.reranker.score(request, candidates)
+
+
+def build_scorer(settings: Any, device: str | None = None) -> PairScorer:
+    """The scorer for settings.resolved_reranker (lite or a Qwen3-VL reranker from settings.reranker_model)."""
+    from newsrec.rerankers import get_reranker
+
+    name = settings.resolved_reranker
+    if name == "remote":
+        raise InputError("`newsrec serve` serves a local reranker: unset NEWSREC_RERANKER_URL / --reranker-url")
+    if name == "lite":
+        from newsrec.embedders import get_embedder
+
+        embedder = get_embedder("lite", settings=settings)
+        return LiteScorer(embedder, settings.instruction)
+    options: dict[str, Any] = {"settings": settings, "embedder": None}
+    if settings.reranker_model:
+        options["model"] = settings.reranker_model
+    if device:
+        options["device"] = device
+    return EngineScorer(get_reranker(name, **options))
+
+
+def sides(wire: WireSide, decoder: ImageDecoder | None) -> Side:
+    """A wire side as the engine's Side: images decoded (or dropped for a text-only scorer)."""
+    images = [decoder.decode(url) for url in wire.image_urls] if decoder is not None else []
+    return Side(wire.text, images)
