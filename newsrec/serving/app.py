@@ -158,7 +158,12 @@ def create_app(scorer: PairScorer, limits: ServeLimits | None = None, api_token:
             )
             for key, rows in by_query.items()
         ]
-        for rows, result in zip(by_query.values(), await asyncio.gather(*waits), strict=True):
+        try:
+            results = await asyncio.gather(*waits)
+        except Exception as error:  # noqa: BLE001 - the engine failed (e.g. out of memory): 500, server lives on
+            log.exception("scoring failed")
+            raise ApiError(500, f"scoring failed: {type(error).__name__}: {error}") from None
+        for rows, result in zip(by_query.values(), results, strict=True):
             for index, value in zip(rows, result, strict=True):
                 scores[index] = value
         return scores

@@ -1,0 +1,248 @@
+"""`newsrec serve`: the vLLM wire contract, limits and errors, auth, metrics, and cross-request batching.
+
+A fake scorer stands in for the model here (its score is a function of the text and the decoded
+images, so wrong routing or a wrong merge changes the numbers); the real engine behind the server is
+tested in test_remote_reranker.py against the in-process reranker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from newsrec.images import smart_resize  # noqa: E402
+from newsrec.serving import ServeLimits, create_app  # noqa: E402
+from newsrec.serving.batcher import Batcher  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures" / "vllm"
+
+
+def recorded(name: str) -> dict:
+    return json.loads((FIXTURES / name).read_text())
+
+
+class FakeScorer:
+    """score = f(instruction, query, document, image sizes): deterministic, different for every input."""
+
+    name = "fake-vl"
+    default_instruction = "default instruction"
+    max_pixels = 64 * 32 * 32
+
+    def __init__(self, delay: float = 0.0):
+        self.calls: list[tuple[str, str, int]] = []  # (instruction, query text, documents)
+        self.delay = delay
+        self.lock = threading.Lock()
+        self.fail = False
+
+    def value(self, instruction, query_text, query_sizes, document_text, document_sizes) -> float:
+        digest = hash((instruction, query_text, tuple(query_sizes), document_text, tuple(document_sizes)))
+        return (digest % 10_000) / 10_000
+
+    def score(self, instruction, query, documents):
+        with self.lock:
+            self.calls.append((instruction, query.text, len(documents)))
+        if self.fail:
+            raise RuntimeError("CUDA error")
+        time.sleep(self.delay)
+        sizes = [image.size for image in query.images]
+        return [self.value(instruction, query.text, sizes, d.text, [i.size for i in d.images]) for d in documents]
+
+
+def data_url(width: int = 64, height: int = 48, fmt: str = "PNG") -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (30, 90, 150)).save(buffer, fmt)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def image_doc(url: str) -> dict:
+    return {"content": [{"type": "image_url", "image_url": {"url": url}}]}
+
+
+@pytest.fixture
+def scorer() -> FakeScorer:
+    return FakeScorer()
+
+
+@pytest.fixture
+def client(scorer):
+    with TestClient(create_app(scorer, ServeLimits(max_documents=20, max_text_chars=500))) as test_client:
+        yield test_client
+
+
+def shape(value):
+    """The JSON structure without the values: keys and types, lists by their first element."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    return "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
+
+
+# --- the vLLM contract ------------------------------------------------------------------------------------
+
+
+def test_recorded_vllm_rerank_request_gets_a_vllm_shaped_answer(client, scorer):
+    body = {**recorded("rerank_request.json"), "model": scorer.name}
+    response = client.post("/v1/rerank", json=body)
+    assert response.status_code == 200, response.text
+    payload = response.json()
+    want = recorded("rerank_response.json")
+    assert set(payload) >= set(want) and set(payload["results"][0]) == set(want["results"][0])
+    assert len(payload["results"]) == body["top_n"]
+    scores = [r["relevance_score"] for r in payload["results"]]
+    assert scores == sorted(scores, reverse=True)
+    # Each result's score is the scorer's for that document: text parts joined, images decoded.
+    query = body["query"]
+    height, width = smart_resize(48, 64, factor=32, min_pixels=4 * 32 * 32, max_pixels=scorer.max_pixels)
+    expected = [
+        scorer.value("default instruction", query, [], body["documents"][0], []),
+        scorer.value("default instruction", query, [], body["documents"][0], []),
+        scorer.value("default instruction", query, [], "", [(width, height)]),  # 64x48 resized to the 32-px grid
+        scorer.value("default instruction", query, [], body["documents"][0], [(width, height)]),
+    ]
+    for result in payload["results"]:
+        assert result["relevance_score"] == pytest.approx(expected[result["index"]])
+
+
+def test_rerank_aliases_and_top_n(client):
+    for route in ("/rerank", "/v2/rerank"):
+        payload = client.post(route, json={"query": "q", "documents": ["a", "b", "c"], "top_n": 1}).json()
+        assert len(payload["results"]) == 1
+    payload = client.post("/v1/rerank", json={"query": "q", "documents": ["a"], "return_documents": False}).json()
+    assert "document" not in payload["results"][0]
+
+
+@pytest.mark.parametrize("name", ["score_request.json", "score_request_legacy.json"])
+def test_recorded_vllm_score_requests(client, scorer, name):
+    body = {**recorded(name), "model": scorer.name}
+    response = client.post("/v1/score", json=body)
+    assert response.status_code == 200, response.text
+    payload = response.json()
+    want = recorded("score_response.json")
+    assert shape(payload)["data"] == shape(want)["data"]
+    assert set(payload) == set(want) and payload["object"] == "list"
+    assert [item["index"] for item in payload["data"]] == list(range(len(payload["data"])))
+
+
+def test_score_pairs_n_to_n_and_extension_instruction(client, scorer):
+    body = {"queries": ["q1", "q2"], "documents": ["d1", "d2"], "instruction": "news only"}
+    data = client.post("/v1/score", json=body).json()["data"]
+    assert [d["score"] for d in data] == pytest.approx(
+        [scorer.value("news only", "q1", [], "d1", []), scorer.value("news only", "q2", [], "d2", [])]
+    )
+
+
+def test_models_health_and_metrics(client, scorer):
+    assert client.get("/v1/models").json()["data"][0]["id"] == scorer.name
+    assert client.get("/health").json()["status"] == "ok"
+    client.post("/v1/rerank", json={"query": "q", "documents": ["a", "b"]})
+    metrics = client.get("/metrics").text
+    assert 'newsrec_requests_total{route="/v1/rerank",status="200"} 1.0' in metrics
+    assert "newsrec_pairs_total 2.0" in metrics
+
+
+# --- errors and limits ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"query": "q", "documents": []}, 400, "empty"),
+        ({"query": "q", "documents": ["d"] * 21}, 400, "limit is 20"),
+        ({"query": "q" * 501, "documents": ["d"]}, 400, "characters"),
+        ({"query": "q", "documents": [image_doc("http://x/a.jpg")]}, 400, "data:image"),
+        ({"query": "q", "documents": [image_doc("data:image/png;base64,@@")]}, 400, "base64"),
+        ({"query": "q", "documents": [image_doc("data:image/png;base64,aGVsbG8=")]}, 400, "not an image"),
+        ({"query": "q", "documents": [{"content": [{"type": "video_url"}]}]}, 400, "invalid request"),
+        ({"documents": ["d"]}, 400, "query"),
+        ({"model": "other", "query": "q", "documents": ["d"]}, 404, "not served"),
+    ],
+)  # fmt: skip
+def test_bad_requests_get_clear_4xx(client, body, status, words):
+    response = client.post("/v1/rerank", json=body)
+    assert response.status_code == status
+    assert words in response.json()["error"]["message"]
+
+
+def test_oversized_body_is_refused_before_parsing(scorer):
+    with TestClient(create_app(scorer, ServeLimits(max_body_bytes=1000))) as small:
+        response = small.post("/v1/rerank", json={"query": "q", "documents": ["x" * 2000]})
+    assert response.status_code == 413
+
+
+def test_bearer_token(scorer):
+    with TestClient(create_app(scorer, api_token="s3cret")) as guarded:
+        body = {"query": "q", "documents": ["d"]}
+        assert guarded.post("/v1/rerank", json=body).status_code == 401
+        assert guarded.post("/v1/rerank", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert guarded.post("/v1/rerank", json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert guarded.get("/health").status_code == 200  # load balancers probe without a token
+
+
+# --- batching across callers ----------------------------------------------------------------------------
+
+
+def test_concurrent_callers_share_engine_calls_and_get_their_own_scores():
+    scorer = FakeScorer(delay=0.05)
+    batcher = Batcher(scorer.score, max_batch_pairs=100, max_wait_ms=5)
+
+    async def main():
+        batcher.start()
+        jobs = []
+        for i in range(12):
+            query = f"q{i % 3}"  # three distinct queries among twelve callers
+            docs = [f"d{i}", "shared"]
+            jobs.append(batcher.submit("ins", query, _Side(query), docs, [_Side(d) for d in docs]))
+        results = await asyncio.gather(*jobs)
+        await batcher.stop()
+        return results
+
+    results = asyncio.run(main())
+    for i, scores in enumerate(results):
+        query = f"q{i % 3}"
+        assert scores == pytest.approx([scorer.value("ins", query, [], d, []) for d in (f"d{i}", "shared")])
+    assert len(scorer.calls) < 12  # merged: the first caller runs alone, the rest join groups per query
+    assert batcher.stats.pairs_scored < batcher.stats.pairs_requested  # "shared" scored once per query group
+
+
+def test_pair_budget_splits_turns():
+    scorer = FakeScorer(delay=0.02)
+    batcher = Batcher(scorer.score, max_batch_pairs=4, max_wait_ms=5)
+
+    async def main():
+        batcher.start()
+        await asyncio.gather(
+            *[
+                batcher.submit("ins", "q", _Side("q"), [f"d{i}", f"e{i}"], [_Side(f"d{i}"), _Side(f"e{i}")])
+                for i in range(6)
+            ]
+        )
+        await batcher.stop()
+
+    asyncio.run(main())
+    assert max(n for _, _, n in scorer.calls) <= 4
+    assert batcher.stats.batches >= 3
+
+
+def test_a_failing_batch_fails_its_callers_not_the_server(client, scorer):
+    scorer.fail = True
+    response = client.post("/v1/rerank", json={"query": "q", "documents": ["d"]})
+    assert response.status_code == 500 and "CUDA error" in response.json()["error"]["message"]
+    scorer.fail = False
+    assert client.post("/v1/rerank", json={"query": "q", "documents": ["d"]}).status_code == 200
+
+
+class _Side:
+    def __init__(self, text: str):
+        self.text, self.images = text, []
