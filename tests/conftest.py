@@ -85,3 +85,72 @@ class HashingEmbedder:
 @pytest.fixture
 def fake_embedder() -> HashingEmbedder:
     return HashingEmbedder()
+
+
+# --- servers on loopback ports (issue 11) --------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory):
+    """A real `chroma run` (the CLI that ships with chromadb) on a free loopback port, for the session.
+
+    Yields its URL once GET /api/v2/heartbeat answers; skipped with the reason when the CLI is missing
+    or the server does not come up.
+    """
+    import shutil
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    executable = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
+    if not Path(executable).exists():
+        pytest.skip("the `chroma` CLI (from the chromadb package) is not installed")
+    port = free_port()
+    path = tmp_path_factory.mktemp("chroma-server")
+    log = (path / "server.log").open("wb")
+    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+    command = [executable, "run", "--path", str(path / "data"), "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"chroma run exited with {process.returncode}: {(path / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"chroma run did not answer {url}/api/v2/heartbeat within 60 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(params=["embedded", "server"])
+def chroma_mode(request, monkeypatch) -> str:
+    """Run a test against the embedded store and against the Chroma server (NEWSREC_CHROMA_URL)."""
+    if request.param == "server":
+        monkeypatch.setenv("NEWSREC_CHROMA_URL", request.getfixturevalue("chroma_server"))
+    else:
+        monkeypatch.delenv("NEWSREC_CHROMA_URL", raising=False)
+    return request.param
