@@ -16,3 +16,7 @@ class InputError(NewsrecError, ValueError):
 
 class ModelUnavailableError(NewsrecError, RuntimeError):
     """A configured model cannot run here (no GPU, no checkpoint, a missing package)."""
+
+
+class ServiceUnavailableError(NewsrecError, RuntimeError):
+    """A server newsrec talks to (Chroma, a reranker server) is down, refuses us, or lost our data."""

@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -24,7 +25,7 @@ import numpy as np
 from newsrec.config import Settings
 from newsrec.data.corpus import Corpus
 from newsrec.embedders import Embedder
-from newsrec.errors import InputError
+from newsrec.errors import InputError, ServiceUnavailableError
 from newsrec.types import NewsItem
 
 __all__ = ["NewsIndex", "SyncStats", "collection_name", "chroma_client"]
@@ -76,7 +77,11 @@ def collection_name(corpus_name: str, embedder_name: str) -> str:
 
 
 def chroma_client(settings: Settings) -> Any:
-    """An embedded PersistentClient under settings.chroma_dir, or an HttpClient for settings.chroma_url."""
+    """An embedded PersistentClient under settings.chroma_dir, or an HttpClient for settings.chroma_url.
+
+    The server client sends settings.chroma_headers (NEWSREC_CHROMA_HEADERS; Chroma 1.x has no auth of its
+    own, a proxy in front checks them) and reports failures as ServiceUnavailableError.
+    """
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
@@ -93,9 +98,72 @@ def chroma_client(settings: Settings) -> Any:
     except ValueError:
         raise InputError(f"chroma URL {settings.chroma_url!r} has an invalid port") from None
     try:
-        return chromadb.HttpClient(host=url.hostname, port=port, ssl=ssl, settings=chroma_settings)
+        client = chromadb.HttpClient(
+            host=url.hostname, port=port, ssl=ssl, headers=dict(settings.chroma_headers), settings=chroma_settings
+        )
     except Exception as error:  # chromadb raises ValueError or httpx errors, depending on how it failed
         raise InputError(f"cannot reach the Chroma server at {settings.chroma_url}: {error}") from None
+    return _ServerClient(client, settings.chroma_url)
+
+
+class _ServerClient:
+    """A Chroma HttpClient whose collections turn transport and missing-collection failures into one clear
+    ServiceUnavailableError (server down mid-run, auth proxy refusing, collection deleted under us)."""
+
+    def __init__(self, client: Any, url: str):
+        self._client, self.url = client, url
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            with _server_errors(self.url, name):
+                result = attribute(*args, **kwargs)
+            return _ServerCollection(result, self.url) if name.endswith("collection") and result is not None else result
+
+        return call
+
+
+class _ServerCollection:
+    def __init__(self, collection: Any, url: str):
+        self._collection, self.url = collection, url
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._collection, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args, **kwargs):
+            with _server_errors(self.url, name, self._collection.name):
+                return attribute(*args, **kwargs)
+
+        return call
+
+
+@contextmanager
+def _server_errors(url: str, operation: str, collection: str = ""):
+    import httpx
+    from chromadb.errors import ChromaAuthError, NotFoundError
+
+    try:
+        yield
+    except NotFoundError:
+        if not collection:
+            raise
+        raise ServiceUnavailableError(
+            f"collection {collection!r} is missing on the Chroma server at {url} (deleted while in use?); "
+            "run the command again to rebuild it"
+        ) from None
+    except ChromaAuthError as error:
+        raise ServiceUnavailableError(
+            f"the Chroma server at {url} refused {operation}: {error} (check NEWSREC_CHROMA_HEADERS)"
+        ) from None
+    except httpx.TransportError as error:
+        raise ServiceUnavailableError(
+            f"the Chroma server at {url} is unreachable during {operation}: {error}"
+        ) from None
 
 
 def _metadata(item: NewsItem, content_hash: str) -> dict[str, Any]:

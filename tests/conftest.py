@@ -150,7 +150,15 @@ def chroma_server(tmp_path_factory):
 def chroma_mode(request, monkeypatch) -> str:
     """Run a test against the embedded store and against the Chroma server (NEWSREC_CHROMA_URL)."""
     if request.param == "server":
-        monkeypatch.setenv("NEWSREC_CHROMA_URL", request.getfixturevalue("chroma_server"))
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        url = request.getfixturevalue("chroma_server")
+        host, port = url.removeprefix("http://").split(":")
+        client = chromadb.HttpClient(host=host, port=int(port), settings=ChromaSettings(anonymized_telemetry=False))
+        for collection in client.list_collections():  # each test starts with an empty server, as with a temp dir
+            client.delete_collection(collection.name)
+        monkeypatch.setenv("NEWSREC_CHROMA_URL", url)
     else:
         monkeypatch.delenv("NEWSREC_CHROMA_URL", raising=False)
     return request.param

@@ -64,8 +64,10 @@ class FailingEmbedder(HashingEmbedder):
 
 
 @pytest.fixture
-def settings() -> Settings:
-    return Settings.from_env()  # NEWSREC_HOME is a fresh temp dir per test (conftest)
+def settings(chroma_mode) -> Settings:
+    # NEWSREC_HOME is a fresh temp dir per test (conftest); each test runs on the embedded store and on a
+    # real `chroma run` server (chroma_mode sets NEWSREC_CHROMA_URL).
+    return Settings.from_env()
 
 
 def stored(index: NewsIndex) -> dict[str, tuple[str, np.ndarray]]:
@@ -277,3 +279,138 @@ def test_chroma_url_is_validated(settings):
         chroma_client(replace(settings, chroma_url="ftp://example.org"))
     with pytest.raises(InputError, match="cannot reach"):
         chroma_client(replace(settings, chroma_url="http://127.0.0.1:9"))  # discard port: nothing listens
+
+
+# --- Chroma server mode: headers, batch sizes, clear errors (issue 11) -----------------------------------
+
+
+class _AuthProxy:
+    """A reverse proxy in front of the Chroma server that wants one header, as a deployment's proxy would."""
+
+    def __init__(self, upstream: str, header: str, value: str):
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        host, port = upstream.removeprefix("http://").split(":")
+        self.refused = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self):
+                if self.headers.get(header) != value:
+                    proxy.refused += 1
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                connection = http.client.HTTPConnection(host, int(port), timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "connection"}}
+                connection.request(self.command, self.path, body=body, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
+                self.send_response(response.status)
+                for key, item in response.getheaders():
+                    if key.lower() not in {"transfer-encoding", "connection", "content-length"}:
+                        self.send_header(key, item)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _forward
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_chroma_headers_reach_the_server_through_a_proxy(chroma_server, fake_embedder, monkeypatch):
+    from newsrec.errors import ServiceUnavailableError
+
+    proxy = _AuthProxy(chroma_server, "X-Chroma-Token", "s3cret")
+    try:
+        monkeypatch.setenv("NEWSREC_CHROMA_URL", proxy.url)
+        monkeypatch.setenv("NEWSREC_CHROMA_HEADERS", '{"X-Chroma-Token": "s3cret"}')
+        index = NewsIndex(Settings.from_env(), "proxied", fake_embedder)
+        index.sync(make_corpus())
+        assert index.search(fake_embedder.embed_queries(["world cup final"])[0], 1)[0][0] == "n5"
+        monkeypatch.setenv("NEWSREC_CHROMA_HEADERS", "X-Chroma-Token=wrong")
+        with pytest.raises((InputError, ServiceUnavailableError)):
+            NewsIndex(Settings.from_env(), "proxied", fake_embedder)
+        assert proxy.refused > 0
+    finally:
+        proxy.close()
+
+
+def test_chroma_headers_setting_parses_json_and_pairs():
+    from newsrec.config import parse_headers
+
+    assert parse_headers('{"Authorization": "Bearer t"}') == {"Authorization": "Bearer t"}
+    assert parse_headers("X-A=1, X-B=two") == {"X-A": "1", "X-B": "two"}
+    assert parse_headers("") == {}
+    for bad in ("{not json", "[1]", "novalue"):
+        with pytest.raises(InputError, match="NEWSREC_CHROMA_HEADERS"):
+            parse_headers(bad)
+
+
+def test_writes_respect_the_servers_max_batch_size(settings, fake_embedder, monkeypatch):
+    index = NewsIndex(settings, "test", fake_embedder)
+    monkeypatch.setattr(index, "client", _SmallBatches(index.client, 3))
+    sizes = []
+    upsert = index.collection.upsert
+    monkeypatch.setattr(
+        index, "collection", _Spy(index.collection, "upsert", lambda **kw: sizes.append(len(kw["ids"])) or upsert(**kw))
+    )
+    index.sync(make_corpus(), batch_size=1024)
+    assert sizes and max(sizes) <= 3 and sum(sizes) == 7
+
+
+def test_collection_deleted_under_a_running_index_is_a_clear_error(chroma_server, fake_embedder, monkeypatch):
+    from newsrec.errors import ServiceUnavailableError
+
+    monkeypatch.setenv("NEWSREC_CHROMA_URL", chroma_server)
+    index = NewsIndex(Settings.from_env(), "gone", fake_embedder)
+    index.sync(make_corpus())
+    index.client.delete_collection(index.name)
+    with pytest.raises(ServiceUnavailableError, match="missing on the Chroma server"):
+        index.search(fake_embedder.embed_queries(["border"])[0], 3)
+
+
+def test_chroma_server_going_down_mid_run_is_a_clear_error(chroma_server, fake_embedder, monkeypatch):
+    from newsrec.errors import ServiceUnavailableError
+
+    proxy = _AuthProxy(chroma_server, "X-Chroma-Token", "t")
+    monkeypatch.setenv("NEWSREC_CHROMA_URL", proxy.url)
+    monkeypatch.setenv("NEWSREC_CHROMA_HEADERS", "X-Chroma-Token=t")
+    index = NewsIndex(Settings.from_env(), "outage", fake_embedder)
+    index.sync(make_corpus())
+    proxy.close()  # the server's front door goes away while the app runs
+    with pytest.raises(ServiceUnavailableError, match="unreachable"):
+        index.search(fake_embedder.embed_queries(["border"])[0], 3)
+
+
+class _SmallBatches:
+    def __init__(self, client, size):
+        self._client, self._size = client, size
+
+    def get_max_batch_size(self):
+        return self._size
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+class _Spy:
+    def __init__(self, target, name, replacement):
+        self._target, self._name, self._replacement = target, name, replacement
+
+    def __getattr__(self, name):
+        return self._replacement if name == self._name else getattr(self._target, name)

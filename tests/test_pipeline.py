@@ -41,7 +41,7 @@ def _items():
 
 
 @pytest.fixture
-def recommender(fake_embedder, newsrec_home):
+def recommender(fake_embedder, newsrec_home, chroma_mode):  # embedded store and Chroma server
     settings = Settings.from_env(corpus="tiny", embedder="lite", reranker="lite")
     corpus = Corpus(name="tiny", root=settings.corpus_dir("tiny"), news={item.id: item for item in _items()})
     history = ["battery-0", "battery-1", "battery-2", "nba-0", "nba-1"]
