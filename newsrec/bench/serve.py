@@ -1,0 +1,156 @@
+"""`bench serve`: throughput of `newsrec serve`, sequential requests vs many concurrent clients.
+
+The server runs as its own process (`python -m newsrec serve` on a free loopback port) with the
+reranker under test (default: a tiny random-weight Qwen3-VL built from ../shared/models/qwen3-vl-2b).
+The same list of rerank requests is sent twice: one at a time, then by N concurrent clients; the
+ratio of pairs/s is what server-side batching buys. Two workloads:
+- "shared": requests draw from a few queries (popular searches, the guest feed, several app replicas
+  asking for the same page), the case cross-request batching merges into one engine call;
+- "distinct": every request has its own query; batching can only queue them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from newsrec.config import REPO_ROOT
+
+DEFAULT_FILES = REPO_ROOT.parent / "shared" / "models" / "qwen3-vl-2b"
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("serve", help="newsrec serve: sequential vs concurrent rerank throughput")
+    parser.add_argument("--reranker", default="qwen3-vl-reranker-2b", help="served reranker (or lite)")
+    parser.add_argument("--reranker-model", default="", help="checkpoint; default: a random --size model")
+    parser.add_argument("--size", default="tiny", choices=["tiny", "small", "2b", "8b"], help="random model shape")
+    parser.add_argument("--files", default=str(DEFAULT_FILES), help="Qwen3-VL tokenizer/config folder")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--url", default="", help="bench a running server instead of starting one")
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=60, help="requests per phase")
+    parser.add_argument("--documents", type=int, default=20, help="documents per request")
+    parser.add_argument("--queries", type=int, default=3, help="distinct queries in the shared workload")
+    parser.add_argument("--workload", choices=["shared", "distinct", "both"], default="both")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from newsrec.cli.common import print_json
+
+    with tempfile.TemporaryDirectory() as scratch:
+        server, url, model = _start(args, Path(scratch)) if not args.url else (None, args.url.rstrip("/"), "")
+        try:
+            figures: dict = {"reranker": model or args.url, "clients": args.clients, "documents": args.documents}
+            workloads = ["shared", "distinct"] if args.workload == "both" else [args.workload]
+            for workload in workloads:
+                bodies = _requests(args, workload)
+                _phase(url, bodies[:3], 1)  # warm-up: model, tokenizer, first-call allocations
+                sequential = _phase(url, bodies, 1)
+                concurrent = _phase(url, bodies, args.clients)
+                figures[workload] = {
+                    "sequential": sequential,
+                    "concurrent": concurrent,
+                    "speedup": round(concurrent["pairs_per_s"] / sequential["pairs_per_s"], 2),
+                }
+            figures["load_average"] = os.getloadavg()[0]
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(timeout=30)
+    print_json(figures) if args.json else Console().print(figures)
+    return 0
+
+
+def _start(args: argparse.Namespace, scratch: Path) -> tuple[subprocess.Popen, str, str]:
+    import httpx
+
+    model = args.reranker_model
+    if args.reranker != "lite" and not model:
+        from newsrec.qwen3_vl.random_model import make_random_checkpoint
+
+        model = str(make_random_checkpoint(scratch / args.size, args.size, args.files))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "newsrec", "serve", "--port", str(port), "--reranker", args.reranker]
+    command += ["--embedder", "lite", "--device", args.device] + (["--reranker-model", model] if model else [])
+    env = {**os.environ}
+    env.pop("NEWSREC_RERANKER_URL", None)
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"newsrec serve exited: {server.stderr.read().decode()[-2000:]}")
+        try:
+            return server, url, httpx.get(f"{url}/health", timeout=2).json()["model"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            time.sleep(0.5)
+    server.terminate()
+    raise RuntimeError("newsrec serve did not start within 300 s")
+
+
+def _requests(args: argparse.Namespace, workload: str) -> list[dict]:
+    """Rerank bodies over the demo corpus's headlines; the same list for both phases."""
+    from newsrec.config import Settings
+    from newsrec.data.corpus import load_corpus
+
+    corpus = load_corpus(Settings(corpus="demo"))
+    documents = [f"{item.title}\n{item.body}".strip() for item in corpus.news.values()]
+    rng = np.random.default_rng(0)
+    queries = [f"{documents[i].split(chr(10))[0]}" for i in rng.choice(len(documents), size=args.requests)]
+    bodies = []
+    for i in range(args.requests):
+        query = queries[i % args.queries] if workload == "shared" else queries[i]
+        picked = rng.choice(len(documents), size=min(args.documents, len(documents)), replace=False)
+        bodies.append({"query": query, "documents": [documents[j] for j in picked], "return_documents": False})
+    return bodies
+
+
+def _phase(url: str, bodies: list[dict], clients: int) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+
+    def send(body: dict, client: httpx.Client) -> None:
+        nonlocal errors
+        started = time.perf_counter()
+        try:
+            response = client.post("/v1/rerank", json=body)
+            ok = response.status_code == 200 and len(response.json()["results"]) == len(body["documents"])
+        except httpx.HTTPError:
+            ok = False
+        latencies.append(time.perf_counter() - started)
+        errors += not ok
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        sessions = [httpx.Client(base_url=url, timeout=300) for _ in range(clients)]
+        list(pool.map(lambda ib: send(ib[1], sessions[ib[0] % clients]), enumerate(bodies)))
+        for session in sessions:
+            session.close()
+    seconds = time.perf_counter() - started
+    pairs = sum(len(body["documents"]) for body in bodies)
+    return {
+        "requests": len(bodies),
+        "errors": errors,
+        "seconds": round(seconds, 2),
+        "requests_per_s": round(len(bodies) / seconds, 2),
+        "pairs_per_s": round(pairs / seconds, 1),
+        "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 1),
+        "p95_ms": round(float(np.percentile(latencies, 95)) * 1000, 1),
+    }
