@@ -4,9 +4,12 @@ The server runs as its own process (`python -m newsrec serve` on a free loopback
 reranker under test (default: a tiny random-weight Qwen3-VL built from ../shared/models/qwen3-vl-2b).
 The same list of rerank requests is sent twice: one at a time, then by N concurrent clients; the
 ratio of pairs/s is what server-side batching buys. Two workloads:
-- "shared": requests draw from a few queries (popular searches, the guest feed, several app replicas
-  asking for the same page), the case cross-request batching merges into one engine call;
-- "distinct": every request has its own query; batching can only queue them.
+- "shared": a few searches, each with its own pool of recalled stories, every request reranking part
+  of its search's pool (popular searches, guest feeds, app replicas asking for the same page): the
+  case where cross-request batching merges requests into one engine call and scores a repeated
+  (query, story) pair once;
+- "distinct": every request has its own query; the batcher can only queue them, and what concurrency
+  gains comes from overlapping HTTP and JSON work with the engine.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", default="tiny", choices=["tiny", "small", "2b", "8b"], help="random model shape")
     parser.add_argument("--files", default=str(DEFAULT_FILES), help="Qwen3-VL tokenizer/config folder")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="the server's torch CPU threads (0 = torch default)")
     parser.add_argument("--url", default="", help="bench a running server instead of starting one")
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=60, help="requests per phase")
@@ -53,7 +57,12 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         server, url, model = _start(args, Path(scratch)) if not args.url else (None, args.url.rstrip("/"), "")
         try:
-            figures: dict = {"reranker": model or args.url, "clients": args.clients, "documents": args.documents}
+            figures: dict = {
+                "reranker": model or args.url,
+                "clients": args.clients,
+                "documents": args.documents,
+                "server_threads": args.threads,
+            }
             workloads = ["shared", "distinct"] if args.workload == "both" else [args.workload]
             for workload in workloads:
                 bodies = _requests(args, workload)
@@ -86,7 +95,9 @@ def _start(args: argparse.Namespace, scratch: Path) -> tuple[subprocess.Popen, s
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "newsrec", "serve", "--port", str(port), "--reranker", args.reranker]
-    command += ["--embedder", "lite", "--device", args.device] + (["--reranker-model", model] if model else [])
+    command += ["--embedder", "lite", "--device", args.device, "--threads", str(args.threads)] + (
+        ["--reranker-model", model] if model else []
+    )
     env = {**os.environ}
     env.pop("NEWSREC_RERANKER_URL", None)
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -104,19 +115,34 @@ def _start(args: argparse.Namespace, scratch: Path) -> tuple[subprocess.Popen, s
 
 
 def _requests(args: argparse.Namespace, workload: str) -> list[dict]:
-    """Rerank bodies over the demo corpus's headlines; the same list for both phases."""
+    """Rerank bodies over the demo corpus's stories; the same list for both phases.
+
+    shared: `queries` searches, each with its own recall pool of 1.5 x `documents` stories, and every
+    request reranks `documents` of its query's pool (readers running the same search get overlapping
+    candidates). distinct: each request its own query and a random draw from the whole corpus.
+    """
     from newsrec.config import Settings
     from newsrec.data.corpus import load_corpus
 
     corpus = load_corpus(Settings(corpus="demo"))
-    documents = [f"{item.title}\n{item.body}".strip() for item in corpus.news.values()]
+    stories = [f"{item.title}\n{item.body}".strip() for item in corpus.news.values()]
     rng = np.random.default_rng(0)
-    queries = [f"{documents[i].split(chr(10))[0]}" for i in rng.choice(len(documents), size=args.requests)]
+    size = min(args.documents, len(stories))
     bodies = []
-    for i in range(args.requests):
-        query = queries[i % args.queries] if workload == "shared" else queries[i]
-        picked = rng.choice(len(documents), size=min(args.documents, len(documents)), replace=False)
-        bodies.append({"query": query, "documents": [documents[j] for j in picked], "return_documents": False})
+    if workload == "shared":
+        searches = [
+            (stories[q].split("\n")[0], rng.choice(len(stories), size=min(len(stories), size * 3 // 2), replace=False))
+            for q in rng.choice(len(stories), size=args.queries, replace=False)
+        ]
+        for i in range(args.requests):
+            query, pool = searches[i % len(searches)]
+            picked = rng.choice(pool, size=size, replace=False)
+            bodies.append({"query": query, "documents": [stories[j] for j in picked], "return_documents": False})
+        return bodies
+    for q in rng.choice(len(stories), size=args.requests):
+        picked = rng.choice(len(stories), size=size, replace=False)
+        query = stories[q].split("\n")[0]
+        bodies.append({"query": query, "documents": [stories[j] for j in picked], "return_documents": False})
     return bodies
 
 
@@ -137,6 +163,7 @@ def _phase(url: str, bodies: list[dict], clients: int) -> dict:
         latencies.append(time.perf_counter() - started)
         errors += not ok
 
+    before = _server_counters(url)
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         sessions = [httpx.Client(base_url=url, timeout=300) for _ in range(clients)]
@@ -145,6 +172,8 @@ def _phase(url: str, bodies: list[dict], clients: int) -> dict:
             session.close()
     seconds = time.perf_counter() - started
     pairs = sum(len(body["documents"]) for body in bodies)
+    after = _server_counters(url)
+    server = {name: after[name] - before.get(name, 0.0) for name in after}
     return {
         "requests": len(bodies),
         "errors": errors,
@@ -153,4 +182,24 @@ def _phase(url: str, bodies: list[dict], clients: int) -> dict:
         "pairs_per_s": round(pairs / seconds, 1),
         "p50_ms": round(float(np.percentile(latencies, 50)) * 1000, 1),
         "p95_ms": round(float(np.percentile(latencies, 95)) * 1000, 1),
+        # newsrec serve only: worker turns and pairs the model actually ran (after merging repeats)
+        "server_turns": int(server.get("newsrec_batch_pairs_count", 0)),
+        "server_pairs_scored": int(server.get("newsrec_pairs_scored_total", 0)),
+    }
+
+
+def _server_counters(url: str) -> dict[str, float]:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return {}
+    wanted = {"newsrec_batch_pairs_count", "newsrec_pairs_scored_total"}
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name in wanted
     }

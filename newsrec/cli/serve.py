@@ -15,6 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when present)")
     parser.add_argument("--max-batch-pairs", type=int, default=512, help="pairs per engine turn across requests")
     parser.add_argument("--max-documents", type=int, default=1000, help="documents per request")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0 = torch's default; 1 on a busy shared CPU)"
+    )
     add_model_flags(parser)
     parser.set_defaults(func=run)
 
@@ -24,6 +27,10 @@ def run(args: argparse.Namespace) -> int:
 
     from newsrec.serving import ServeLimits, build_scorer, create_app
 
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     settings = settings_from_args(args)
     scorer = build_scorer(settings, device=args.device)
     limits = ServeLimits(max_batch_pairs=args.max_batch_pairs, max_documents=args.max_documents)

@@ -138,8 +138,13 @@ def create_app(scorer: PairScorer, limits: ServeLimits | None = None, api_token:
         for side in (*wire_queries, *wire_docs):
             _check(side, limits)
         instruction = body.instruction or scorer.default_instruction
+        has_images = decoder is not None and any(side.image_urls for side in (*wire_queries, *wire_docs))
         try:
-            decoded = await asyncio.to_thread(_decode_all, wire_queries, wire_docs, decoder)
+            # Decoding photos is CPU work for a thread; text-only requests skip the thread hop.
+            if has_images:
+                decoded = await asyncio.to_thread(_decode_all, wire_queries, wire_docs, decoder)
+            else:
+                decoded = _decode_all(wire_queries, wire_docs, None)
         except InputError as error:
             raise ApiError(400, str(error)) from None
         by_query: dict[str, list[int]] = {}
