@@ -29,7 +29,7 @@ from typing import Any
 
 from newsrec.cache import ScoreCache, score_key
 from newsrec.config import Settings
-from newsrec.errors import InputError
+from newsrec.errors import InputError, ServiceUnavailableError
 from newsrec.types import Candidate, RerankRequest
 
 __all__ = ["BatchStats", "batch_rerank", "import_scores", "read_pairs"]
@@ -125,7 +125,7 @@ class GroupScorer:
     def rows(self, group: Group) -> list[dict[str, Any]]:
         scores = self.reranker.score(group.request, group.candidates)
         if getattr(scores, "notice", ""):  # a remote reranker fell back to lite: those are not its scores
-            raise RuntimeError(f"batch scoring stopped: {scores.notice}")
+            raise ServiceUnavailableError(f"batch scoring stopped: {scores.notice}")
         model = self.reranker.name
         out = []
         for candidate, score in zip(group.candidates, scores, strict=True):
@@ -163,6 +163,7 @@ def batch_rerank(
     chunk_pairs: int = CHUNK_PAIRS,
     ray_address: str | None = None,
     ray_workers: int = 1,
+    ray_gpus: float = 0,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> BatchStats:
     """Score every pair of `pairs_path` into parquet parts under `out_dir` (see the module docstring)."""
@@ -189,7 +190,8 @@ def batch_rerank(
     if pending:
         groups = {i: [_group(recommender, settings, *spec) for spec in chunks[i]] for i in pending}
         run = _run_local if engine == "local" else _run_ray
-        run(groups, out_dir, settings, str(recommender.corpus.root), on_chunk, ray_address, ray_workers)
+        ray_options = {"address": ray_address, "workers": ray_workers, "gpus": ray_gpus}
+        run(groups, out_dir, settings, str(recommender.corpus.root), on_chunk, ray_options)
     stats.seconds = time.perf_counter() - started
     return stats
 
@@ -210,7 +212,7 @@ def _group(recommender: Any, settings: Settings, user: str, query: str, news_ids
     return Group(user, query, request, candidates, profile.fingerprint(), format_time(recommender.now) or "")
 
 
-def _run_local(groups, out_dir, settings, image_root, on_chunk, _address, _workers) -> None:
+def _run_local(groups, out_dir, settings, image_root, on_chunk, _ray_options) -> None:
     scorer = GroupScorer(settings, image_root)
     for done, (chunk, members) in enumerate(groups.items(), 1):
         _write_part(out_dir, chunk, [row for group in members for row in scorer.rows(group)])
@@ -218,11 +220,12 @@ def _run_local(groups, out_dir, settings, image_root, on_chunk, _address, _worke
             on_chunk(done, len(groups))
 
 
-def _run_ray(groups, out_dir, settings, image_root, on_chunk, address, workers) -> None:
+def _run_ray(groups, out_dir, settings, image_root, on_chunk, ray_options) -> None:
     try:
         import ray
     except ImportError:
         raise InputError("--engine ray needs Ray Data: pip install 'ray[data]'") from None
+    address, workers, gpus = ray_options["address"], ray_options["workers"], ray_options["gpus"]
     if not ray.is_initialized():
         if address:  # a cluster: newsrec must be installed on its workers
             ray.init(address=address, log_to_driver=False)
@@ -242,6 +245,7 @@ def _run_ray(groups, out_dir, settings, image_root, on_chunk, address, workers) 
         concurrency=max(1, int(workers)),
         batch_size=1,  # one group per call: the group is the unit the engine batches internally
         num_cpus=1,
+        num_gpus=gpus,  # 1 on GPU workers: each holds its own reranker on its own GPU
     )
     pending: dict[int, list[dict]] = {chunk: [] for chunk in groups}
     done = 0

@@ -18,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     batch.add_argument("--engine", choices=["local", "ray"], default="local", help="score here or on Ray Data")
     batch.add_argument("--ray-address", default=None, help="Ray cluster address (default: a local Ray)")
     batch.add_argument("--workers", type=int, default=1, help="Ray workers, each with its own reranker")
+    batch.add_argument("--gpus-per-worker", type=float, default=0, help="Ray GPUs per worker (1 on GPU nodes)")
     batch.add_argument("--chunk-pairs", type=int, default=4096, help="pairs per output part (the resume unit)")
     batch.add_argument("--import", dest="import_cache", action="store_true", help="also load into the score cache")
     batch.add_argument("--json", action="store_true")
@@ -48,6 +49,7 @@ def run_batch(args: argparse.Namespace) -> int:
             chunk_pairs=args.chunk_pairs,
             ray_address=args.ray_address,
             ray_workers=args.workers,
+            ray_gpus=args.gpus_per_worker,
             on_chunk=lambda done, total: progress.update(task, completed=done, total=total),
         )
     figures = {
