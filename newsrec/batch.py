@@ -48,12 +48,13 @@ class BatchStats:
     chunks: int
     skipped_chunks: int  # already written by an earlier run
     unknown_news: int  # pairs whose news id is not in the corpus (not scored)
-    seconds: float = 0.0
+    seconds: float = 0.0  # end to end: corpus, index, profiles, model load, scoring, writing
+    scoring_seconds: float = 0.0  # model load, scoring and writing of the chunks this run computed
+    scored_pairs: int = 0
 
     @property
     def pairs_per_second(self) -> float:
-        scored = self.pairs - self.unknown_news
-        return scored / self.seconds if self.seconds else 0.0
+        return self.scored_pairs / self.scoring_seconds if self.scoring_seconds else 0.0
 
 
 # --- input ---------------------------------------------------------------------------------------
@@ -189,9 +190,12 @@ def batch_rerank(
     stats = BatchStats(len(pairs), sum(len(c) for c in chunks), len(chunks), len(chunks) - len(pending), unknown)
     if pending:
         groups = {i: [_group(recommender, settings, *spec) for spec in chunks[i]] for i in pending}
+        stats.scored_pairs = sum(len(group.candidates) for members in groups.values() for group in members)
+        scoring_started = time.perf_counter()
         run = _run_local if engine == "local" else _run_ray
         ray_options = {"address": ray_address, "workers": ray_workers, "gpus": ray_gpus}
         run(groups, out_dir, settings, str(recommender.corpus.root), on_chunk, ray_options)
+        stats.scoring_seconds = time.perf_counter() - scoring_started
     stats.seconds = time.perf_counter() - started
     return stats
 

@@ -81,6 +81,16 @@ def parse_headers(text: str) -> dict[str, str]:
     return headers
 
 
+def _seconds(text: str, default: float) -> float:
+    try:
+        value = float(text) if text.strip() else default
+    except ValueError:
+        raise InputError(f"NEWSREC_RERANKER_TIMEOUT must be a number of seconds, not {text!r}") from None
+    if value <= 0:
+        raise InputError(f"NEWSREC_RERANKER_TIMEOUT must be positive, not {text!r}")
+    return value
+
+
 @dataclass
 class Settings:
     home: Path = field(default_factory=default_home)
@@ -116,7 +126,7 @@ class Settings:
             chroma_url=env.get("NEWSREC_CHROMA_URL", ""),
             allow_remote_images=env.get("NEWSREC_ALLOW_REMOTE_IMAGES", "") in {"1", "true", "yes"},
             reranker_url=env.get("NEWSREC_RERANKER_URL", ""),
-            reranker_timeout=float(env.get("NEWSREC_RERANKER_TIMEOUT", "") or 30.0),
+            reranker_timeout=_seconds(env.get("NEWSREC_RERANKER_TIMEOUT", ""), 30.0),
             chroma_headers=parse_headers(env.get("NEWSREC_CHROMA_HEADERS", "")),
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})

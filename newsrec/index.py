@@ -103,41 +103,27 @@ def chroma_client(settings: Settings) -> Any:
         )
     except Exception as error:  # chromadb raises ValueError or httpx errors, depending on how it failed
         raise InputError(f"cannot reach the Chroma server at {settings.chroma_url}: {error}") from None
-    return _ServerClient(client, settings.chroma_url)
+    return _Guarded(client, settings.chroma_url)
 
 
-class _ServerClient:
-    """A Chroma HttpClient whose collections turn transport and missing-collection failures into one clear
-    ServiceUnavailableError (server down mid-run, auth proxy refusing, collection deleted under us)."""
+class _Guarded:
+    """A Chroma HttpClient, or one of its collections, whose calls turn transport, auth and missing-collection
+    failures into one clear ServiceUnavailableError (server down mid-run, proxy refusing, collection deleted)."""
 
-    def __init__(self, client: Any, url: str):
-        self._client, self.url = client, url
+    def __init__(self, target: Any, url: str, collection: str = ""):
+        self._target, self._url, self._collection = target, url, collection
 
     def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._client, name)
+        attribute = getattr(self._target, name)
         if not callable(attribute):
             return attribute
 
         def call(*args, **kwargs):
-            with _server_errors(self.url, name):
+            with _server_errors(self._url, name, self._collection):
                 result = attribute(*args, **kwargs)
-            return _ServerCollection(result, self.url) if name.endswith("collection") and result is not None else result
-
-        return call
-
-
-class _ServerCollection:
-    def __init__(self, collection: Any, url: str):
-        self._collection, self.url = collection, url
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._collection, name)
-        if not callable(attribute):
-            return attribute
-
-        def call(*args, **kwargs):
-            with _server_errors(self.url, name, self._collection.name):
-                return attribute(*args, **kwargs)
+            if not self._collection and name.endswith("collection") and result is not None:
+                return _Guarded(result, self._url, result.name)  # get_collection, get_or_create_collection, ...
+            return result
 
         return call
 

@@ -59,7 +59,8 @@ def run_batch(args: argparse.Namespace) -> int:
         "skipped_chunks": stats.skipped_chunks,
         "unknown_news": stats.unknown_news,
         "seconds": round(stats.seconds, 2),
-        "pairs_per_s": round(stats.pairs_per_second, 1),
+        "scoring_seconds": round(stats.scoring_seconds, 2),
+        "pairs_per_s": round(stats.pairs_per_second, 1),  # scoring only (includes loading the reranker)
         "out": args.out,
     }
     if args.import_cache:
