@@ -166,8 +166,12 @@ def batch_rerank(
     ray_workers: int = 1,
     ray_gpus: float = 0,
     on_chunk: Callable[[int, int], None] | None = None,
+    embedder: Any = None,
 ) -> BatchStats:
-    """Score every pair of `pairs_path` into parquet parts under `out_dir` (see the module docstring)."""
+    """Score every pair of `pairs_path` into parquet parts under `out_dir` (see the module docstring).
+
+    `embedder` (default: the configured one) gives the profiles and query vectors, as in the app.
+    """
     import time
 
     from newsrec.pipeline import Recommender
@@ -179,7 +183,7 @@ def batch_rerank(
     pairs = read_pairs(pairs_path)
     out_dir = Path(out_dir)
     # The driver owns the corpus and the index (profiles and candidate vectors); workers only score.
-    recommender = Recommender.from_settings(settings, reranker=_NoReranker())
+    recommender = Recommender.from_settings(settings, embedder=embedder, reranker=_NoReranker())
     known = pairs["news_id"].isin(set(recommender.corpus.news)) & pairs["news_id"].map(recommender.index.has)
     unknown = int((~known).sum())
     if unknown:
