@@ -118,7 +118,9 @@ class Batcher:
             requested += sum(len(job.documents) for job in members)
             scored += len(documents)
             try:
+                tick = time.perf_counter()
                 scores = self._score(members[0].instruction, members[0].query, documents) if documents else []
+                log.debug("engine call: %d documents in %.3f s", len(documents), time.perf_counter() - tick)
                 self.stats.engine_calls += 1
             except Exception as error:  # noqa: BLE001 - the callers get the error, the worker lives on
                 log.exception("scoring a batch of %d pairs failed", len(documents))
@@ -127,6 +129,14 @@ class Batcher:
                 continue
             for job in members:
                 _resolve(job, result=[float(scores[unique[key]]) for key in job.doc_keys])
+        log.debug(
+            "turn: %d requests in %d groups, %d of %d pairs scored in %.3f s",
+            len(jobs),
+            len(groups),
+            scored,
+            requested,
+            time.perf_counter() - started,
+        )
         self.stats.batches += 1
         self.stats.pairs_requested += requested
         self.stats.pairs_scored += scored
