@@ -30,13 +30,14 @@ from newsrec.config import Settings
 from newsrec.errors import InputError
 from newsrec.qwen3_vl.prompt import document_text, query_text
 from newsrec.rerankers import register_reranker
+from newsrec.rerankers.qwen3_vl import DEFAULT_PROFILE_IMAGES, IMAGE_FACTOR, MIN_PIXELS
+from newsrec.serving.protocol import WireSide, to_wire
 from newsrec.types import Candidate, ImageRef, RerankRequest
 
 __all__ = ["RemoteReranker", "RemoteScores", "CircuitBreaker"]
 
 log = logging.getLogger(__name__)
 
-PROFILE_IMAGES = 1  # history photos on the query side, as the in-process reranker's default
 MAX_DOCUMENTS = 500  # per HTTP request; a larger candidate list is sent in several requests
 TRANSIENT = {408, 429, 500, 502, 503, 504}
 IMAGE_MEMO = 512
@@ -152,14 +153,18 @@ class RemoteReranker:
     def request_body(self, request: RerankRequest, candidates: Sequence[Candidate]) -> dict[str, Any]:
         """The /v1/rerank body: the same prompt sides as the in-process Qwen3-VL reranker."""
         profile = request.profile
-        query = _side(
-            query_text(request.query, profile.summary if profile else ""),
-            self._image_urls(profile.images[:PROFILE_IMAGES] if profile else []),
+        query = to_wire(
+            WireSide(
+                query_text(request.query, profile.summary if profile else ""),
+                self._image_urls(profile.images[:DEFAULT_PROFILE_IMAGES] if profile else []),
+            )
         )
         documents = [
-            _side(
-                document_text(c.item.title, c.item.body),
-                self._image_urls(c.item.images[: self.settings.max_images]),
+            to_wire(
+                WireSide(
+                    document_text(c.item.title, c.item.body),
+                    self._image_urls(c.item.images[: self.settings.max_images]),
+                )
             )
             for c in candidates
         ]
@@ -222,7 +227,7 @@ class RemoteReranker:
 
     # --- images -------------------------------------------------------------------------------------------
 
-    def _image_urls(self, refs: Sequence[ImageRef]) -> list[str]:
+    def _image_urls(self, refs: Sequence[ImageRef]) -> tuple[str, ...]:
         urls = []
         for ref in refs:
             with self._lock:
@@ -236,7 +241,7 @@ class RemoteReranker:
                         self._images.popitem(last=False)
             if url:
                 urls.append(url)
-        return urls
+        return tuple(urls)
 
     def _data_url(self, ref: ImageRef) -> str | None:
         """The image's original bytes as a data URL, or None when the in-process reranker would skip it too."""
@@ -254,22 +259,12 @@ class RemoteReranker:
                     path = self.image_root / path
                 image = load_image(path)  # the checks (existence, size) the in-process reranker applies
                 data = path.read_bytes()
-            smart_resize(image.height, image.width, factor=32, min_pixels=4 * 32 * 32, max_pixels=1 << 30)
+            smart_resize(image.height, image.width, factor=IMAGE_FACTOR, min_pixels=MIN_PIXELS, max_pixels=1 << 30)
             kind = (Image.open(io.BytesIO(data)).format or "jpeg").lower()
         except (InputError, OSError) as error:
             log.warning("skipping image %s: %s", ref.uri, error)
             return None
         return f"data:image/{kind};base64,{base64.b64encode(data).decode()}"
-
-
-def _side(text: str, image_urls: list[str]) -> str | dict[str, Any]:
-    """A plain string without images; else vLLM's content list, images first as in the prompt."""
-    if not image_urls:
-        return text
-    content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": url}} for url in image_urls]
-    if text:
-        content.append({"type": "text", "text": text})
-    return {"content": content}
 
 
 def _parse_results(response: Any, n: int) -> list[float]:

@@ -20,14 +20,13 @@ from typing import Any, Protocol
 
 from newsrec.errors import InputError
 from newsrec.qwen3_vl.prompt import Side
+from newsrec.rerankers.qwen3_vl import IMAGE_FACTOR, MIN_PIXELS
 from newsrec.serving.protocol import WireSide
 
 __all__ = ["PairScorer", "EngineScorer", "LiteScorer", "build_scorer", "ImageDecoder"]
 
 log = logging.getLogger(__name__)
 
-IMAGE_FACTOR = 32  # as rerankers/qwen3_vl.py: 16-px patches merged 2x2
-MIN_PIXELS = 4 * IMAGE_FACTOR**2
 DECODED_MEMO = 256  # decoded images kept (profile photos recur across requests)
 
 
