@@ -8,16 +8,18 @@ Dense MiniLM vectors are English-only and blur exact names; BM25 catches the lit
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from newsrec.types import NewsItem
 
-__all__ = ["tokenize", "LexicalIndex", "rrf", "STOPWORDS"]
+__all__ = ["tokenize", "LexicalIndex", "rrf", "STOPWORDS", "is_cjk"]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,11 @@ def tokenize(text: str, *, bigrams: bool = False) -> list[str]:
     return terms
 
 
+def is_cjk(term: str) -> bool:
+    """Whether a term is a run of Han characters (a jieba word or a character bigram)."""
+    return bool(_HAN_RE.match(term))
+
+
 def _document_terms(item: NewsItem, *, bigrams: bool) -> list[str]:
     # The title counts twice: it is the most specific text a news item has, and bodies are often
     # boilerplate (publisher blurbs) that would otherwise dilute it.
@@ -103,10 +110,11 @@ class LexicalIndex:
     for jieba's search mode; English text is unaffected.
     """
 
-    def __init__(self, ids: list[str], bm25, *, bigrams: bool = True):
+    def __init__(self, ids: list[str], bm25, *, bigrams: bool = True, df: Counter[str] | None = None):
         self.ids = ids
         self._bm25 = bm25  # bm25s.BM25, or None when the corpus has no terms at all
         self.bigrams = bigrams
+        self._df = df or Counter()  # documents per term, for the IDF weights of `match`
 
     @classmethod
     def build(
@@ -123,7 +131,10 @@ class LexicalIndex:
             return cls(ids, None, bigrams=bigrams)
         bm25 = bm25s.BM25(k1=k1, b=b)
         bm25.index(corpus, show_progress=False)
-        return cls(ids, bm25, bigrams=bigrams)
+        df: Counter[str] = Counter()
+        for terms in corpus:
+            df.update(set(terms))
+        return cls(ids, bm25, bigrams=bigrams, df=df)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -143,6 +154,52 @@ class LexicalIndex:
         # Sort by score, then by corpus order so ties come out the same on every run.
         order = hits[np.lexsort((hits, -scores[hits]))]
         return [(self.ids[i], float(scores[i])) for i in order]
+
+    def idf(self, term: str) -> float:
+        """Lucene's BM25 IDF, log(1 + (N - df + 0.5) / (df + 0.5)); a term no item has gets the largest value."""
+        n = len(self.ids)
+        df = self._df.get(term, 0)
+        return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+    def query_terms(self, text: str) -> dict[str, float]:
+        """The query's terms with their IDF weights.
+
+        A CJK term that no item has is dropped rather than counted as missed: jieba keeps compounds whole
+        (收购价格) and bigrams straddle words (果收), while the bigrams that do occur (收购, 购价) already
+        carry the meaning, which is how 收购价格 matches an item that says 收购价. An unknown Latin word
+        counts, with the largest weight: `zxqv apple` must match `apple` only partly.
+        """
+        terms = dict.fromkeys(tokenize(text, bigrams=self.bigrams))
+        return {term: self.idf(term) for term in terms if term in self._df or not is_cjk(term)}
+
+    def match(self, text: str, n: int | None = None) -> list[tuple[str, float]]:
+        """Up to `n` (news_id, coverage) pairs, best first: the IDF-weighted share of the query matched, in [0, 1].
+
+        Each term's BM25 score is divided by its best score over the corpus (1 = as strongly as any item
+        has it, usually in the title; BM25 saturates repeats and discounts long texts), then averaged
+        with IDF weights. So a term most items share (prices, 技术, 突破) moves an item little, and only
+        an item with the query's rare, specific terms (harvest, 收购价) scores near 1. Pure numbers never
+        match on their own: a year or a count alone is not a topic.
+        """
+        weights = self.query_terms(text)
+        total = sum(weights.values())
+        if self._bm25 is None or not total:
+            return []
+        coverage = np.zeros(len(self.ids))
+        topical = np.zeros(len(self.ids), dtype=bool)
+        for term, weight in weights.items():
+            if term not in self._df:
+                continue
+            scores = self._bm25.get_scores([term])  # (N,)
+            best = scores.max()
+            if best > 0:
+                coverage += weight * scores / best
+                if not term.isdigit():
+                    topical |= scores > 0
+        coverage = np.where(topical, coverage / total, 0.0)
+        hits = np.flatnonzero(coverage > 0)
+        order = hits[np.lexsort((hits, -coverage[hits]))][:n]
+        return [(self.ids[i], float(coverage[i])) for i in order]
 
 
 def rrf(rankings: Sequence[Sequence[str] | Sequence[tuple[str, float]]], k: int = 60) -> list[tuple[str, float]]:

@@ -58,12 +58,14 @@ def recommender(fake_embedder, newsrec_home):
     return Recommender.from_settings(settings, embedder=fake_embedder, reranker=LiteReranker(fake_embedder))
 
 
-def test_recommend_returns_both_stages_without_read_items(recommender):
+def test_recommend_returns_both_stages_and_only_a_search_shows_read_items(recommender):
+    read = set(recommender.profile("fan").read_ids)
+    feed = recommender.recommend("fan", k=5, candidates=20)
+    assert not read & {r.item.id for r in feed.reranked + feed.retrieval}
     result = recommender.recommend("fan", query="solid-state battery", k=5, candidates=20)
+    assert read & {r.item.id for r in result.retrieval}  # a search finds what matches, read or not
     assert result.mode == "lite" or result.mode == "qwen3-vl"
     assert len(result.reranked) == 5 and len(result.retrieval) == 5
-    read = set(recommender.profile("fan").read_ids)
-    assert not read & {r.item.id for r in result.reranked + result.retrieval}
     assert [r.rank for r in result.reranked] == [1, 2, 3, 4, 5]
     assert [r.retrieval_rank for r in result.retrieval] == [1, 2, 3, 4, 5]
     assert result.reranked[0].item.id.startswith("battery")
