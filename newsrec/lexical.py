@@ -29,7 +29,9 @@ _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _TOKEN_RE = re.compile(rf"(?P<cjk>[{_CJK}]+)|(?P<word>[^\W_{_CJK}]+)")
 _HAN_RE = re.compile(rf"^[{_CJK}]+$")
 
-# Small, hand-picked lists: function words only, so topical words ("border", "政策") always survive.
+# Small, hand-picked lists: function words only, so topical words ("border", "政策") always survive; plus
+# the words that ask for recency or news as such (latest, 最新, 消息): every story in a news corpus is
+# news, and a small corpus makes them rare, so IDF alone would let 最新 pick the one story that says it.
 _EN_STOPWORDS = """
 a about above after again against all also am an and any are as at be because been before being below
 between both but by can could did do does doing down during each few for from further had has have having
@@ -38,11 +40,13 @@ nor not now of off on once only or other our ours ourselves out over own same sh
 that the their theirs them themselves then there these they this those through to too under until up very
 was we were what when where which while who whom why will with would you your yours yourself yourselves
 says said say new news via per vs amp s t ll re ve d m
+latest newest recent recently
 """
 _ZH_STOPWORDS = """
 的 了 和 是 在 也 有 就 不 都 而 及 与 或 这 那 之 其 中 对 为 以 于 被 把 从 到 等 着 个 上 下 吗 呢 吧 啊
 我 你 他 她 它 我们 你们 他们 她们 它们 自己 这个 那个 这些 那些 一个 没有 已经 可以 因为 所以 但是 如果
 并 并且 而且 以及 还 又 很 更 最 将 会 能 要 让 向 据 称 表示 进行 通过 对于 关于 由于 日 月 年
+最新 最近 近日 新闻 消息
 """
 STOPWORDS: frozenset[str] = frozenset(_EN_STOPWORDS.split() + _ZH_STOPWORDS.split())
 

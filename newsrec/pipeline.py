@@ -16,6 +16,7 @@ import numpy as np
 from newsrec.cache import ScoreCache, score_key
 from newsrec.config import Settings
 from newsrec.data.corpus import Corpus, format_time, load_corpus
+from newsrec.dedupe import same_story_groups
 from newsrec.embedders import Embedder, get_embedder
 from newsrec.errors import InputError
 from newsrec.explain import explain
@@ -177,10 +178,11 @@ class Recommender:
         timings["rerank"] = _ms(tick)
 
         tick = time.perf_counter()
-        order = self._post_rank(scores, pool, k, mmr_lambda, half_life_days, category_cap)
+        order = self._post_rank(scores, pool, len(pool), mmr_lambda, half_life_days, category_cap)
         history_vectors, history_titles = self._history_lookup(profile)
 
-        def make(index: int, rank: int, score: float) -> Recommendation:
+        def make(group: list[int], rank: int, score: float) -> Recommendation:
+            index = group[0]
             candidate = pool[index]
             line, matched = explain(
                 candidate.item, candidate.embedding, profile, history_vectors, history_titles, query
@@ -193,10 +195,12 @@ class Recommender:
                 retrieval_rank=candidate.retrieval_rank,
                 explanation=line,
                 matched_history=matched,
+                duplicate_ids=[pool[i].item.id for i in group[1:]],
             )
 
-        reranked = [make(i, rank, scores[i]) for rank, i in enumerate(order, 1)]
-        retrieval = [make(i, i + 1, pool[i].retrieval_score) for i in range(min(k, len(pool)))]
+        reranked = [make(g, rank, scores[g[0]]) for rank, g in enumerate(self._one_slot_per_story(order, pool)[:k], 1)]
+        by_retrieval = self._one_slot_per_story(range(len(pool)), pool)[:k]
+        retrieval = [make(g, rank, pool[g[0]].retrieval_score) for rank, g in enumerate(by_retrieval, 1)]
         timings["present"] = _ms(tick)
         timings["total"] = _ms(started)
         return RecommendResult(
@@ -273,6 +277,15 @@ class Recommender:
         scores = query_relevance(cos, np.array([lexical.get(i, 0.0) for i in ids]), self.embedder)
         order = np.lexsort((-cos, -scores))[:n]  # by relevance, then cosine (items under the threshold tie at 0)
         return [(ids[i], float(scores[i])) for i in order], matches(cos, len(lexical), self.embedder)
+
+    def _one_slot_per_story(self, order: Sequence[int], pool: list[Candidate]) -> list[list[int]]:
+        """Pool indices in `order`, grouped so the same story in other languages shares its first slot."""
+        order = list(order)
+        if not order:
+            return []
+        vectors = np.stack([pool[i].embedding for i in order])  # (N, D)
+        groups = same_story_groups([pool[i].item for i in order], vectors, self.embedder)
+        return [[order[m] for m in group] for group in groups]
 
     def _rerank(self, request: RerankRequest, pool: list[Candidate]) -> tuple[np.ndarray, int]:
         """Second stage through the score cache: only candidates never scored in this context reach the model."""
