@@ -50,6 +50,8 @@ def same_story_groups(items: Sequence[NewsItem], vectors: np.ndarray, embedder: 
     `same_story_cosine`. A group holds at most one item per language.
     """
     n = len(items)
+    if n == 0:
+        return []
     threshold = float(getattr(embedder, "same_story_cosine", DEFAULT_SAME_STORY_COSINE))
     vectors = np.asarray(vectors, dtype=np.float32).reshape(n, -1)
     languages = np.array([item.language for item in items])

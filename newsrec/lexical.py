@@ -90,7 +90,7 @@ def tokenize(text: str, *, bigrams: bool = False) -> list[str]:
             continue
         terms.extend(w for w in _segmenter().lcut(run) if _HAN_RE.match(w) and w not in STOPWORDS)
         if bigrams and len(run) > 2:
-            terms.extend(run[i : i + 2] for i in range(len(run) - 1))
+            terms.extend(pair for pair in (run[i : i + 2] for i in range(len(run) - 1)) if pair not in STOPWORDS)
     return terms
 
 

@@ -10,6 +10,7 @@ from newsrec.errors import InputError
 from newsrec.index import NewsIndex
 from newsrec.pipeline import Filters, Recommender
 from newsrec.profiles import apply_feedback
+from newsrec.relevance import CosineScale
 from newsrec.rerankers.lite import LiteReranker
 from newsrec.types import HistoryEntry, NewsItem, User
 
@@ -152,3 +153,13 @@ def test_index_is_reused_across_recommenders(recommender, fake_embedder):
     )
     assert fake_embedder.calls == calls  # nothing re-embedded
     assert isinstance(again.index, NewsIndex)
+
+
+def test_a_query_that_matches_nothing_says_so_and_shows_the_for_you_feed(recommender):
+    recommender.embedder.query_scale = CosineScale(floor=0.99)  # the fake embedder: no cosine counts as a match
+    result = recommender.recommend("fan", query="zxqv blorp", k=5)
+    assert result.query_matched is False and "zxqv blorp" in result.notice and "For-you" in result.notice
+    assert result.query == "zxqv blorp"
+    assert [r.item.id for r in result.reranked] == [r.item.id for r in recommender.recommend("fan", k=5).reranked]
+    matched = recommender.recommend("fan", query="Lakers zxqv", k=5)  # one real term is a match
+    assert matched.query_matched and matched.notice == "" and matched.reranked[0].item.id.startswith("nba")
