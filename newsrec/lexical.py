@@ -1,8 +1,9 @@
-"""Lexical retrieval: a tokenizer for English and Chinese, BM25 over news items, reciprocal rank fusion.
+"""Lexical matching: a tokenizer for English and Chinese, and IDF-weighted BM25 coverage of a query.
 
-Dense MiniLM vectors are English-only and blur exact names; BM25 catches the literal words of a query
-(people, places, products) in any language the tokenizer splits. The pipeline fuses both rankings with
-`rrf`. BM25 itself comes from `bm25s` (sparse-matrix scoring, ~1 s to index 10,000 items here).
+Dense vectors blur exact names and confuse senses (Apple the company, apples the fruit); the literal
+words of a query (people, places, products, 收购价) catch what they miss, in any language the tokenizer
+splits. `newsrec/relevance.py` fuses the two. BM25 itself comes from `bm25s` (sparse-matrix scoring,
+~1 s to index 10,000 items here).
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import re
 import threading
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 
 from newsrec.types import NewsItem
 
-__all__ = ["tokenize", "LexicalIndex", "rrf", "STOPWORDS", "is_cjk"]
+__all__ = ["tokenize", "LexicalIndex", "STOPWORDS", "is_cjk"]
 
 log = logging.getLogger(__name__)
 
@@ -143,22 +144,6 @@ class LexicalIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def search(self, text: str, n: int) -> list[tuple[str, float]]:
-        """Up to `n` (news_id, BM25 score) pairs, best first; only items sharing a term with `text`."""
-        if n <= 0 or self._bm25 is None:
-            return []
-        vocab = self._bm25.vocab_dict
-        terms = [term for term in tokenize(text, bigrams=self.bigrams) if term in vocab]
-        if not terms:
-            return []
-        scores = self._bm25.get_scores(terms)  # (N,)
-        hits = np.flatnonzero(scores > 0)
-        if len(hits) > n:
-            hits = hits[np.argpartition(-scores[hits], n - 1)[:n]]
-        # Sort by score, then by corpus order so ties come out the same on every run.
-        order = hits[np.lexsort((hits, -scores[hits]))]
-        return [(self.ids[i], float(scores[i])) for i in order]
-
     def idf(self, term: str) -> float:
         """Lucene's BM25 IDF, log(1 + (N - df + 0.5) / (df + 0.5)); a term no item has gets the largest value."""
         n = len(self.ids)
@@ -204,21 +189,3 @@ class LexicalIndex:
         hits = np.flatnonzero(coverage > 0)
         order = hits[np.lexsort((hits, -coverage[hits]))][:n]
         return [(self.ids[i], float(coverage[i])) for i in order]
-
-
-def rrf(rankings: Sequence[Sequence[str] | Sequence[tuple[str, float]]], k: int = 60) -> list[tuple[str, float]]:
-    """Reciprocal rank fusion: score(id) = sum over rankings of 1 / (k + rank), rank 1-based.
-
-    Written by hand because it is one line of arithmetic (Cormack et al., 2009); a library would add a
-    dependency for nothing. Rankings are lists of ids (or (id, score) pairs, whose scores are ignored),
-    best first; an id missing from a ranking gets nothing from it. Ties keep first-seen order.
-    """
-    fused: dict[str, float] = {}
-    for ranking in rankings:
-        seen: set[str] = set()  # a duplicate in one ranking counts once, at its best rank
-        for rank, entry in enumerate(ranking, 1):
-            news_id = entry[0] if isinstance(entry, tuple) else entry
-            if news_id not in seen:
-                seen.add(news_id)
-                fused[news_id] = fused.get(news_id, 0.0) + 1.0 / (k + rank)
-    return sorted(fused.items(), key=lambda pair: -pair[1])

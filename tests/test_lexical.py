@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from newsrec.lexical import LexicalIndex, rrf, tokenize
+from newsrec.lexical import LexicalIndex, tokenize
 from newsrec.types import NewsItem
 
 
@@ -78,7 +78,7 @@ def index() -> LexicalIndex:
     ],
 )
 def test_bm25_ranks_the_obvious_document_first(index, query, expected):
-    results = index.search(query, 3)
+    results = index.match(query, 3)
     assert results, query
     assert results[0][0] == expected
     scores = [score for _, score in results]
@@ -87,36 +87,17 @@ def test_bm25_ranks_the_obvious_document_first(index, query, expected):
 
 
 def test_search_edge_cases(index):
-    assert index.search("", 5) == []
-    assert index.search("the of 的", 5) == []  # stopwords only
-    assert index.search("zzzunknownword", 5) == []
-    assert index.search("battery", 0) == []
-    assert len(index.search("battery 电池 border 冠军", 100)) <= len(CORPUS)  # n larger than the corpus is fine
-    assert len(index.search("battery 电池 border 冠军", 2)) == 2
+    assert index.match("", 5) == []
+    assert index.match("the of 的", 5) == []  # stopwords only
+    assert index.match("zzzunknownword", 5) == []
+    assert index.match("battery", 0) == []
+    assert len(index.match("battery 电池 border 冠军", 100)) <= len(CORPUS)  # n larger than the corpus is fine
+    assert len(index.match("battery 电池 border 冠军", 2)) == 2
 
 
 def test_empty_corpus_and_termless_items_search_to_nothing():
-    assert LexicalIndex.build([]).search("battery", 5) == []
-    assert LexicalIndex.build([NewsItem(id="a", title="!!!")]).search("battery", 5) == []
-
-
-def test_rrf_matches_hand_computed_scores():
-    # k=60: a is 1st and 2nd -> 1/61 + 1/62; b is 2nd and 1st -> same; c is 3rd in one -> 1/63; d only 3rd.
-    fused = rrf([["a", "b", "c"], ["b", "a", "d"]], k=60)
-    scores = dict(fused)
-    assert scores["a"] == pytest.approx(1 / 61 + 1 / 62)
-    assert scores["b"] == pytest.approx(1 / 62 + 1 / 61)
-    assert scores["c"] == pytest.approx(1 / 63)
-    assert scores["d"] == pytest.approx(1 / 63)
-    assert [news_id for news_id, _ in fused] == ["a", "b", "c", "d"]  # ties keep first-seen order
-    # An id found by both retrievers beats one ranked first by only one of them.
-    assert [i for i, _ in rrf([["x", "y"], ["z", "y"]], k=1)][0] == "y"  # 1/3+1/3 > 1/2
-
-
-def test_rrf_accepts_scored_pairs_and_ignores_duplicates():
-    assert rrf([[("a", 9.0), ("b", 1.0)]], k=0) == [("a", 1.0), ("b", 0.5)]
-    assert rrf([["a", "a", "b"]], k=0) == [("a", 1.0), ("b", 1 / 3)]
-    assert rrf([]) == []
+    assert LexicalIndex.build([]).match("battery", 5) == []
+    assert LexicalIndex.build([NewsItem(id="a", title="!!!")]).match("battery", 5) == []
 
 
 def test_build_is_fast_for_ten_thousand_items():
@@ -139,7 +120,7 @@ def test_build_is_fast_for_ten_thousand_items():
     start = time.perf_counter()
     index = LexicalIndex.build(items)
     assert time.perf_counter() - start < 10  # typically ~1.5 s on the 2-core dev box
-    assert index.search("story 1234", 1)[0][0] == "n1234"
+    assert index.match("story 1234", 1)[0][0] == "n1234"
 
 
 # --- IDF-weighted coverage (LexicalIndex.match) ------------------------------------------------------------
