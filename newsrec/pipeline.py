@@ -275,7 +275,8 @@ class Recommender:
         ids = list(cosines)
         cos = np.array([cosines[i] for i in ids])
         scores = query_relevance(cos, np.array([lexical.get(i, 0.0) for i in ids]), self.embedder)
-        order = np.lexsort((-cos, -scores))[:n]  # by relevance, then cosine (items under the threshold tie at 0)
+        # Only what matches: a short honest list beats cards that claim a match they do not have.
+        order = [i for i in np.lexsort((-cos, -scores)) if scores[i] > 0][:n]
         return [(ids[i], float(scores[i])) for i in order], matches(cos, len(lexical), self.embedder)
 
     def _one_slot_per_story(self, order: Sequence[int], pool: list[Candidate]) -> list[list[int]]:
