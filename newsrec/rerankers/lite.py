@@ -3,14 +3,15 @@
     score = w_query    * query relevance      (newsrec/relevance.py: multilingual cosine fused with the
                                                IDF-weighted share of the query's terms the item has)
           + w_interest * interest affinity    (best cosine to one of the reader's interests, scaled by its weight)
-          + w_category * category affinity    (the item's category share in the reader's history, counted only
-                                               as far as the item also resembles that reading)
+          + w_category * category affinity    (the item's subcategory share in the reader's history; an unread
+                                               subcategory counts half its category, as far as the item resembles
+                                               the reading)
           + w_fresh    * freshness            (halves every FRESH_HALF_LIFE_DAYS of age)
           - w_avoid    * rejection similarity (cosine to items the reader marked "not interested")
 
-Each part lies in [0, 1]. With a query the query term dominates; without one (the "For you" feed) the
-profile terms share its weight. The weights are plain constants, documented in README, so an editor
-can tell why one item beats another.
+Each part lies in [0, 1]. With a query the profile parts count only as far as the item matches it (they
+reorder what matches); without one (the "For you" feed) the profile terms share the weight. The weights
+are plain constants, documented in README, so an editor can tell why one item beats another.
 """
 
 from __future__ import annotations
