@@ -16,18 +16,19 @@ import numpy as np
 from newsrec.cache import ScoreCache, score_key
 from newsrec.config import Settings
 from newsrec.data.corpus import Corpus, format_time, load_corpus
+from newsrec.dedupe import same_story_groups
 from newsrec.embedders import Embedder, get_embedder
 from newsrec.errors import InputError
 from newsrec.explain import explain
 from newsrec.index import NewsIndex
-from newsrec.lexical import LexicalIndex, rrf
+from newsrec.lexical import LexicalIndex
 from newsrec.profiles import build_profile, idf_table
 from newsrec.ranking import cap_categories, freshness_decay, mmr_order
+from newsrec.relevance import matches, query_relevance
 from newsrec.rerankers import Reranker, get_reranker
 from newsrec.types import Candidate, HistoryEntry, NewsItem, Recommendation, RecommendResult, RerankRequest, UserProfile
 
 MAX_QUERY_CHARS = 2000
-RRF_K = 60
 GUEST = "guest"  # a reader with no history, available in every corpus (e.g. one ingested without users)
 
 
@@ -67,6 +68,7 @@ class Recommender:
         reranker: Reranker,
         index: NewsIndex,
         cache: ScoreCache | None = None,
+        lexical: LexicalIndex | None = None,
     ):
         self.settings, self.corpus, self.embedder, self.reranker, self.index = (
             settings,
@@ -76,7 +78,7 @@ class Recommender:
             index,
         )
         self.cache = cache if cache is not None else ScoreCache(settings.cache_dir / "rerank_scores.sqlite")
-        self.lexical = LexicalIndex.build(list(corpus.news.values()))
+        self.lexical = lexical or LexicalIndex.build(list(corpus.news.values()))
         self.idf = idf_table(list(corpus.news.values()))
         self.now = corpus.latest  # the corpus's own "now", so an old corpus still has fresh items
         self._profiles: dict[str, UserProfile] = {}
@@ -100,10 +102,11 @@ class Recommender:
             )
         index = NewsIndex(settings, corpus.name, embedder)
         index.sync(corpus, progress=show_progress, on_progress=on_progress)
+        lexical = LexicalIndex.build(list(corpus.news.values()))
         if reranker is None:
             options = model_options(settings, settings.reranker_model, corpus)
-            reranker = get_reranker(settings.resolved_reranker, embedder=embedder, **options)
-        recommender = cls(settings, corpus, embedder, reranker, index)
+            reranker = get_reranker(settings.resolved_reranker, embedder=embedder, lexical=lexical, **options)
+        recommender = cls(settings, corpus, embedder, reranker, index, lexical=lexical)
         embedder.embed_queries(["warm-up"])  # load lazy model weights now, not inside the first request
         return recommender
 
@@ -155,7 +158,12 @@ class Recommender:
 
         tick = time.perf_counter()
         query_vector = self.embedder.embed_queries([query])[0] if query else None
-        pool = self._retrieve(query, query_vector, profile, n_candidates, filters)
+        pool, query_matched = self._retrieve(query, query_vector, profile, n_candidates, filters)
+        asked, notice = query, ""
+        if not query_matched:  # an honest empty state: say so, and show the reader's For-you feed instead
+            notice = f"Nothing matches “{query}”; showing your For-you feed instead."
+            query, query_vector = "", None
+            pool, _ = self._retrieve(query, query_vector, profile, n_candidates, filters)
         timings["retrieve"] = _ms(tick)
 
         tick = time.perf_counter()
@@ -166,14 +174,16 @@ class Recommender:
             now=self.now,
             query_vector=query_vector,
         )
-        scores, hits, notice = self._rerank(request, pool)
+        scores, hits, model_notice = self._rerank(request, pool)
+        notice = " ".join(part for part in (notice, model_notice) if part)
         timings["rerank"] = _ms(tick)
 
         tick = time.perf_counter()
-        order = self._post_rank(scores, pool, k, mmr_lambda, half_life_days, category_cap)
+        order = self._post_rank(scores, pool, len(pool), mmr_lambda, half_life_days, category_cap)
         history_vectors, history_titles = self._history_lookup(profile)
 
-        def make(index: int, rank: int, score: float) -> Recommendation:
+        def make(group: list[int], rank: int, score: float) -> Recommendation:
+            index = group[0]
             candidate = pool[index]
             line, matched = explain(
                 candidate.item, candidate.embedding, profile, history_vectors, history_titles, query
@@ -186,16 +196,18 @@ class Recommender:
                 retrieval_rank=candidate.retrieval_rank,
                 explanation=line,
                 matched_history=matched,
+                duplicate_ids=[pool[i].item.id for i in group[1:]],
             )
 
-        reranked = [make(i, rank, scores[i]) for rank, i in enumerate(order, 1)]
-        retrieval = [make(i, i + 1, pool[i].retrieval_score) for i in range(min(k, len(pool)))]
+        reranked = [make(g, rank, scores[g[0]]) for rank, g in enumerate(self._one_slot_per_story(order, pool)[:k], 1)]
+        by_retrieval = self._one_slot_per_story(range(len(pool)), pool)[:k]
+        retrieval = [make(g, rank, pool[g[0]].retrieval_score) for rank, g in enumerate(by_retrieval, 1)]
         timings["present"] = _ms(tick)
         timings["total"] = _ms(started)
         return RecommendResult(
             mode=self.mode,
             user_id=user_id,
-            query=query,
+            query=asked,
             retrieval=retrieval,
             reranked=reranked,
             timings_ms=timings,
@@ -204,14 +216,19 @@ class Recommender:
             candidates=len(pool),
             cache_hits=hits,
             cache_misses=len(pool) - hits,
+            query_matched=query_matched,
             notice=notice,
         )
 
     def _retrieve(
         self, query: str, query_vector: np.ndarray | None, profile: UserProfile, n: int, filters: Filters
-    ) -> list[Candidate]:
-        """First stage: up to n unread candidates that pass the filters, best first."""
-        excluded = profile.read_ids | set(profile.disliked_ids)
+    ) -> tuple[list[Candidate], bool]:
+        """First stage: up to n candidates that pass the filters, best first; and whether any matched the query.
+
+        A search covers read stories too (a reader looks up the price story he read last week); the For-you
+        feed shows unread ones only. Stories marked "not interested" never come back.
+        """
+        excluded = set(profile.disliked_ids) | (set() if query else profile.read_ids)
         fetch = n + len(excluded)
 
         def usable(hits: list[tuple[str, float]]) -> list[tuple[str, float]]:
@@ -221,12 +238,11 @@ class Recommender:
                 if i not in excluded and i in self.corpus.news and filters.accepts(self.corpus.news[i])
             ]
 
+        matched = True
         if query:
             dense = usable(self.index.search(query_vector, fetch, where=filters.where()))
-            lexical = usable(self.lexical.search(query, fetch))
-            fused = rrf([[i for i, _ in dense], [i for i, _ in lexical]], k=RRF_K)[:n]
-            scale = (RRF_K + 1) / 2  # first in both lists -> 1.0
-            ranked = [(news_id, score * scale) for news_id, score in fused]
+            lexical = dict(usable(self.lexical.match(query, fetch)))
+            ranked, matched = self._fuse(query_vector, dense, lexical, n)
         elif profile.interests:
             best: dict[str, float] = {}
             for interest in profile.interests:
@@ -240,12 +256,38 @@ class Recommender:
             ranked = [(item.id, 1.0 / (rank + 1)) for rank, item in enumerate(items[:n])]
         ranked = [(news_id, score) for news_id, score in ranked if self.index.has(news_id)]
         embeddings = self.index.embeddings([news_id for news_id, _ in ranked]) if ranked else []
-        return [
+        pool = [
             Candidate(
                 item=self.corpus.news[news_id], retrieval_score=float(score), retrieval_rank=rank, embedding=vector
             )
             for rank, ((news_id, score), vector) in enumerate(zip(ranked, embeddings, strict=True), 1)
         ]
+        return pool, matched
+
+    def _fuse(
+        self, query_vector: np.ndarray, dense: list[tuple[str, float]], lexical: dict[str, float], n: int
+    ) -> tuple[list[tuple[str, float]], bool]:
+        """Dense and lexical hits scored by query relevance (newsrec/relevance.py), and whether anything matched."""
+        cosines = dict(dense)
+        only_lexical = [news_id for news_id in lexical if news_id not in cosines and self.index.has(news_id)]
+        if only_lexical:
+            vectors = self.index.embeddings(only_lexical)  # (M, D)
+            cosines.update(zip(only_lexical, (vectors @ query_vector).tolist(), strict=True))
+        ids = list(cosines)
+        cos = np.array([cosines[i] for i in ids])
+        scores = query_relevance(cos, np.array([lexical.get(i, 0.0) for i in ids]), self.embedder)
+        # Only what matches: a short honest list beats cards that claim a match they do not have.
+        order = [i for i in np.lexsort((-cos, -scores)) if scores[i] > 0][:n]
+        return [(ids[i], float(scores[i])) for i in order], matches(cos, len(lexical), self.embedder)
+
+    def _one_slot_per_story(self, order: Sequence[int], pool: list[Candidate]) -> list[list[int]]:
+        """Pool indices in `order`, grouped so the same story in other languages shares its first slot."""
+        order = list(order)
+        if not order:
+            return []
+        vectors = np.stack([pool[i].embedding for i in order])  # (N, D)
+        groups = same_story_groups([pool[i].item for i in order], vectors, self.embedder)
+        return [[order[m] for m in group] for group in groups]
 
     def _rerank(self, request: RerankRequest, pool: list[Candidate]) -> tuple[np.ndarray, int, str]:
         """Second stage through the score cache: only candidates never scored in this context reach the model.

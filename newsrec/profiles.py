@@ -102,9 +102,12 @@ def build_profile(
     profile.interests.sort(key=lambda interest: -interest.weight)
 
     categories: Counter[str] = Counter()
+    subcategories: Counter[str] = Counter()
     for item, weight in zip(items, weights, strict=True):
         categories[item.category or "uncategorised"] += float(weight) / total
+        subcategories[item.subcategory or item.category or "uncategorised"] += float(weight) / total
     profile.categories = dict(categories.most_common())
+    profile.subcategories = dict(subcategories.most_common())
     profile.keywords = salient_terms(items, weights, idf, top=12)
     profile.images = representative_images(items, weights)
     profile.summary = summarise(profile, items, weights)

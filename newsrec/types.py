@@ -96,6 +96,7 @@ class UserProfile:
     user_id: str
     interests: list[Interest] = field(default_factory=list)
     categories: dict[str, float] = field(default_factory=dict)  # recency-weighted share per category
+    subcategories: dict[str, float] = field(default_factory=dict)  # ... per subcategory (the category if none)
     keywords: list[str] = field(default_factory=list)  # salient terms of the history, strongest first
     summary: str = ""  # one short paragraph for a reranker prompt
     read_ids: set[str] = field(default_factory=set)  # excluded from recommendations
@@ -111,6 +112,7 @@ class UserProfile:
             "summary": self.summary,
             "images": [image.uri for image in self.images],
             "categories": {name: round(share, 6) for name, share in self.categories.items()},
+            "subcategories": {name: round(share, 6) for name, share in self.subcategories.items()},
             "weights": [round(interest.weight, 6) for interest in self.interests],
         }
         digest.update(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode())

@@ -44,6 +44,8 @@ def test_recommend_json_contract(home):
     assert len(payload["reranked"]) == 5 and len(payload["retrieval"]) == 5
     assert set(payload["retrieval"][0]) >= {"id", "title", "score", "rank"}
     assert set(payload["reranked"][0]) >= {"id", "title", "score", "rank", "retrieval_rank", "explanation"}
+    assert payload["query_matched"] is True and payload["notice"] == ""
+    assert all(isinstance(r["duplicate_ids"], list) for r in payload["retrieval"] + payload["reranked"])
     assert {"retrieve", "rerank", "total"} <= set(payload["timings_ms"])
     titles = " ".join(r["title"].lower() for r in payload["reranked"][:3])
     assert any(term in titles for term in ("battery", "solid-state", "电池"))
@@ -57,6 +59,12 @@ def test_recommend_for_you_and_chinese_query(home):
         newsrec("recommend", "--user", user, "--query", "最新电池技术突破", "--json", home=home).stdout
     )
     assert any("电池" in r["title"] for r in chinese["reranked"][:3])
+
+
+def test_a_query_that_matches_nothing_says_so(home):
+    payload = json.loads(newsrec("recommend", "--user", "u07", "--query", "zxqv blorp", "--json", home=home).stdout)
+    assert payload["query_matched"] is False and "zxqv blorp" in payload["notice"]
+    assert len(payload["reranked"]) == 10  # the reader's For-you feed instead
 
 
 def test_errors_are_one_clean_line(home):

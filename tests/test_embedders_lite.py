@@ -100,8 +100,8 @@ def test_float32_and_bfloat16_agree(embedder):
 
 
 def test_lite_embedder_tells_chinese_topics_apart(embedder):
-    """The bare model puts any two Chinese texts close together; the lite (hybrid) embedder must not."""
-    lite = get_embedder("lite")
+    """The bare model puts any two Chinese texts close together; the MiniLM hybrid (lite-minilm) must not."""
+    lite = get_embedder("lite-minilm")
     assert isinstance(lite, HybridEmbedder) and lite.dim == 384 + lite.n_features
     texts = [
         "固态电池能量密度突破，电动车续航提升",

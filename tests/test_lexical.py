@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from newsrec.lexical import LexicalIndex, rrf, tokenize
+from newsrec.lexical import LexicalIndex, tokenize
 from newsrec.types import NewsItem
 
 
@@ -26,7 +26,7 @@ def test_tokenize_english_lowercases_and_drops_stopwords_and_punctuation():
 def test_tokenize_chinese_segments_words_that_match_across_texts():
     query = tokenize("最新电池技术突破")
     document = tokenize("固态电池技术取得重大进展")
-    assert query == ["最新", "电池", "技术", "突破"]
+    assert query == ["电池", "技术", "突破"]  # 最新 ("latest") asks for recency, not a topic: a stopword
     assert {"电池", "技术"} <= set(query) & set(document)
     assert "的" not in tokenize("我们的电池")  # zh stopword
 
@@ -78,7 +78,7 @@ def index() -> LexicalIndex:
     ],
 )
 def test_bm25_ranks_the_obvious_document_first(index, query, expected):
-    results = index.search(query, 3)
+    results = index.match(query, 3)
     assert results, query
     assert results[0][0] == expected
     scores = [score for _, score in results]
@@ -87,36 +87,17 @@ def test_bm25_ranks_the_obvious_document_first(index, query, expected):
 
 
 def test_search_edge_cases(index):
-    assert index.search("", 5) == []
-    assert index.search("the of 的", 5) == []  # stopwords only
-    assert index.search("zzzunknownword", 5) == []
-    assert index.search("battery", 0) == []
-    assert len(index.search("battery 电池 border 冠军", 100)) <= len(CORPUS)  # n larger than the corpus is fine
-    assert len(index.search("battery 电池 border 冠军", 2)) == 2
+    assert index.match("", 5) == []
+    assert index.match("the of 的", 5) == []  # stopwords only
+    assert index.match("zzzunknownword", 5) == []
+    assert index.match("battery", 0) == []
+    assert len(index.match("battery 电池 border 冠军", 100)) <= len(CORPUS)  # n larger than the corpus is fine
+    assert len(index.match("battery 电池 border 冠军", 2)) == 2
 
 
 def test_empty_corpus_and_termless_items_search_to_nothing():
-    assert LexicalIndex.build([]).search("battery", 5) == []
-    assert LexicalIndex.build([NewsItem(id="a", title="!!!")]).search("battery", 5) == []
-
-
-def test_rrf_matches_hand_computed_scores():
-    # k=60: a is 1st and 2nd -> 1/61 + 1/62; b is 2nd and 1st -> same; c is 3rd in one -> 1/63; d only 3rd.
-    fused = rrf([["a", "b", "c"], ["b", "a", "d"]], k=60)
-    scores = dict(fused)
-    assert scores["a"] == pytest.approx(1 / 61 + 1 / 62)
-    assert scores["b"] == pytest.approx(1 / 62 + 1 / 61)
-    assert scores["c"] == pytest.approx(1 / 63)
-    assert scores["d"] == pytest.approx(1 / 63)
-    assert [news_id for news_id, _ in fused] == ["a", "b", "c", "d"]  # ties keep first-seen order
-    # An id found by both retrievers beats one ranked first by only one of them.
-    assert [i for i, _ in rrf([["x", "y"], ["z", "y"]], k=1)][0] == "y"  # 1/3+1/3 > 1/2
-
-
-def test_rrf_accepts_scored_pairs_and_ignores_duplicates():
-    assert rrf([[("a", 9.0), ("b", 1.0)]], k=0) == [("a", 1.0), ("b", 0.5)]
-    assert rrf([["a", "a", "b"]], k=0) == [("a", 1.0), ("b", 1 / 3)]
-    assert rrf([]) == []
+    assert LexicalIndex.build([]).match("battery", 5) == []
+    assert LexicalIndex.build([NewsItem(id="a", title="!!!")]).match("battery", 5) == []
 
 
 def test_build_is_fast_for_ten_thousand_items():
@@ -139,4 +120,52 @@ def test_build_is_fast_for_ten_thousand_items():
     start = time.perf_counter()
     index = LexicalIndex.build(items)
     assert time.perf_counter() - start < 10  # typically ~1.5 s on the 2-core dev box
-    assert index.search("story 1234", 1)[0][0] == "n1234"
+    assert index.match("story 1234", 1)[0][0] == "n1234"
+
+
+# --- IDF-weighted coverage (LexicalIndex.match) ------------------------------------------------------------
+
+COVERAGE_CORPUS = {
+    "yantai": ("烟台苹果迎来丰收，红富士收购价每斤3.2元", "果农说今年收购价走势平稳"),
+    "headset": ("苹果头显登陆中国市场", "国行售价23999元，价格高于预期"),
+    "curry": ("库里三分命中数突破4300个", "继续刷新纪录"),
+    "sales": ("国产游戏首周销量突破500万份", "玩家口碑不错"),
+    "traffic": ("景区单日游客量突破8万人次", "门票提前售罄"),
+    "battery": ("固态电池装车路测启动", "续航表现稳定"),
+    "gold": ("Gold prices climb on central bank buying", "Bullion rose for a third week."),
+    "cars": ("Used car prices stabilise", "Dealers report steady demand."),
+    "pears": ("Pear growers face low prices", "A clean crop meets weak demand."),
+    "harvest": ("Washington apple harvest set to top 141 million boxes", "Growers expect strong prices."),
+}
+
+
+@pytest.fixture(scope="module")
+def coverage_index() -> LexicalIndex:
+    return LexicalIndex.build(_items(COVERAGE_CORPUS))
+
+
+def test_a_compound_query_matches_its_shorter_form(coverage_index):
+    # jieba keeps 收购价格 whole and the item says 收购价: the character bigrams 收购/购价 carry the match.
+    assert "收购价格" in tokenize("苹果收购价格")
+    hits = dict(coverage_index.match("苹果收购价格"))
+    assert max(hits, key=hits.get) == "yantai"
+    assert hits["yantai"] - hits["headset"] > 0.2  # the headset shares 苹果 and 价格, not 收购
+    assert 0 < hits["yantai"] <= 1
+
+
+def test_generic_words_do_not_decide_the_ranking(coverage_index):
+    # 突破 is in three items, 电池 in one: one battery item outranks every 突破 item.
+    hits = coverage_index.match("电池技术突破")
+    assert hits[0][0] == "battery"
+    # "prices" is in four items, "harvest" in one.
+    hits = coverage_index.match("apple harvest prices")
+    assert hits[0][0] == "harvest" and hits[0][1] > 2 * dict(hits)["gold"]
+
+
+def test_coverage_edge_cases(coverage_index):
+    assert coverage_index.match("") == [] and coverage_index.match("zxqv blorp") == []
+    assert coverage_index.match("2026 141") == []  # numbers alone are not a topic
+    only_partly = dict(coverage_index.match("harvest zxqv"))  # an unknown word counts as missed, not ignored
+    assert 0 < only_partly["harvest"] < dict(coverage_index.match("harvest"))["harvest"]
+    assert len(coverage_index.match("prices", 2)) == 2
+    assert LexicalIndex.build([]).match("prices") == []

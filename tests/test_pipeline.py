@@ -10,6 +10,7 @@ from newsrec.errors import InputError
 from newsrec.index import NewsIndex
 from newsrec.pipeline import Filters, Recommender
 from newsrec.profiles import apply_feedback
+from newsrec.relevance import CosineScale
 from newsrec.rerankers.lite import LiteReranker
 from newsrec.types import HistoryEntry, NewsItem, User
 
@@ -58,12 +59,14 @@ def recommender(fake_embedder, newsrec_home, chroma_mode):  # embedded store and
     return Recommender.from_settings(settings, embedder=fake_embedder, reranker=LiteReranker(fake_embedder))
 
 
-def test_recommend_returns_both_stages_without_read_items(recommender):
+def test_recommend_returns_both_stages_and_only_a_search_shows_read_items(recommender):
+    read = set(recommender.profile("fan").read_ids)
+    feed = recommender.recommend("fan", k=5, candidates=20)
+    assert not read & {r.item.id for r in feed.reranked + feed.retrieval}
     result = recommender.recommend("fan", query="solid-state battery", k=5, candidates=20)
+    assert read & {r.item.id for r in result.retrieval}  # a search finds what matches, read or not
     assert result.mode == "lite" or result.mode == "qwen3-vl"
     assert len(result.reranked) == 5 and len(result.retrieval) == 5
-    read = set(recommender.profile("fan").read_ids)
-    assert not read & {r.item.id for r in result.reranked + result.retrieval}
     assert [r.rank for r in result.reranked] == [1, 2, 3, 4, 5]
     assert [r.retrieval_rank for r in result.retrieval] == [1, 2, 3, 4, 5]
     assert result.reranked[0].item.id.startswith("battery")
@@ -150,3 +153,13 @@ def test_index_is_reused_across_recommenders(recommender, fake_embedder):
     )
     assert fake_embedder.calls == calls  # nothing re-embedded
     assert isinstance(again.index, NewsIndex)
+
+
+def test_a_query_that_matches_nothing_says_so_and_shows_the_for_you_feed(recommender):
+    recommender.embedder.query_scale = CosineScale(floor=0.99)  # the fake embedder: no cosine counts as a match
+    result = recommender.recommend("fan", query="zxqv blorp", k=5)
+    assert result.query_matched is False and "zxqv blorp" in result.notice and "For-you" in result.notice
+    assert result.query == "zxqv blorp"
+    assert [r.item.id for r in result.reranked] == [r.item.id for r in recommender.recommend("fan", k=5).reranked]
+    matched = recommender.recommend("fan", query="Lakers zxqv", k=5)  # one real term is a match
+    assert matched.query_matched and matched.notice == "" and matched.reranked[0].item.id.startswith("nba")

@@ -52,8 +52,11 @@ def result_to_json(result: RecommendResult) -> dict:
         "mode": result.mode,
         "user": result.user_id,
         "query": result.query,
+        "query_matched": result.query_matched,
+        "notice": result.notice,
         "retrieval": [
-            {"id": r.item.id, "title": r.item.title, "score": r.score, "rank": r.rank} for r in result.retrieval
+            {"id": r.item.id, "title": r.item.title, "score": r.score, "rank": r.rank, "duplicate_ids": r.duplicate_ids}
+            for r in result.retrieval
         ],
         "reranked": [
             {
@@ -63,6 +66,7 @@ def result_to_json(result: RecommendResult) -> dict:
                 "rank": r.rank,
                 "retrieval_rank": r.retrieval_rank,
                 "explanation": r.explanation,
+                "duplicate_ids": r.duplicate_ids,
             }
             for r in result.reranked
         ],
@@ -82,5 +86,7 @@ def print_result(result: RecommendResult) -> None:
             str(r.rank), str(r.retrieval_rank), f"{r.score:.3f}", r.item.category, r.item.title, r.explanation
         )
     console = Console()
+    if result.notice:
+        console.print(result.notice)
     console.print(table)
     console.print("timings (ms): " + ", ".join(f"{stage} {ms:.1f}" for stage, ms in result.timings_ms.items()))

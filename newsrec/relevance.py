@@ -1,0 +1,61 @@
+"""Query relevance in [0, 1], one definition for the first stage, the lite reranker and the empty state.
+
+    relevance = DENSE_SHARE * dense + (1 - DENSE_SHARE) * lexical
+
+- dense: the query-item cosine read through the embedder's `query_scale`: 0 under its calibrated match
+  threshold (no match at all), 1 from the cosine where a query meets its best items. The multilingual
+  embedder reads across languages and meaning; alone it confuses Apple the company with apples.
+- lexical: the IDF-weighted share of the query's terms an item contains (LexicalIndex.match); it tells
+  收购价 from 售价 and `harvest` from `headset`, and a generic word (prices, 突破) moves it little.
+
+Fusing the scores, not the ranks (reciprocal rank fusion, before), keeps how strongly each side matched:
+an item that only shares the word "prices" ranked 5th lexically, and rank fusion lifted it as high as
+a dense 5th that was truly about the query.
+
+A query matches nothing when no item shares a topical term with it and no item's cosine reaches the
+threshold; the pipeline then says so and shows the reader's For-you feed (`query_matched`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DENSE_SHARE = 0.5  # the two sides count alike: each catches what the other misses
+
+
+@dataclass(frozen=True)
+class CosineScale:
+    """How to read an embedder's cosines: `floor` and under = unrelated (0), `full` and over = fully related (1).
+
+    Embedders state theirs as `query_scale` (query vs item) and `related_scale` (item vs item); one that
+    states none (Qwen3-VL, not calibrated yet) keeps the plain clipped cosine.
+    """
+
+    floor: float = 0.0
+    full: float = 1.0
+
+    def __call__(self, cosines: np.ndarray | float) -> np.ndarray:
+        span = max(self.full - self.floor, 1e-6)
+        return np.clip((np.asarray(cosines, dtype=np.float64) - self.floor) / span, 0.0, 1.0)
+
+
+def query_scale(embedder: object | None) -> CosineScale:
+    return getattr(embedder, "query_scale", None) or CosineScale()
+
+
+def related_scale(embedder: object | None) -> CosineScale:
+    return getattr(embedder, "related_scale", None) or CosineScale()
+
+
+def query_relevance(cosines: np.ndarray, coverage: np.ndarray, embedder: object | None) -> np.ndarray:
+    """(N,) in [0, 1] from query-item cosines and lexical coverage (LexicalIndex.match), both (N,)."""
+    dense = query_scale(embedder)(cosines)
+    return DENSE_SHARE * dense + (1 - DENSE_SHARE) * np.asarray(coverage, dtype=np.float64)
+
+
+def matches(cosines: np.ndarray, lexical_hits: int, embedder: object | None) -> bool:
+    """Whether anything matched the query: a lexical hit, or a cosine at the embedder's match threshold."""
+    cosines = np.asarray(cosines)
+    return lexical_hits > 0 or bool(cosines.size and cosines.max() >= query_scale(embedder).floor)
