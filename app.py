@@ -123,7 +123,7 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
         updates = [gr.update(value=header_html(lang))]
         for key in LABEL_KEYS:
             text = t(key, lang)
-            if key in BUTTON_KEYS:
+            if key in BUTTON_KEYS and key != "export_csv":  # a DownloadButton's value is its file
                 updates.append(gr.update(value=text))
             elif key == "query":
                 updates.append(gr.update(label=text, placeholder=t("query_placeholder", lang)))
