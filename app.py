@@ -236,8 +236,9 @@ def build_demo(
         with gr.Row(elem_id="header"):
             header = gr.HTML(header_html(lang), elem_id="title", js_on_load=None)
             language = gr.Radio(
-                list(LANGUAGES), value="English", show_label=False, elem_id="language", scale=0, min_width=160
-            )
+                list(LANGUAGES), value="English", label="Language · 语言", show_label=False, elem_id="language",
+                scale=0, min_width=160,
+            )  # fmt: skip
         with gr.Row(equal_height=False, elem_id="layout"):
             with gr.Column(scale=1, min_width=300, elem_id="sidebar"):
                 user_picker = gr.Dropdown(label=t("user", lang), choices=[], elem_id="user-picker")
