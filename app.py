@@ -237,7 +237,7 @@ def build_demo(
             header = gr.HTML(header_html(lang), elem_id="title", js_on_load=None)
             language = gr.Radio(
                 list(LANGUAGES), value="English", label="Language · 语言", show_label=False, elem_id="language",
-                scale=0, min_width=160,
+                scale=0, min_width=210,
             )  # fmt: skip
         with gr.Row(equal_height=False, elem_id="layout"):
             with gr.Column(scale=1, min_width=300, elem_id="sidebar"):

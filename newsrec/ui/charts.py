@@ -81,7 +81,6 @@ def score_distributions(result: RecommendResult, lang: str = "en") -> go.Figure:
         )
     # One y-scale for both stages, from 0, so a glance compares them honestly (the legend says they differ).
     fig.update_yaxes(rangemode="tozero", title_text=t("axis_score", lang), row=1, col=1)
-    fig.update_xaxes(title_text=t("axis_stage", lang))
     return style(fig, t("chart_scores", lang))
 
 
