@@ -257,7 +257,7 @@ def test_side_by_side_shows_both_lists(page):
     assert retrieval.count() >= 10 and reranked.count() >= 10
     assert page.locator("#side-by-side .move").count() >= 20  # every row says where it went or came from
     shoot(page, "side_by_side.png", full_page=True)
-    open_tab(page, "Recommendations")
+    open_tab(page, "Results")
 
 
 def test_charts_render_with_plotly(page):
@@ -275,7 +275,7 @@ def test_charts_render_with_plotly(page):
     system = page.locator("#system").inner_text()
     assert "lite" in system and "news" in system and "retrieve" in system and "rerank" in system
     assert "Why this mode" in system and "lite: chosen in the settings" in system
-    open_tab(page, "Recommendations")
+    open_tab(page, "Results")
 
 
 def test_feedback_keeps_or_hides_and_says_so_and_reset_restores(page):
@@ -315,7 +315,7 @@ def test_xss_title_from_the_fixture_renders_as_text(page):
     page.wait_for_selector("#chart-shift .js-plotly-plot")
     open_tab(page, "Side by side")
     assert page.locator("#side-by-side .side-title", has_text="<img src=x").count() >= 1
-    open_tab(page, "Recommendations")
+    open_tab(page, "Results")
     page.wait_for_timeout(300)
     assert page.dialogs == []  # no alert() ran anywhere
 
@@ -374,7 +374,7 @@ def test_evaluation_tab(page):
     page.locator("#tab-evaluation", has_text="rerank:").first.wait_for(timeout=30_000)  # the judgment just made
     page.wait_for_timeout(500)
     shoot(page, "evaluation.png", full_page=True)
-    open_tab(page, "Recommendations")
+    open_tab(page, "Results")
     assert page.dialogs == []
 
 
@@ -433,10 +433,14 @@ def test_phone_layout_puts_the_query_first_and_keeps_words_whole(browser, server
             assert top["#query"] < top["#history"] and top["#query"] < top["#results"]
             assert page.locator("#history details.history-box").get_attribute("open") is None  # folded
             assert page.locator("#header").bounding_box()["height"] < 90  # a compact header, no wrapped title
+            assert page.locator("#language label", has_text="中文").is_visible()  # the toggle stays in reach
             tabs = page.get_by_role("tab")
             assert tabs.count() == 5 and all(tabs.nth(i).is_visible() for i in range(5))  # no overflow menu
-            width = page.evaluate("() => document.documentElement.scrollWidth")
-            assert width <= 390  # nothing runs off the side
+            right = page.evaluate(
+                "() => Math.max(...['#header', '#main', '#query-row', '#judge-bar', '#tabs', '#results']"
+                ".map((s) => document.querySelector(s).getBoundingClientRect().right))"
+            )
+            assert right <= 390  # nothing runs off the side
             shoot(page, f"mobile_{lang}.png")
             open_tab(page, "并排对比" if lang == "zh" else "Side by side")
             reranked = page.locator("#side-by-side .side-col.reranked")

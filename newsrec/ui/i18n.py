@@ -34,7 +34,7 @@ LABELS: dict[str, dict[str, str]] = {
     "freshness": {"en": "Freshness half-life in days (0 = off)", "zh": "时效半衰期（天，0 = 关闭）"},
     "categories": {"en": "Categories (empty = all)", "zh": "类别（留空 = 全部）"},
     "instruction": {"en": "Reranker instruction", "zh": "重排指令"},
-    "tab_results": {"en": "Recommendations", "zh": "推荐结果"},
+    "tab_results": {"en": "Results", "zh": "推荐结果"},
     "tab_side": {"en": "Side by side", "zh": "并排对比"},
     "tab_charts": {"en": "Charts", "zh": "图表"},
     "tab_system": {"en": "System", "zh": "系统"},
