@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import logging
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -123,7 +123,7 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
         updates = [gr.update(value=header_html(lang))]
         for key in LABEL_KEYS:
             text = t(key, lang)
-            if key in BUTTON_KEYS and key != "export_csv":  # a DownloadButton's value is its file
+            if key in BUTTON_KEYS:
                 updates.append(gr.update(value=text))
             elif key == "query":
                 updates.append(gr.update(label=text, placeholder=t("query_placeholder", lang)))
@@ -132,7 +132,7 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
         return updates
 
     @friendly
-    def on_load(lang_choice, request: gr.Request, progress=gr.Progress()):
+    def on_load(request: gr.Request, progress=gr.Progress()):
         """The first view: a deep link's reader, query, language and controls, else the first reader's feed."""
         dash = get_dashboard(progress)
         choices = dash.user_choices()
@@ -162,7 +162,7 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
             knobs.candidates,
             knobs.diversity,
             knobs.half_life_days,
-            dash.export_judgments(_export_path(session)),
+            dash.export_judgments(_export_path(dash)),
             *view,
         )
 
@@ -184,7 +184,7 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
         untouched = [gr.skip()] * (len(View._fields) - 1)
         if action in ("relevant", "not-relevant"):
             gr.Info(dash.judge(session, news_id, action == "relevant", lang))
-            return session, *untouched, dash.judged_html(session, lang), dash.export_judgments(_export_path(session))
+            return session, *untouched, dash.judged_html(session, lang), dash.export_judgments(_export_path(dash))
         if action not in ("like", "dislike"):
             return session, *untouched, gr.skip(), gr.skip()  # a click on the card itself, not on a button
         session, view = feedback(session, action, news_id, controls(*knobs), lang)
@@ -203,11 +203,16 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
     return on_load, on_user, on_run, on_card, on_reset, on_language
 
 
-def _export_path(session: Session) -> str:
-    """A per-tab file name for the judgments CSV (Gradio copies it to its cache before serving)."""
+def _export_path(dash: Dashboard) -> str:
+    """Where the judgments CSV is written: one file per data dir, in the temp folder Gradio may serve from.
+
+    Every tab exports the same table (all judgments), so rewriting one file is enough; Gradio copies it to
+    its cache before serving it.
+    """
     folder = Path(tempfile.gettempdir()) / "newsrec-exports"
     folder.mkdir(exist_ok=True)
-    return str(folder / f"judgments-{uuid.uuid4().hex[:8]}.csv")
+    home = hashlib.sha256(str(dash.rec.settings.home).encode()).hexdigest()[:12]
+    return str(folder / f"judgments-{home}.csv")
 
 
 # --- page ----------------------------------------------------------------------------------------
@@ -217,7 +222,7 @@ LABEL_KEYS = (
     "user", "history", "query", "run", "reset", "controls", "k", "candidates", "diversity", "freshness",
     "categories", "instruction", "tab_results", "tab_side", "tab_charts", "tab_system", "evaluation", "export_csv",
 )  # fmt: skip
-BUTTON_KEYS = {"run", "reset", "export_csv"}  # buttons show their label as their value
+BUTTON_KEYS = {"run", "reset"}  # buttons show their label as their value (a DownloadButton's value is its file)
 LANGUAGE_NAMES = {code: name for name, code in LANGUAGES.items()}
 
 
@@ -335,7 +340,7 @@ def build_demo(
 
         demo.load(
             on_load,
-            inputs=[language],
+            inputs=None,
             outputs=[user_picker, categories, instruction, models, session, history, query, language, *knobs[:4],
                      export, *view_parts],
             **gpu_work,

@@ -171,11 +171,10 @@ def news_card(
     if item.id in marks.brought_by:
         similar = t("similar_to", lang, title=clip(marks.brought_by[item.id], 40))
         notes += f'<p class="card-note brought">＋ {esc(similar)}</p>'
-    others = sorted({marks.languages.get(i, "") for i in rec.duplicate_ids} - {"", item.language})
-    if rec.duplicate_ids:
-        names = "、".join if lang == "zh" else ", ".join
-        named = names(t(f"lang_{code}", lang) if f"lang_{code}" in _KNOWN_LANGS else code for code in others or ["?"])
-        notes += f'<p class="card-note duplicate">🌐 {esc(t("duplicate_note", lang, languages=named))}</p>'
+    if rec.duplicate_ids:  # the same story in another language, merged into this card by the pipeline
+        others = sorted({marks.languages.get(i, "") for i in rec.duplicate_ids} - {"", item.language})
+        joined = ("、" if lang == "zh" else ", ").join(language_name(code, lang) for code in others) or "—"
+        notes += f'<p class="card-note duplicate">🌐 {esc(t("duplicate_note", lang, languages=joined))}</p>'
     why = "".join(f"<li>{esc(line)}</li>" for line in reasons.why(rec, lang))
     state = (" liked" if liked else "") + ("" if verdict is None else " judged")
     return (
@@ -202,7 +201,10 @@ def news_card(
     )
 
 
-_KNOWN_LANGS = {"lang_en", "lang_zh"}
+def language_name(code: str, lang: str) -> str:
+    """ "zh" -> "Chinese" / "中文"; codes without a label show as themselves."""
+    label = t(f"lang_{code}", lang)
+    return code if label == f"lang_{code}" else label
 
 
 def results_html(

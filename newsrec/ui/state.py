@@ -121,8 +121,11 @@ class Dashboard:
         """Recommend for the session's reader; `user_id` (the picker's value) wins over a stale session."""
         if user_id and user_id != session.user_id:
             session, _ = self.select_user(user_id, lang)
-        if not session.user_id:
-            return session, self.view(session, lang)  # nothing picked yet: the page says so, no error toast
+        if session.user_id:  # else nothing is picked yet: the page says so, no error toast
+            session = self._recommend(session, query, controls)
+        return session, self.view(session, lang)
+
+    def _recommend(self, session: Session, query: str | None, controls: Controls) -> Session:
         result = self.rec.recommend(
             session.user_id,
             query=query,
@@ -136,7 +139,7 @@ class Dashboard:
         )
         profile = session.profile or self.rec.profile(session.user_id)
         result = completion.complete(self.rec, result, profile, controls.instruction.strip())
-        session = replace(
+        return replace(
             session,
             query=result.query,
             result=result,
@@ -146,7 +149,6 @@ class Dashboard:
             controls=controls,
             last_feedback=None,
         )
-        return session, self.view(session, lang)
 
     def feedback(
         self, session: Session, action: str, news_id: str, controls: Controls, lang: str = "en"
@@ -160,7 +162,7 @@ class Dashboard:
         profile = session.profile or self.rec.profile(session.user_id)
         before = session.result
         updated = feedback.update_profile(self.rec, profile, news_id, liked=action == "like")
-        session, _ = self.run(replace(session, profile=updated), session.query, controls, lang)
+        session = self._recommend(replace(session, profile=updated), session.query, controls)
         after = session.result
         shown = {r.item.id: r for r in before.reranked} if before else {}
         if action == "like" and news_id in shown:
