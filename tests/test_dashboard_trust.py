@@ -171,6 +171,7 @@ def test_notice_and_duplicate_notes():
     html = cards.results_html(result, cards.no_images, lang="zh", marks=marks)
     assert '<div id="notice" role="status">Nothing matched “zzz”; showing the For-you feed.</div>' in html
     assert "另有中文版本" in html
+    assert '<span class="cat cat-tech">科技</span>' in html and ">体育<" in html  # the taxonomy switches too
     assert "Also in Chinese" in cards.results_html(result, cards.no_images, marks=marks)
 
 

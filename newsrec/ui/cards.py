@@ -17,7 +17,7 @@ from pathlib import Path
 from newsrec.types import ImageRef, NewsItem, Recommendation, RecommendResult, User
 from newsrec.ui import reasons, scores
 from newsrec.ui.i18n import t
-from newsrec.ui.reasons import clip
+from newsrec.ui.reasons import category_name, clip
 
 ImageLinker = Callable[[ImageRef], "str | None"]  # image -> URL the browser can load, or None
 ACTIONS = ("like", "dislike", "relevant", "not-relevant")
@@ -152,7 +152,7 @@ def news_card(
     verdict = marks.verdicts.get(item.id)
     liked = item.id in marks.liked
     source = " · ".join(part for part in (item.source, format_when(item.published_at)) if part)
-    category = " / ".join(part for part in (item.category, item.subcategory) if part)
+    category = " / ".join(part for part in (category_name(item.category, lang), item.subcategory) if part)
     actions = ""
     if feedback:
         if liked:
@@ -259,7 +259,7 @@ def history_html(user: User | None, news: Mapping[str, NewsItem], link: ImageLin
             '<div class="history-body">'
             f'<div class="history-title">{esc(item.title)}</div>'
             f'<div class="history-meta"><span class="cat cat-{category_slug(item.category)}">'
-            f"{esc(item.category or '—')}</span> {esc(when)}</div></div></article>"
+            f"{esc(category_name(item.category, lang) or '—')}</span> {esc(when)}</div></div></article>"
         )
     summary = f"<summary>{esc(t('history', lang))} · {len(cards)}</summary>"
     listing = f'<div class="history-list">{"".join(cards)}</div>'
@@ -270,11 +270,12 @@ def _side_row(rec: Recommendation, link: ImageLinker, badge: str, lang: str, jud
     item = rec.item
     verdict = marks.verdicts.get(item.id)
     judge = _judge_buttons(item.id, lang, verdict) if judgments else ""
+    category = esc(category_name(item.category, lang) or "—")
     return (
         f'<li class="side-row" data-news-id="{esc(item.id)}"{_judgment_attr(verdict)}>'
         f'<span class="rank">{rec.rank}</span>{thumbnail(item, link, "tiny-thumb")}'
         f'<span class="side-title">{esc(item.title)}'
-        f'<small><span class="cat cat-{category_slug(item.category)}">{esc(item.category or "—")}</span> '
+        f'<small><span class="cat cat-{category_slug(item.category)}">{category}</span> '
         f"{rec.score:.3f}</small></span>{badge}{judge}</li>"
     )
 

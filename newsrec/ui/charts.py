@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 
 from newsrec.types import RecommendResult
 from newsrec.ui.i18n import t
+from newsrec.ui.reasons import category_name
 
 UP, DOWN, SAME, NEW = "#15803d", "#b91c1c", "#94a3b8", "#2563eb"
 RETRIEVAL_COLOUR, RERANK_COLOUR, HISTORY_COLOUR = "#64748b", "#4f46e5", "#f59e0b"
@@ -143,7 +144,7 @@ def category_mix(history_shares: Mapping[str, float], result: RecommendResult, l
     categories = sorted(
         set(history_shares) | set(recommended), key=lambda c: -(history_shares.get(c, 0) + recommended.get(c, 0))
     )
-    labels = [html.escape(c) for c in categories]
+    labels = [html.escape(category_name(c, lang)) for c in categories]
     fig = go.Figure(
         [
             go.Bar(

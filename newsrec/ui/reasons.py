@@ -64,12 +64,14 @@ def sentence(reason: Reason, lang: str = "en") -> str:
         detail = phrase(detail, lang)
     elif kind == "category" and detail:
         detail = category_name(detail, lang)
+        detail = detail[:1].upper() + detail[1:]  # it starts the sentence
     if detail:
         return t(f"why_{kind}", lang, detail=clip(detail))
     return t(f"why_{kind}_plain", lang, kind=reason.kind)
 
 
 def category_name(category: str, lang: str) -> str:
+    """The demo taxonomy's top-level categories in the page's language ("sports" -> "体育"); others as they are."""
     key = f"cat_{category.lower()}"
     label = t(key, lang)
     return category if label == key else label
