@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import gradio as gr
 
 from newsrec.config import ASSETS_DIR, Settings
 from newsrec.data.corpus import corpus_root
 from newsrec.errors import NewsrecError
-from newsrec.ui import cards
+from newsrec.ui import cards, deeplink
 from newsrec.ui.i18n import LANGUAGES, lang_code, t
 from newsrec.ui.state import Controls, Dashboard, RecommenderLoader, Session, View
 
@@ -42,6 +45,7 @@ STYLE = ASSETS_DIR / "style.css"
 
 # Clicks on a card's buttons reach Python as the results component's own "click" event, carrying the action
 # and the news id; the listener sits on the component root, so it survives every re-render of the cards.
+# The same script keeps the address bar on the view's deep link (the cards carry it as data-link).
 CARD_CLICKS = """
 element.addEventListener('click', (event) => {
   const button = event.target.closest('button[data-action]');
@@ -52,9 +56,29 @@ element.addEventListener('click', (event) => {
   if (card && button.dataset.action.includes('relevant')) {
     card.querySelectorAll('button[data-action$="relevant"]').forEach((b) => b.classList.remove('chosen'));
     button.classList.add('chosen');
+    card.dataset.judgment = button.dataset.action;
   }
   trigger('click', {action: button.dataset.action, news_id: button.dataset.newsId});
 });
+const follow = () => {
+  const linked = element.querySelector('[data-link]');
+  if (linked && linked.dataset.link !== window.location.search) {
+    history.replaceState(null, '', window.location.pathname + linked.dataset.link);
+  }
+};
+new MutationObserver(follow).observe(element, {childList: true, subtree: true});
+"""
+
+# On a phone the reading history starts folded, so the query comes first (the summary line stays).
+FOLD_ON_PHONES = """
+const fold = () => {
+  if (!window.matchMedia('(max-width: 760px)').matches) return;
+  element.querySelectorAll('details.history-box[open]:not([data-folded])').forEach((box) => {
+    box.open = false;
+    box.dataset.folded = '1';
+  });
+};
+new MutationObserver(fold).observe(element, {childList: true, subtree: true});
 """
 
 
@@ -84,8 +108,8 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
 
     # The model work, and only it, borrows the GPU on ZeroGPU Spaces (waiting for the index build does not).
     @gpu
-    def recommend(session: Session, query: str, knobs: Controls, lang: str):
-        return get_dashboard().run(session, query, knobs, lang)
+    def recommend(session: Session, query: str, knobs: Controls, lang: str, user_id: str | None = None):
+        return get_dashboard().run(session, query, knobs, lang, user_id=user_id)
 
     @gpu
     def feedback(session: Session, action: str, news_id: str, knobs: Controls, lang: str):
@@ -108,28 +132,37 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
         return updates
 
     @friendly
-    def on_load(lang_choice, progress=gr.Progress()):
+    def on_load(request: gr.Request, progress=gr.Progress()):
+        """The first view: a deep link's reader, query, language and controls, else the first reader's feed."""
         dash = get_dashboard(progress)
-        lang = lang_code(lang_choice)
         choices = dash.user_choices()
-        first = choices[0][1] if choices else None
+        wanted = deeplink.parse(
+            getattr(request, "query_params", None),
+            dash.defaults(),
+            users=[user_id for _, user_id in choices],
+            categories=dash.category_choices(),
+        )
+        lang = wanted.lang
+        first = wanted.user or (choices[0][1] if choices else None)
         session, history = dash.select_user(first, lang)
-        settings = dash.rec.settings
-        defaults = Controls(settings.k, settings.candidates, round(1 - settings.mmr_lambda, 2),
-                            settings.freshness_half_life_days, [], settings.instruction)  # fmt: skip
-        if first:
-            session, view = recommend(session, "", defaults, lang)
-        else:
-            view = dash.view(session, lang)
+        knobs = wanted.controls
+        session, view = recommend(session, wanted.query, knobs, lang, first)
         rec = dash.rec
         models = f"**{t('embedder', lang)}**: `{rec.embedder.name}` · **{t('reranker', lang)}**: `{rec.reranker.name}`"
         return (
             gr.update(choices=choices, value=first),
-            gr.update(choices=dash.category_choices()),
-            gr.update(value=settings.instruction),
+            gr.update(choices=dash.category_choices(), value=knobs.categories),
+            gr.update(value=knobs.instruction),
             models,
             session,
             history,
+            wanted.query,
+            LANGUAGE_NAMES[lang],
+            knobs.k,
+            knobs.candidates,
+            knobs.diversity,
+            knobs.half_life_days,
+            dash.export_judgments(_export_path(dash)),
             *view,
         )
 
@@ -138,8 +171,8 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
         return get_dashboard().select_user(user_id, lang_code(lang_choice))
 
     @friendly
-    def on_run(session, query, lang_choice, *knobs):
-        session, view = recommend(session, query, controls(*knobs), lang_code(lang_choice))
+    def on_run(session, user_id, query, lang_choice, *knobs):
+        session, view = recommend(session, query, controls(*knobs), lang_code(lang_choice), user_id)
         return session, *view
 
     @friendly
@@ -148,13 +181,14 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
         data = getattr(evt, "_data", None) or {}
         action, news_id, lang = data.get("action"), str(data.get("news_id") or ""), lang_code(lang_choice)
         dash = get_dashboard()
+        untouched = [gr.skip()] * (len(View._fields) - 1)
         if action in ("relevant", "not-relevant"):
             gr.Info(dash.judge(session, news_id, action == "relevant", lang))
-            return session, *[gr.skip()] * len(View._fields)
+            return session, *untouched, dash.judged_html(session, lang), dash.export_judgments(_export_path(dash))
         if action not in ("like", "dislike"):
-            return session, *[gr.skip()] * len(View._fields)  # a click on the card itself, not on a button
+            return session, *untouched, gr.skip(), gr.skip()  # a click on the card itself, not on a button
         session, view = feedback(session, action, news_id, controls(*knobs), lang)
-        return session, *view
+        return session, *view, gr.skip()
 
     @friendly
     def on_reset(session, lang_choice, *knobs):
@@ -169,14 +203,27 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
     return on_load, on_user, on_run, on_card, on_reset, on_language
 
 
+def _export_path(dash: Dashboard) -> str:
+    """Where the judgments CSV is written: one file per data dir, in the temp folder Gradio may serve from.
+
+    Every tab exports the same table (all judgments), so rewriting one file is enough; Gradio copies it to
+    its cache before serving it.
+    """
+    folder = Path(tempfile.gettempdir()) / "newsrec-exports"
+    folder.mkdir(exist_ok=True)
+    home = hashlib.sha256(str(dash.rec.settings.home).encode()).hexdigest()[:12]
+    return str(folder / f"judgments-{home}.csv")
+
+
 # --- page ----------------------------------------------------------------------------------------
 
 # i18n keys of the components the language toggle relabels, in the order build_demo lists the components
 LABEL_KEYS = (
     "user", "history", "query", "run", "reset", "controls", "k", "candidates", "diversity", "freshness",
-    "categories", "instruction", "tab_results", "tab_side", "tab_charts", "tab_system", "evaluation",
+    "categories", "instruction", "tab_results", "tab_side", "tab_charts", "tab_system", "evaluation", "export_csv",
 )  # fmt: skip
-BUTTON_KEYS = {"run", "reset"}  # buttons show their label as their value
+BUTTON_KEYS = {"run", "reset"}  # buttons show their label as their value (a DownloadButton's value is its file)
+LANGUAGE_NAMES = {code: name for name, code in LANGUAGES.items()}
 
 
 def header_html(lang: str) -> str:
@@ -194,12 +241,15 @@ def build_demo(
         with gr.Row(elem_id="header"):
             header = gr.HTML(header_html(lang), elem_id="title", js_on_load=None)
             language = gr.Radio(
-                list(LANGUAGES), value="English", show_label=False, elem_id="language", scale=0, min_width=220
-            )
-        with gr.Row(equal_height=False):
+                list(LANGUAGES), value="English", label="Language · 语言", show_label=False, elem_id="language",
+                scale=0, min_width=210,
+            )  # fmt: skip
+        with gr.Row(equal_height=False, elem_id="layout"):
             with gr.Column(scale=1, min_width=300, elem_id="sidebar"):
                 user_picker = gr.Dropdown(label=t("user", lang), choices=[], elem_id="user-picker")
-                history = gr.HTML(label=t("history", lang), elem_id="history", max_height=900, js_on_load=None)
+                history = gr.HTML(
+                    label=t("history", lang), elem_id="history", max_height=900, js_on_load=FOLD_ON_PHONES
+                )
             with gr.Column(scale=3, elem_id="main"):
                 with gr.Row(elem_id="query-row"):
                     query = gr.Textbox(
@@ -242,6 +292,9 @@ def build_demo(
                         value=settings.instruction, label=t("instruction", lang), lines=2, elem_id="instruction"
                     )
                     models = gr.Markdown(elem_id="models")
+                with gr.Row(elem_id="judge-bar"):
+                    judged = gr.HTML(elem_id="judged", js_on_load=None)
+                    export = gr.DownloadButton(t("export_csv", lang), size="sm", elem_id="export", scale=0)
                 with gr.Tabs(elem_id="tabs"):
                     with gr.Tab(t("tab_results", lang), id="tab-results", elem_id="tab-results") as tab_results:
                         results = gr.HTML(elem_id="results", js_on_load=CARD_CLICKS, min_height=200)
@@ -256,10 +309,10 @@ def build_demo(
                     with gr.Tab(t("tab_system", lang), id="tab-system", elem_id="tab-system") as tab_system:
                         system = gr.HTML(elem_id="system")
                     with gr.Tab(t("evaluation", lang), id="tab-evaluation", elem_id="tab-evaluation") as tab_eval:
-                        _evaluation_tab(get_recommender)
+                        evaluation, relabel_evaluation = _evaluation_tab(get_recommender, language)
 
         # --- wiring --------------------------------------------------------------------------------
-        view_parts = [results, side, scores_plot, shift_plot, mix_plot, system]  # in the order of View's fields
+        view_parts = [results, side, scores_plot, shift_plot, mix_plot, system, judged]  # View's fields, in order
         labelled = [
             user_picker,
             history,
@@ -278,40 +331,44 @@ def build_demo(
             tab_charts,
             tab_system,
             tab_eval,
+            export,
         ]  # same order as LABEL_KEYS
         knobs = [k, candidates, diversity, half_life, categories, instruction]
-        gpu_work = dict(concurrency_id="recommend", concurrency_limit=gpu_concurrency)
+        # One progress indicator, on the cards, for everything that recomputes them.
+        gpu_work = dict(concurrency_id="recommend", concurrency_limit=gpu_concurrency, show_progress_on=[results])
+        run_inputs = [session, user_picker, query, language, *knobs]
 
         demo.load(
             on_load,
-            inputs=[language],
-            outputs=[user_picker, categories, instruction, models, session, history, *view_parts],
+            inputs=None,
+            outputs=[user_picker, categories, instruction, models, session, history, query, language, *knobs[:4],
+                     export, *view_parts],
             **gpu_work,
-        )
+        )  # fmt: skip
         user_picker.input(on_user, [user_picker, language], [session, history]).success(
-            on_run, [session, query, language, *knobs], [session, *view_parts], **gpu_work
+            on_run, run_inputs, [session, *view_parts], **gpu_work
         )
         for trigger in (run.click, query.submit):
-            trigger(on_run, [session, query, language, *knobs], [session, *view_parts], **gpu_work)
+            trigger(on_run, run_inputs, [session, *view_parts], **gpu_work)
         for chip in examples:
-            chip.click(lambda text: text, chip, query).then(
-                on_run, [session, query, language, *knobs], [session, *view_parts], **gpu_work
-            )
+            chip.click(lambda text: text, chip, query).then(on_run, run_inputs, [session, *view_parts], **gpu_work)
         for cards_view in (results, side):
-            cards_view.click(on_card, [session, language, *knobs], [session, *view_parts], **gpu_work)
+            cards_view.click(on_card, [session, language, *knobs], [session, *view_parts, export], **gpu_work)
         reset.click(on_reset, [session, language, *knobs], [session, *view_parts], **gpu_work)
-        language.change(on_language, [session, language], [header, *labelled, history, *view_parts])
+        language.change(on_language, [session, language], [header, *labelled, history, *view_parts]).then(
+            lambda choice: relabel_evaluation(lang_code(choice)), language, evaluation
+        )
     return demo
 
 
-def _evaluation_tab(get_recommender) -> None:
-    """The evaluation helper's tab, when its module is present (the page works without it)."""
+def _evaluation_tab(get_recommender, language) -> tuple[list, Callable[[str], list]]:
+    """The evaluation tab, when its module is present (the page works without it): components and relabel(lang)."""
     try:
         from newsrec.ui.evaluation_tab import build_evaluation_tab
     except ImportError:
-        gr.Markdown("The evaluation tab is not installed in this build.")
-        return
-    build_evaluation_tab(get_recommender)
+        note = gr.Markdown(t("evaluation_missing"))
+        return [note], lambda lang: [gr.update(value=t("evaluation_missing", lang))]
+    return build_evaluation_tab(get_recommender, language)
 
 
 # --- launch ----------------------------------------------------------------------------------------

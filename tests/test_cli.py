@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,15 @@ def test_bench_pipeline_reports_throughput_latency_and_recall(home):
     assert 0 < figures["recommend_p50_ms"] <= figures["recommend_p95_ms"]
     # 176 items: HNSW finds (nearly) every exact neighbour; a wrong exact ranking or id mix-up would not.
     assert 0.9 <= figures["index_recall_at_20"] <= 1.0
+
+
+def test_bench_pipeline_prints_a_table_not_a_dict():
+    from rich.console import Console
+
+    from newsrec.cli.bench import figures_table
+
+    console = Console(record=True, width=100)
+    console.print(figures_table({"corpus": "demo", "recommend_p50_ms": 12.5, "index_recall_at_20": 0.99}, "bench"))
+    text = console.export_text()
+    assert "{" not in text and "'corpus'" not in text
+    assert re.search(r"recommend p50 ms\s*│\s*12\.5 ms", text) and re.search(r"index recall at 20\s*│\s*0\.990", text)

@@ -136,11 +136,16 @@ def test_rank_shift_draws_one_line_per_item_coloured_by_direction():
     result = hand_made_result()
     result.retrieval[3].item.title = XSS
     fig = charts.rank_shift(result)
-    assert len(fig.data) == 5  # a, b, c, d and the newcomer x
-    by_end = {tuple(trace.y): trace.line.color for trace in fig.data}
+    lines = [trace for trace in fig.data if trace.showlegend is False]
+    assert len(lines) == 5  # a, b, c, d and the newcomer x
+    legend = {trace.name: trace.line.color for trace in fig.data if trace.showlegend is not False}
+    assert legend == {"moved up": charts.UP, "moved down": charts.DOWN, "same rank": charts.SAME,
+                      "new from beyond the top k": charts.NEW}  # fmt: skip
+    assert fig.layout.yaxis.title.text and fig.layout.xaxis.title.text  # axis titles
+    by_end = {tuple(trace.y): trace.line.color for trace in lines}
     assert by_end[(3, 1)] == charts.UP and by_end[(1, 2)] == charts.DOWN
     assert by_end[(5, 3)] == charts.NEW and by_end[(4, 5)] == charts.DOWN  # d fell out of the top 4
-    hover = [text for trace in fig.data for text in trace.text]
+    hover = [text for trace in lines for text in trace.text]
     assert not any("<img" in text for text in hover) and any("&lt;img" in text for text in hover)
 
 
@@ -184,6 +189,15 @@ class Judgments:
     def record(self, user_id, query, news_id, relevant, config, rank=None):
         self.rows.append((user_id, query, news_id, relevant, config, rank))
 
+    def judgments(self, user_id=None, query=None, config=None):
+        from newsrec.evaluation.judgments import Judgment
+
+        return [
+            Judgment(u, q, n, c, r, k, 0.0)
+            for u, q, n, r, c, k in self.rows
+            if user_id in (None, u) and query in (None, q) and config in (None, c)
+        ]
+
 
 TOPICS = {
     "battery": ("autos", "solid-state battery energy density charging EV"),
@@ -195,6 +209,11 @@ TOPICS = {
 
 @pytest.fixture
 def corpus_settings(newsrec_home) -> Settings:
+    return tiny_corpus()
+
+
+def tiny_corpus() -> Settings:
+    """Four topics of six stories under NEWSREC_HOME, a reader of EV and NBA news, and a newcomer."""
     settings = Settings.from_env(corpus="tiny", embedder="lite", reranker="lite")
     news = {}
     for topic, (category, words) in TOPICS.items():
@@ -267,7 +286,7 @@ def test_judgments_are_recorded_for_every_list_that_showed_the_item(corpus_setti
         r.item.id for r in session.result.reranked if r.item.id in {x.item.id for x in session.result.retrieval}
     )
     message = dash.judge(session, both, relevant=True)
-    assert both in message
+    assert dash.rec.corpus.news[both].title in message and both not in message  # the toast names the title
     configs = {row[4] for row in store.rows}
     assert configs == {"retrieval:fake-hashing", f"rerank:{dash.rec.reranker.name}"}
     assert all(row[:4] == ("fan", "NBA game", both, True) for row in store.rows)
@@ -279,8 +298,8 @@ def test_bad_input_is_an_input_error(corpus_settings, fake_embedder):
     dash = make_dashboard(corpus_settings, fake_embedder)
     with pytest.raises(InputError, match="unknown user"):
         dash.select_user("nobody")
-    with pytest.raises(InputError):
-        dash.run(Session(), "query", Controls())
+    _, view = dash.run(Session(), "query", Controls())  # no reader yet (a page still loading): no error toast
+    assert "Pick a reader" in view.results
     session, _ = dash.select_user("fan")
     with pytest.raises(InputError, match="unknown news"):
         dash.feedback(session, "dislike", "nope", Controls())
@@ -342,7 +361,7 @@ def test_page_has_the_stable_element_ids():
     demo = app.build_demo(lambda progress=None: None, Settings())
     ids = {block.elem_id for block in demo.blocks.values() if getattr(block, "elem_id", None)}
     assert {"user-picker", "history", "query", "run", "results", "side-by-side", "charts", "system"} <= ids
-    assert len(app.LABEL_KEYS) == 17
+    assert len(app.LABEL_KEYS) == 18
 
 
 def test_handlers_turn_input_errors_into_gradio_errors():

@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 
 from newsrec.types import RecommendResult
 from newsrec.ui.i18n import t
+from newsrec.ui.reasons import category_name
 
 UP, DOWN, SAME, NEW = "#15803d", "#b91c1c", "#94a3b8", "#2563eb"
 RETRIEVAL_COLOUR, RERANK_COLOUR, HISTORY_COLOUR = "#64748b", "#4f46e5", "#f59e0b"
@@ -40,7 +41,7 @@ def style(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
         title=dict(text=html.escape(title), x=0.01, font=dict(size=15)),
         template="plotly_white",
         height=height,
-        margin=dict(l=48, r=24, t=56, b=40),
+        margin=dict(l=64, r=24, t=64, b=56),
         font=FONT,
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
     )
@@ -57,7 +58,7 @@ def empty_figure(message: str = "") -> go.Figure:
 
 def score_distributions(result: RecommendResult, lang: str = "en") -> go.Figure:
     """Each stage's scores on its own axis (they are on different scales): box plus every point."""
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14)
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.06, shared_yaxes=True)
     for col, recs, colour, model in (
         (1, result.retrieval, RETRIEVAL_COLOUR, result.embedder),
         (2, result.reranked, RERANK_COLOUR, result.reranker),
@@ -66,19 +67,21 @@ def score_distributions(result: RecommendResult, lang: str = "en") -> go.Figure:
         fig.add_trace(
             go.Box(
                 y=[rec.score for rec in recs],
-                name=f"{html.escape(stage)}<br>{html.escape(model)}",
+                name=html.escape(stage),
                 boxpoints="all",
                 jitter=0.4,
                 pointpos=0,
                 marker=dict(color=colour, size=8, opacity=0.8),
                 line=dict(color=colour),
                 text=[f"#{rec.rank} {_short(rec.item.title)}" for rec in recs],
-                hovertemplate="%{text}<br>%{y:.3f}<extra></extra>",
+                hovertemplate=f"%{{text}}<br>%{{y:.3f}} · {html.escape(model)}<extra></extra>",
                 showlegend=False,
             ),
             row=1,
             col=col,
         )
+    # One y-scale for both stages, from 0, so a glance compares them honestly (the legend says they differ).
+    fig.update_yaxes(rangemode="tozero", title_text=t("axis_score", lang), row=1, col=1)
     return style(fig, t("chart_scores", lang))
 
 
@@ -113,13 +116,22 @@ def rank_shift(result: RecommendResult, lang: str = "en") -> go.Figure:
                 showlegend=False,
             )
         )
-    fig.update_xaxes(tickvals=[0, 1], ticktext=[t("retrieval_list", lang), t("reranked_list", lang)], range=[-1.0, 2.0])
+    for colour, key in ((UP, "shift_up"), (DOWN, "shift_down"), (SAME, "shift_same"), (NEW, "shift_new")):
+        fig.add_trace(  # legend entries only: what the line colours mean
+            go.Scatter(x=[None], y=[None], mode="lines", line=dict(color=colour, width=3), name=t(key, lang))
+        )
+    fig.update_xaxes(
+        tickvals=[0, 1],
+        ticktext=[t("retrieval_list", lang), t("reranked_list", lang)],
+        range=[-1.0, 2.0],
+        title_text=t("axis_stage", lang),
+    )
     fig.update_yaxes(
         autorange="reversed",
         tickvals=[*range(1, k + 1), beyond],
         ticktext=[*(str(i) for i in range(1, k + 1)), f">{k}"],
         showgrid=False,
-        title=None,
+        title_text=t("axis_rank", lang),
     )
     return style(fig, t("chart_shift", lang), height=max(360, 30 * k + 120))
 
@@ -132,7 +144,7 @@ def category_mix(history_shares: Mapping[str, float], result: RecommendResult, l
     categories = sorted(
         set(history_shares) | set(recommended), key=lambda c: -(history_shares.get(c, 0) + recommended.get(c, 0))
     )
-    labels = [html.escape(c) for c in categories]
+    labels = [html.escape(category_name(c, lang)) for c in categories]
     fig = go.Figure(
         [
             go.Bar(
@@ -150,7 +162,8 @@ def category_mix(history_shares: Mapping[str, float], result: RecommendResult, l
         ]
     )
     fig.update_layout(barmode="group")
-    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
+    fig.update_yaxes(tickformat=".0%", rangemode="tozero", title_text=t("axis_share", lang))
+    fig.update_xaxes(title_text=t("axis_category", lang))
     return style(fig, t("chart_mix", lang))
 
 

@@ -27,6 +27,7 @@ from newsrec.evaluation.demo_logs import demo_log
 from newsrec.evaluation.judgments import JudgmentStore
 from newsrec.evaluation.metrics import ACCURACY_METRICS
 from newsrec.ui.charts import style
+from newsrec.ui.i18n import lang_code, t
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,27 @@ def run_ab(
     )
 
 
+AB_COLUMNS = ["variant", "config", "users", "impressions", *ab.COMPARED, "coverage"]  # empty and filled alike
+
+
+def localized(frame: pd.DataFrame, lang: str = "en") -> pd.DataFrame:
+    """Column headers in the page's language ("ndcg@10" -> "nDCG@10", "coverage@10" -> "覆盖率@10")."""
+
+    def name(column: str) -> str:
+        base, _, k = column.partition("@")
+        label = t(f"col_{column}", lang)
+        if label != f"col_{column}":
+            return label
+        label = t(f"col_{base}", lang)
+        return (base if label == f"col_{base}" else label) + (f"@{k}" if k else "")
+
+    return frame.rename(columns={column: name(str(column)) for column in frame.columns})
+
+
+def ab_table(rows: list[dict], lang: str = "en") -> pd.DataFrame:
+    return localized(pd.DataFrame(rows, columns=AB_COLUMNS).round(4), lang)
+
+
 def metrics_table(report: offline.EvaluationReport) -> pd.DataFrame:
     columns = [*ACCURACY_METRICS, "diversity", "novelty", "calibration", "coverage"]
     table = report.summary[["scorer", "impressions", *columns, "seconds"]].copy()
@@ -126,14 +148,14 @@ def judgments_table(settings: Settings) -> pd.DataFrame:
 # --- figures -----------------------------------------------------------------------------------------------
 
 
-def metric_bars(report: offline.EvaluationReport) -> go.Figure:
+def metric_bars(report: offline.EvaluationReport, lang: str = "en") -> go.Figure:
     """Accuracy metrics per scorer, with the 95% bootstrap CI as error bars."""
     fig = go.Figure()
     for row in report.summary.to_dict(orient="records"):
         means = [row[m] for m in ACCURACY_METRICS]
         fig.add_bar(
-            name=row["scorer"],
-            x=list(ACCURACY_METRICS),
+            name=t(f"scorer_{row['scorer']}", lang),
+            x=[t(f"col_{m}", lang) for m in ACCURACY_METRICS],
             y=means,
             marker_color=COLOURS.get(row["scorer"]),
             error_y=dict(
@@ -143,11 +165,15 @@ def metric_bars(report: offline.EvaluationReport) -> go.Figure:
                 arrayminus=[row[m] - row[f"{m}_low"] for m in ACCURACY_METRICS],
             ),
         )
-    fig.update_layout(barmode="group", yaxis=dict(range=[0, 1]))
-    return style(fig, "Accuracy with 95% CI (users resampled)")
+    fig.update_layout(
+        barmode="group",
+        yaxis=dict(range=[0, 1], title_text=t("ev_axis_value", lang)),
+        xaxis_title=t("ev_axis_metric", lang),
+    )
+    return style(fig, t("ev_chart_accuracy", lang))
 
 
-def per_user_distribution(report: offline.EvaluationReport, metric: str = "ndcg@10") -> go.Figure:
+def per_user_distribution(report: offline.EvaluationReport, metric: str = "ndcg@10", lang: str = "en") -> go.Figure:
     """Each user's mean metric, per scorer: who gains, who loses, not only the average."""
     per_user = report.rows.groupby(["scorer", "user_id"], sort=False)[metric].mean().reset_index()
     fig = go.Figure()
@@ -155,17 +181,21 @@ def per_user_distribution(report: offline.EvaluationReport, metric: str = "ndcg@
         fig.add_trace(
             go.Violin(
                 y=group[metric],
-                name=scorer,
+                name=t(f"scorer_{scorer}", lang),
                 box_visible=True,
                 meanline_visible=True,
                 points=False,
                 line_color=COLOURS.get(scorer),
             )
         )
-    return style(fig, f"Per-user {metric} ({per_user['user_id'].nunique()} users)")
+    fig.update_layout(
+        yaxis=dict(range=[0, 1], title_text=t(f"col_{metric}", lang)), xaxis_title=t("ev_axis_scorer", lang)
+    )
+    users = per_user["user_id"].nunique()
+    return style(fig, t("ev_chart_per_user", lang, metric=t(f"col_{metric}", lang), users=users))
 
 
-def diversity_vs_accuracy(report: offline.EvaluationReport, metric: str = "ndcg@10") -> go.Figure:
+def diversity_vs_accuracy(report: offline.EvaluationReport, metric: str = "ndcg@10", lang: str = "en") -> go.Figure:
     """Each scorer as a point: intra-list diversity of its top-k against its accuracy, both with CIs."""
     fig = go.Figure()
     for row in report.summary.to_dict(orient="records"):
@@ -175,9 +205,9 @@ def diversity_vs_accuracy(report: offline.EvaluationReport, metric: str = "ndcg@
             x=[row["diversity"]],
             y=[row[metric]],
             mode="markers+text",
-            text=[row["scorer"]],
+            text=[t(f"scorer_{row['scorer']}", lang)],
             textposition="top center",
-            name=row["scorer"],
+            name=t(f"scorer_{row['scorer']}", lang),
             marker=dict(size=14, color=COLOURS.get(row["scorer"])),
             error_x=dict(
                 type="data",
@@ -192,11 +222,13 @@ def diversity_vs_accuracy(report: offline.EvaluationReport, metric: str = "ndcg@
                 arrayminus=[row[metric] - row[f"{metric}_low"]],
             ),
         )
-    fig.update_layout(xaxis_title=f"intra-list diversity @{report.k}", yaxis_title=metric, showlegend=False)
-    return style(fig, "Diversity vs accuracy")
+    fig.update_layout(
+        xaxis_title=t("ev_axis_diversity", lang, k=report.k), yaxis_title=t(f"col_{metric}", lang), showlegend=False
+    )
+    return style(fig, t("ev_chart_tradeoff", lang))
 
 
-def ab_figure(result: ab.ABResult) -> go.Figure:
+def ab_figure(result: ab.ABResult, lang: str = "en") -> go.Figure:
     """Treatment - control per metric, relative to the control mean, with the 95% CI; significant in colour."""
     fig = go.Figure()
     for comparison in result.comparisons:
@@ -208,7 +240,7 @@ def ab_figure(result: ab.ABResult) -> go.Figure:
         )
         fig.add_scatter(
             x=[100 * comparison.difference / scale],
-            y=[f"{comparison.metric} ({comparison.treatment} vs {comparison.control})"],
+            y=[f"{t(f'col_{comparison.metric}', lang)} ({comparison.treatment} vs {comparison.control})"],
             mode="markers",
             marker=dict(size=12, color=colour),
             error_x=dict(
@@ -221,25 +253,34 @@ def ab_figure(result: ab.ABResult) -> go.Figure:
             showlegend=False,
         )
     fig.add_vline(x=0, line_dash="dot", line_color="#94a3b8")
-    fig.update_layout(xaxis_title="difference, % of control (95% CI)")
-    return style(
-        fig, f"A/B {result.experiment!r} · {result.mode}, top-{result.k}", height=120 + 40 * len(result.comparisons)
+    fig.update_layout(xaxis_title=t("ev_axis_difference", lang))
+    title = t(
+        "ev_chart_ab", lang, experiment=repr(result.experiment), mode=t(f"outcome_{result.mode}", lang), k=result.k
     )
+    return style(fig, title, height=160 + 40 * len(result.comparisons))
 
 
 # --- the block --------------------------------------------------------------------------------------------
 
 
-def build_evaluation_tab(get_recommender: Callable) -> None:
-    """The tab's components and wiring; call inside `gr.Blocks` (and a `gr.Tab`)."""
+def build_evaluation_tab(get_recommender: Callable, language: gr.components.Component | None = None):
+    """The tab's components and wiring; call inside `gr.Blocks` (and a `gr.Tab`).
+
+    Returns `(components, relabel)`: `relabel(lang)` gives one update per component, so the page's language
+    toggle can switch every label of the tab (app.py adds them to its outputs).
+    """
 
     def settings_now() -> Settings:
         return get_recommender().settings
 
-    def choices() -> gr.Dropdown:
-        return gr.Dropdown(choices=dataset_choices(settings_now()), value=DEMO_CHOICE)
+    def lang_of(choice) -> str:
+        return lang_code(choice)
 
-    def on_evaluate(choice, scorers, sample_size, top_k, seed, progress=gr.Progress()):
+    def choices(choice=None) -> gr.Dropdown:
+        return gr.Dropdown(choices=_dataset_choices(settings_now(), lang_of(choice)), value=DEMO_CHOICE)
+
+    def on_evaluate(choice, scorers, sample_size, top_k, seed, lang_choice=None, progress=gr.Progress()):
+        lang = lang_of(lang_choice)
         try:
             report = run_offline(
                 get_recommender,
@@ -248,90 +289,139 @@ def build_evaluation_tab(get_recommender: Callable) -> None:
                 sample_size,
                 top_k,
                 seed,
-                progress=lambda done, total: progress((done, total), desc="evaluating", unit="impressions"),
+                progress=lambda done, total: progress((done, total), desc=t("ev_evaluating", lang), unit="impressions"),
             )
         except NewsrecError as error:
             raise gr.Error(str(error)) from None
-        status = (
-            f"{report.rows['impression_id'].nunique()} impressions in {report.seconds:.1f} s; accuracy averaged over "
-            f"impressions with a click and a non-click; beyond-accuracy on the top-{report.k}."
-        )
+        impressions = report.rows["impression_id"].nunique()
+        status = t("ev_status", lang, impressions=impressions, seconds=report.seconds, k=report.k)
         return (
-            metrics_table(report),
-            metric_bars(report),
-            per_user_distribution(report),
-            diversity_vs_accuracy(report),
+            localized(metrics_table(report), lang),
+            metric_bars(report, lang),
+            per_user_distribution(report, lang=lang),
+            diversity_vs_accuracy(report, lang=lang),
             status,
         )
 
-    def on_ab(choice, variants, mode, k, sample_size, experiment, seed, progress=gr.Progress()):
-        progress(None, desc="running the A/B test")
+    def on_ab(choice, variants, mode, k, sample_size, experiment, seed, lang_choice=None, progress=gr.Progress()):
+        lang = lang_of(lang_choice)
+        progress(None, desc=t("ev_running_ab", lang))
         try:
             result = run_ab(get_recommender, choice, variants, mode, k, sample_size, experiment, seed)
         except NewsrecError as error:
             raise gr.Error(str(error)) from None
         lines = [("**" + c.verdict + "**") if c.significant else c.verdict for c in result.comparisons]
-        lines += [f"_note: {note}_" for note in result.notes]
-        return pd.DataFrame(result.variants).round(4), ab_figure(result), "\n\n".join(f"- {x}" for x in lines)
+        lines += [f"_{t('ev_note', lang)}: {note}_" for note in result.notes]
+        return ab_table(result.variants, lang), ab_figure(result, lang), "\n\n".join(f"- {x}" for x in lines)
 
-    def on_judgments():
-        return judgments_table(settings_now())
+    def on_judgments(lang_choice=None):
+        return localized(judgments_table(settings_now()), lang_of(lang_choice))
 
-    gr.Markdown(
-        "Offline evaluation replays logged impressions: each scorer ranks the candidates the reader was shown, "
-        "and the metrics compare that ranking with the reader's clicks."
-    )
+    intro = gr.Markdown(t("ev_intro"))
     with gr.Row():
         # the app reads its settings from the environment too; the list is refreshable once corpora change
-        dataset = gr.Dropdown(label="Dataset", choices=dataset_choices(Settings.from_env()), value=DEMO_CHOICE, scale=2)
-        refresh = gr.Button("↻ datasets", scale=0)
+        dataset = gr.Dropdown(
+            label=t("ev_dataset"), choices=_dataset_choices(Settings.from_env()), value=DEMO_CHOICE, scale=2
+        )
+        refresh = gr.Button(t("ev_refresh"), scale=0)
         scorer_pick = gr.CheckboxGroup(
-            label="Scorers", choices=list(offline.SCORER_NAMES), value=list(offline.SCORER_NAMES), scale=3
+            label=t("ev_scorers"), choices=_scorer_choices("en"), value=list(offline.SCORER_NAMES), scale=3
         )
     with gr.Row():
-        sample_size = gr.Slider(50, 5000, value=500, step=50, label="Sample size (fixed random sample)")
-        top_k = gr.Slider(1, 20, value=10, step=1, label="Top-k for diversity, novelty, calibration, coverage")
-        seed = gr.Number(value=0, precision=0, label="Seed")
-    run_button = gr.Button("Evaluate", variant="primary")
+        sample_size = gr.Slider(50, 5000, value=500, step=50, label=t("ev_sample"))
+        top_k = gr.Slider(1, 20, value=10, step=1, label=t("ev_topk"))
+        seed = gr.Number(value=0, precision=0, label=t("ev_seed"))
+    run_button = gr.Button(t("ev_run"), variant="primary")
     status = gr.Markdown()
     table = gr.Dataframe(
-        value=pd.DataFrame(columns=["scorer", "impressions", *ACCURACY_METRICS]),
-        label="Metrics (mean; CIs in the charts)",
+        value=localized(pd.DataFrame(columns=["scorer", "impressions", *ACCURACY_METRICS])),
+        label=t("ev_metrics"),
         interactive=False,
     )
     with gr.Row():
-        bars = gr.Plot(label="Metric bars")
-        tradeoff = gr.Plot(label="Diversity vs accuracy")
-    users = gr.Plot(label="Per-user distribution")
+        bars = gr.Plot(label=t("ev_bars"))
+        tradeoff = gr.Plot(label=t("ev_tradeoff"))
+    users = gr.Plot(label=t("ev_users"))
 
-    gr.Markdown("### A/B test (simulated on the same log)")
+    ab_title = gr.Markdown("### " + t("ev_ab_title"))
     with gr.Row():
-        variants = gr.Textbox(value="A=retrieval B=rerank", label="Variants (first = control; e.g. C=rerank,mmr=0.7)")
-        mode = gr.Radio(list(ab.MODES), value="simulate", label="Outcomes")
-        slots = gr.Slider(1, 10, value=3, step=1, label="Slots shown (k)")
-        experiment = gr.Textbox(value="dashboard", label="Experiment name (assignment hash)")
-    ab_button = gr.Button("Run A/B test")
-    ab_table = gr.Dataframe(
-        value=pd.DataFrame(columns=["variant", "config", "users", "impressions", *ab.COMPARED, "coverage"]),
-        label="Per variant",
-        interactive=False,
-    )
-    ab_plot = gr.Plot(label="Difference with 95% CI")
+        variants = gr.Textbox(value="A=retrieval B=rerank", label=t("ev_variants"))
+        mode = gr.Radio(_outcome_choices("en"), value="simulate", label=t("ev_outcomes"))
+        slots = gr.Slider(1, 10, value=3, step=1, label=t("ev_slots"))
+        experiment = gr.Textbox(value="dashboard", label=t("ev_experiment"))
+    ab_button = gr.Button(t("ev_ab_run"))
+    ab_frame = gr.Dataframe(value=ab_table([]), label=t("ev_per_variant"), interactive=False)
+    ab_plot = gr.Plot(label=t("ev_difference"))
     ab_verdict = gr.Markdown()
 
-    gr.Markdown("### Editors' judgments")
+    judged_title = gr.Markdown("### " + t("ev_judgments_title"))
     judged = gr.Dataframe(
-        value=lambda: judgments_table(Settings.from_env()),  # evaluated on each page load
-        label="nDCG@10 from judgments, per configuration (judged items only, in shown order)",
+        value=lambda: localized(judgments_table(Settings.from_env())),  # evaluated on each page load
+        label=t("ev_judged"),
         interactive=False,
     )
-    judged_refresh = gr.Button("↻ judgments")
+    judged_refresh = gr.Button(t("ev_judged_refresh"))
 
-    refresh.click(choices, None, dataset)
+    lang_input = [language] if language is not None else []
+    refresh.click(choices, lang_input, dataset)
     run_button.click(
-        on_evaluate, [dataset, scorer_pick, sample_size, top_k, seed], [table, bars, users, tradeoff, status]
+        on_evaluate,
+        [dataset, scorer_pick, sample_size, top_k, seed, *lang_input],
+        [table, bars, users, tradeoff, status],
     )
     ab_button.click(
-        on_ab, [dataset, variants, mode, slots, sample_size, experiment, seed], [ab_table, ab_plot, ab_verdict]
+        on_ab,
+        [dataset, variants, mode, slots, sample_size, experiment, seed, *lang_input],
+        [ab_frame, ab_plot, ab_verdict],
     )
-    judged_refresh.click(on_judgments, None, judged)
+    judged_refresh.click(on_judgments, lang_input, judged)
+
+    components = [
+        intro, dataset, refresh, scorer_pick, sample_size, top_k, seed, run_button, table, bars, tradeoff, users,
+        ab_title, variants, mode, slots, experiment, ab_button, ab_frame, ab_plot, judged_title, judged, judged_refresh,
+    ]  # fmt: skip
+
+    def relabel(lang: str) -> list:
+        return [
+            gr.update(value=t("ev_intro", lang)),
+            gr.update(label=t("ev_dataset", lang), choices=_dataset_choices(Settings.from_env(), lang)),
+            gr.update(value=t("ev_refresh", lang)),
+            gr.update(label=t("ev_scorers", lang), choices=_scorer_choices(lang)),
+            gr.update(label=t("ev_sample", lang)),
+            gr.update(label=t("ev_topk", lang)),
+            gr.update(label=t("ev_seed", lang)),
+            gr.update(value=t("ev_run", lang)),
+            gr.update(
+                label=t("ev_metrics", lang),
+                value=localized(pd.DataFrame(columns=["scorer", "impressions", *ACCURACY_METRICS]), lang),
+            ),
+            gr.update(label=t("ev_bars", lang)),
+            gr.update(label=t("ev_tradeoff", lang)),
+            gr.update(label=t("ev_users", lang)),
+            gr.update(value="### " + t("ev_ab_title", lang)),
+            gr.update(label=t("ev_variants", lang)),
+            gr.update(label=t("ev_outcomes", lang), choices=_outcome_choices(lang)),
+            gr.update(label=t("ev_slots", lang)),
+            gr.update(label=t("ev_experiment", lang)),
+            gr.update(value=t("ev_ab_run", lang)),
+            gr.update(label=t("ev_per_variant", lang), value=ab_table([], lang)),
+            gr.update(label=t("ev_difference", lang)),
+            gr.update(value="### " + t("ev_judgments_title", lang)),
+            gr.update(label=t("ev_judged", lang), value=localized(judgments_table(Settings.from_env()), lang)),
+            gr.update(value=t("ev_judged_refresh", lang)),
+        ]
+
+    return components, relabel
+
+
+def _dataset_choices(settings: Settings, lang: str = "en") -> list[tuple[str, str]]:
+    """(label, value) pairs: the demo logs' label follows the language, the value stays the same."""
+    return [(t("ev_demo_logs", lang) if c == DEMO_CHOICE else c, c) for c in dataset_choices(settings)]
+
+
+def _scorer_choices(lang: str) -> list[tuple[str, str]]:
+    return [(t(f"scorer_{name}", lang), name) for name in offline.SCORER_NAMES]
+
+
+def _outcome_choices(lang: str) -> list[tuple[str, str]]:
+    return [(t(f"outcome_{name}", lang), name) for name in ab.MODES]

@@ -12,11 +12,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from newsrec.errors import InputError
 from newsrec.types import RecommendResult, UserProfile
-from newsrec.ui import cards, charts
+from newsrec.ui import cards, charts, completion, feedback
 from newsrec.ui.i18n import t
 
 if TYPE_CHECKING:
@@ -28,9 +29,13 @@ log = logging.getLogger(__name__)
 
 
 class JudgmentRecorder(Protocol):
+    """Where editors' verdicts go (newsrec.evaluation.judgments.JudgmentStore)."""
+
     def record(
         self, user_id: str, query: str, news_id: str, relevant: bool, config: str, rank: int | None = None
     ) -> Any: ...
+
+    def judgments(self, user_id: str | None = None, query: str | None = None, config: str | None = None) -> list: ...
 
 
 @dataclass
@@ -56,6 +61,8 @@ class Session:
     cache_hits: int = 0
     cache_lookups: int = 0
     runs: int = 0  # recommendations shown so far in this tab
+    controls: Controls | None = None  # the knobs of the list on screen (for its link and notes)
+    last_feedback: feedback.Outcome | None = None  # what the latest click changed, said above the cards
 
 
 class View(NamedTuple):
@@ -65,6 +72,7 @@ class View(NamedTuple):
     shift: go.Figure
     mix: go.Figure
     system: str
+    judged: str  # the judgment count for the list on screen
 
 
 class Dashboard:
@@ -102,9 +110,22 @@ class Dashboard:
         user = self.rec.corpus.users.get(session.user_id)
         return cards.history_html(user, self.rec.corpus.news, self.link, lang)
 
-    def run(self, session: Session, query: str | None, controls: Controls, lang: str = "en") -> tuple[Session, View]:
-        if not session.user_id:
-            raise InputError(t("pick_user", lang))
+    def defaults(self) -> Controls:
+        """The controls as the settings set them (what a link without parameters shows)."""
+        s = self.rec.settings
+        return Controls(s.k, s.candidates, round(1 - s.mmr_lambda, 2), s.freshness_half_life_days, [], s.instruction)
+
+    def run(
+        self, session: Session, query: str | None, controls: Controls, lang: str = "en", user_id: str | None = None
+    ) -> tuple[Session, View]:
+        """Recommend for the session's reader; `user_id` (the picker's value) wins over a stale session."""
+        if user_id and user_id != session.user_id:
+            session, _ = self.select_user(user_id, lang)
+        if session.user_id:  # else nothing is picked yet: the page says so, no error toast
+            session = self._recommend(session, query, controls)
+        return session, self.view(session, lang)
+
+    def _recommend(self, session: Session, query: str | None, controls: Controls) -> Session:
         result = self.rec.recommend(
             session.user_id,
             query=query,
@@ -116,37 +137,43 @@ class Dashboard:
             mmr_lambda=1.0 - float(controls.diversity),
             half_life_days=float(controls.half_life_days),
         )
-        session = replace(
+        profile = session.profile or self.rec.profile(session.user_id)
+        result = completion.complete(self.rec, result, profile, controls.instruction.strip())
+        return replace(
             session,
             query=result.query,
             result=result,
             runs=session.runs + 1,
             cache_hits=session.cache_hits + result.cache_hits,
             cache_lookups=session.cache_lookups + result.cache_hits + result.cache_misses,
+            controls=controls,
+            last_feedback=None,
         )
-        return session, self.view(session, lang)
 
     def feedback(
         self, session: Session, action: str, news_id: str, controls: Controls, lang: str = "en"
     ) -> tuple[Session, View]:
-        """ "More like this" / "not interested": update the session profile, then recommend again."""
-        from newsrec.profiles import apply_feedback
-
+        """ "More like this" keeps the card and brings in similar stories; "not interested" hides it and
+        demotes similar ones. Either way the page says what changed."""
         if action not in {"like", "dislike"}:
             raise InputError(f"unknown feedback {action!r}; expected 'like' or 'dislike'")
         if not session.user_id:
             raise InputError(t("pick_user", lang))
-        item = self.rec.corpus.news.get(news_id)
-        if item is None or not self.rec.index.has(news_id):
-            raise InputError(f"unknown news item {news_id!r}")
         profile = session.profile or self.rec.profile(session.user_id)
-        embedding = self.rec.index.embeddings([news_id])[0]
-        session = replace(session, profile=apply_feedback(profile, item, embedding, liked=action == "like"))
-        return self.run(session, session.query, controls, lang)
+        before = session.result
+        updated = feedback.update_profile(self.rec, profile, news_id, liked=action == "like")
+        session = self._recommend(replace(session, profile=updated), session.query, controls)
+        after = session.result
+        shown = {r.item.id: r for r in before.reranked} if before else {}
+        if action == "like" and news_id in shown:
+            after = feedback.keep_card(after, shown[news_id])
+        changed = feedback.outcome(self.rec, action, news_id, before, after)
+        session = replace(session, result=after, last_feedback=changed)
+        return session, self.view(session, lang)
 
     def reset(self, session: Session, controls: Controls, lang: str = "en") -> tuple[Session, View]:
         """Forget the session's feedback and recommend from the reader's original profile."""
-        session = replace(session, profile=None)
+        session = replace(session, profile=None, last_feedback=None)
         if session.result is None:
             return session, self.view(session, lang)
         return self.run(session, session.query, controls, lang)
@@ -173,21 +200,51 @@ class Dashboard:
             raise InputError(f"{news_id!r} is not among the current recommendations")
         for config, rank in shown.items():
             self.judgments.record(session.user_id, session.query, news_id, relevant, config, rank=rank)
-        return f"{t('judged', lang)}: {news_id} → {t('relevant' if relevant else 'not_relevant', lang)}"
+        title = cards.clip(self.rec.corpus.news[news_id].title, 60)
+        return t("judged_toast", lang, title=title, verdict=t("relevant" if relevant else "not_relevant", lang))
+
+    def verdicts(self, session: Session) -> dict[str, bool]:
+        """news id -> the latest verdict on it for the session's reader and query (any list)."""
+        if self.judgments is None or not session.user_id:
+            return {}
+        rows = self.judgments.judgments(user_id=session.user_id, query=session.query or "")
+        return {row.news_id: row.relevant for row in rows}  # oldest first, so the latest wins
+
+    def judged_html(self, session: Session, lang: str = "en") -> str:
+        if self.judgments is None or not session.user_id:
+            return ""
+        count = len(self.verdicts(session))
+        text = cards.esc(t("judgment_count", lang, count=count))
+        return f'<span class="judged-count" data-count="{count}">✓✗ {text}</span>'
+
+    def export_judgments(self, path) -> str:
+        """Every stored judgment as CSV at `path` (for the page's download button); returns the path."""
+        import csv
+
+        rows = self.judgments.judgments() if self.judgments is not None else []
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["user_id", "query", "news_id", "title", "config", "relevant", "rank", "created_at"])
+            for row in rows:
+                title = self.rec.corpus.news[row.news_id].title if row.news_id in self.rec.corpus.news else ""
+                when = datetime.fromtimestamp(row.created_at, timezone.utc).isoformat(timespec="seconds")
+                writer.writerow(
+                    [row.user_id, row.query, row.news_id, title, row.config, int(row.relevant), row.rank, when]
+                )
+        return str(path)
 
     # --- page parts ----------------------------------------------------------------------------
 
     def view(self, session: Session, lang: str = "en") -> View:
         result = session.result
         system = cards.system_html(self.facts(lang), result, lang, (session.cache_hits, session.cache_lookups))
+        judged = self.judged_html(session, lang)
+        link = self.link_query(session, lang)
         if result is None:
             empty = charts.empty_figure(t("pick_user", lang))
-            blank = cards.results_html(None, self.link, lang)
-            return View(blank, cards.side_by_side_html(None, self.link, lang), empty, empty, empty, system)
+            blank = cards.results_html(None, self.link, lang, deep_link=link)
+            return View(blank, cards.side_by_side_html(None, self.link, lang), empty, empty, empty, system, judged)
         profile = session.profile or self.rec.profile(session.user_id)
-        note = ""
-        if profile.liked_ids or profile.disliked_ids:
-            note = t("feedback_note", lang, liked=len(profile.liked_ids), disliked=len(profile.disliked_ids))
         history = [self.rec.corpus.news[i].category for i in profile.read_ids if i in self.rec.corpus.news]
         shares = charts.history_category_shares(profile.categories, history)
         if not result.reranked:
@@ -197,29 +254,88 @@ class Dashboard:
             scores = charts.score_distributions(result, lang)
             shift = charts.rank_shift(result, lang)
             mix = charts.category_mix(shares, result, lang)
+        marks = self.marks(session, profile)
+        judging = self.judgments is not None
         return View(
             cards.results_html(
-                result, self.link, lang, note=note, judgments=self.judgments is not None, run=session.runs
+                result, self.link, lang, self.notes(session, profile, lang), judging, session.runs, marks, link
             ),
-            cards.side_by_side_html(result, self.link, lang, judgments=self.judgments is not None),
+            cards.side_by_side_html(result, self.link, lang, judgments=judging, marks=marks),
             scores,
             shift,
             mix,
             system,
+            judged,
         )
 
+    def marks(self, session: Session, profile: UserProfile) -> cards.Marks:
+        news = self.rec.corpus.news
+        brought = {}
+        outcome = session.last_feedback
+        if outcome is not None and outcome.action == "like":
+            brought = {news_id: outcome.title for news_id in outcome.changed}
+        duplicates = {i for rec in (session.result.reranked if session.result else []) for i in rec.duplicate_ids}
+        return cards.Marks(
+            verdicts=self.verdicts(session),
+            liked=set(profile.liked_ids),
+            brought_by=brought,
+            languages={i: news[i].language for i in duplicates if i in news},
+        )
+
+    def notes(self, session: Session, profile: UserProfile, lang: str = "en") -> str:
+        """Lines above the cards: what the latest click did, the session's feedback, raised candidates."""
+        lines = []
+        if session.last_feedback is not None:
+            titles = {i: self.rec.corpus.news[i].title for i in session.last_feedback.changed}
+            lines.append(feedback.message(session.last_feedback, titles, lang))
+        if profile.liked_ids or profile.disliked_ids:
+            lines.append(t("feedback_note", lang, liked=len(profile.liked_ids), disliked=len(profile.disliked_ids)))
+        knobs = session.controls
+        if knobs is not None and int(knobs.candidates) < int(knobs.k):
+            lines.append(t("candidates_raised", lang, asked=int(knobs.candidates), k=int(knobs.k)))
+        return "\n".join(lines)
+
+    def link_query(self, session: Session, lang: str = "en") -> str:
+        """The view's deep link (`?user=…&q=…`), for the address bar."""
+        from newsrec.ui import deeplink
+
+        defaults = self.defaults()
+        state = deeplink.LinkState(session.user_id, session.query, lang, session.controls or defaults)
+        return deeplink.to_query(state, defaults)
+
     def facts(self, lang: str = "en") -> dict[str, str]:
-        """What runs: mode, device, models and corpus size, for the system panel."""
+        """What runs and why: mode, device, models and corpus size, for the system panel."""
         rec = self.rec
         settings = rec.settings
+        device = _device(rec)
         return {
             t("mode", lang): _mode_label(rec),
-            t("device", lang): _device(rec),
+            t("mode_why", lang): mode_reason(rec, device, lang),
+            t("device", lang): device,
             t("embedder", lang): _model_label(rec.embedder, settings.embedder_model),
             t("reranker", lang): _model_label(rec.reranker, settings.reranker_model),
             t("corpus", lang): f"{rec.corpus.name} · "
             + t("corpus_size", lang, news=len(rec.corpus.news), users=len(rec.corpus.users)),
         }
+
+
+def mode_reason(rec: Any, device: str, lang: str = "en") -> str:
+    """Why this mode runs: "lite: no CUDA device", "lite: chosen in the settings", "Qwen3-VL: 8B on H200"…"""
+    settings = rec.settings
+    if rec.mode == "lite":
+        if "auto" not in (settings.embedder, settings.reranker):
+            return t("mode_reason_lite_chosen", lang)
+        from newsrec.config import cuda_available
+
+        if not cuda_available():
+            return t("mode_reason_lite_nocuda", lang)
+        from newsrec.models import describe_model_problem
+
+        return "lite: " + (describe_model_problem("qwen3-vl-reranker-8b", settings.reranker_model) or "?")
+    label = _mode_label(rec)
+    if label == "Qwen3-VL":
+        return t("mode_reason_gpu", lang, model=rec.reranker.name, device=device)
+    return t("mode_reason_custom", lang, models=f"{rec.embedder.name} + {rec.reranker.name}")
 
 
 def _filters(categories: list[str] | None):
