@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from newsrec.errors import InputError
 from newsrec.types import Recommendation, RecommendResult, UserProfile
 from newsrec.ui.i18n import t
@@ -45,11 +47,14 @@ def similar_ids(recommender: Recommender, news_id: str, n: int = SIMILAR_N) -> s
 
 
 def closeness(recommender: Recommender, result: RecommendResult, news_id: str) -> float:
-    """Mean cosine of the other cards in `result` to the story: higher after a like, lower after a dislike."""
-    ids = [r.item.id for r in result.reranked if r.item.id != news_id and recommender.index.has(r.item.id)]
-    if not ids:
+    """Rank-discounted mean cosine of the other cards in `result` to the story (1/log2(rank + 1), as in DCG):
+    higher after a like, lower after a dislike. The discount counts similar stories moving up, not only in."""
+    ranked = [(r.rank, r.item.id) for r in result.reranked if r.item.id != news_id and recommender.index.has(r.item.id)]
+    if not ranked:
         return 0.0
-    return float((recommender.index.embeddings(ids) @ recommender.index.embeddings([news_id])[0]).mean())
+    weights = 1.0 / np.log2(np.array([rank for rank, _ in ranked]) + 1.0)
+    cosines = recommender.index.embeddings([i for _, i in ranked]) @ recommender.index.embeddings([news_id])[0]
+    return float(weights @ cosines / weights.sum())
 
 
 def update_profile(recommender: Recommender, profile: UserProfile, news_id: str, liked: bool) -> UserProfile:
