@@ -20,6 +20,7 @@ from PIL import Image
 from newsrec.cli import ingest as ingest_cli
 from newsrec.config import Settings
 from newsrec.data.corpus import NEWS_FILE, load_corpus
+from newsrec.data.store import generation_dir
 from newsrec.data.ingest import detect_format, ingest
 from newsrec.errors import InputError
 
@@ -459,10 +460,10 @@ def test_reingest_is_idempotent_and_upserts(tmp_path, settings):
     source = write_jsonl(tmp_path / "feed.jsonl", [{"id": "a", "title": "First"}, {"id": "b", "title": "Second"}])
     first = ingest(source, settings)
     root = settings.corpus_dir("feed")
-    before = {name: (root / name).read_bytes() for name in (NEWS_FILE, "users.jsonl")}
+    before = {name: (generation_dir(root) / name).read_bytes() for name in (NEWS_FILE, "users.jsonl")}
     again = ingest(source, settings)
     assert (again.new, again.changed, again.corpus_items) == (0, 0, 2) and first.new == 2
-    assert {name: (root / name).read_bytes() for name in before} == before  # byte-identical
+    assert {name: (generation_dir(root) / name).read_bytes() for name in before} == before  # byte-identical
 
     write_jsonl(source, [{"id": "b", "title": "Second, corrected"}, {"id": "c", "title": "Third"}])
     update = ingest(source, settings)

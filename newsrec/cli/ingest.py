@@ -38,6 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="read a corpus field from another column, e.g. --map title=headline (repeatable)",
     )
     parser.add_argument("--allow-remote-images", action="store_true", help="keep http(s) image URLs")
+    parser.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="when another ingest is writing this corpus, wait at most this long (default: wait until it ends)",
+    )
     parser.add_argument("--no-index", action="store_true", help="write the corpus only; index it later")
     parser.add_argument("--embedder", help="embedder for the index (default: auto)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -69,6 +76,7 @@ def run_ingest(args: argparse.Namespace) -> int:
         corpus=args.corpus,
         images_dir=args.images,
         mapping=parse_mapping(args.map),
+        lock_timeout=args.lock_timeout,
     )
     index = None if args.no_index else update_index(settings, report.corpus, quiet=args.json)
     if args.json:

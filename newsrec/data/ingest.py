@@ -27,7 +27,8 @@ from datetime import datetime
 from pathlib import Path
 
 from newsrec.config import DEMO_CORPUS, Settings
-from newsrec.data.corpus import NEWS_FILE, Corpus, read_corpus, save_corpus
+from newsrec.data import store
+from newsrec.data.corpus import Corpus, corpus_exists, read_corpus, write_generation
 from newsrec.data.readers import (
     IMAGE_SUFFIXES,
     Batch,
@@ -114,8 +115,11 @@ def ingest(
     images_dir: str | Path | None = None,
     max_images: int | None = None,
     mapping: dict[str, str] | None = None,
+    lock_timeout: float | None = None,
 ) -> IngestReport:
-    """Read `path` in format `fmt`, upsert it into corpus `corpus` and return what happened."""
+    """Read `path` in format `fmt`, upsert it into corpus `corpus` and return what happened.
+
+    Another ingest into the same corpus is waited for (indefinitely, or `lock_timeout` seconds)."""
     started = time.perf_counter()
     path = Path(path).expanduser()
     if not path.exists():
@@ -147,7 +151,7 @@ def ingest(
         raise InputError(f"{path}: no usable news items ({batch.rows_read} rows read){'; ' + first if first else ''}")
     report = IngestReport(corpus=name, path=str(path), format=fmt, rows_read=batch.rows_read)
     try:
-        _upsert(settings, name, batch, report)
+        _upsert(settings, name, batch, report, lock_timeout)
     except OSError as error:
         raise InputError(f"cannot write corpus {name!r} under {settings.corpus_dir(name)}: {error}") from None
     report.problems = batch.problems
@@ -171,17 +175,20 @@ def _read(path: Path, fmt: str, options: ReadOptions, batch: Batch) -> Path:
     return path
 
 
-def _upsert(settings: Settings, name: str, batch: Batch, report: IngestReport) -> Corpus:
+def _upsert(settings: Settings, name: str, batch: Batch, report: IngestReport, lock_timeout: float | None) -> Corpus:
+    """Merge the batch into the corpus: the read, the merge and the write all happen under the corpus's lock,
+    so a concurrent ingest waits and then merges into this one's result instead of overwriting it."""
     root = settings.corpus_dir(name)
-    existing = read_corpus(root, name) if (root / NEWS_FILE).is_file() else Corpus(name=name, root=root)
-    before = {news_id: item.content_hash() for news_id, item in existing.news.items()}
-    existing.news.update(batch.news)
-    _drop_unknown_ids(existing.news, batch)
-    existing.users.update(batch.users)
-    impressions = {impression.id: impression for impression in existing.impressions}
-    impressions.update(batch.impressions)
-    existing.impressions = list(impressions.values())
-    save_corpus(existing, root)
+    with store.corpus_lock(root, lock_timeout):
+        existing = read_corpus(root, name) if corpus_exists(root) else Corpus(name=name, root=root)
+        before = {news_id: item.content_hash() for news_id, item in existing.news.items()}
+        existing.news.update(batch.news)
+        _drop_unknown_ids(existing.news, batch)
+        existing.users.update(batch.users)
+        impressions = {impression.id: impression for impression in existing.impressions}
+        impressions.update(batch.impressions)
+        existing.impressions = list(impressions.values())
+        write_generation(existing, root)
 
     report.items_written = len(batch.news)
     report.users, report.impressions = len(batch.users), len(batch.impressions)
