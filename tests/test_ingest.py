@@ -20,8 +20,8 @@ from PIL import Image
 from newsrec.cli import ingest as ingest_cli
 from newsrec.config import Settings
 from newsrec.data.corpus import NEWS_FILE, load_corpus
-from newsrec.data.store import generation_dir
 from newsrec.data.ingest import detect_format, ingest
+from newsrec.data.store import generation_dir
 from newsrec.errors import InputError
 
 

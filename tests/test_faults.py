@@ -1,0 +1,250 @@
+"""Fault suite (issue 10): crashes, concurrency, damaged state and hostile input. Run alone with `-m faults`.
+
+Crash tests run the real CLI in a subprocess that SIGKILLs itself at a chosen call (the k-th row
+serialised, the k-th rename, ...), then check what a reader sees and that a rerun completes the work.
+Nothing here needs the network: the slow image server listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from newsrec.config import Settings
+from newsrec.data.corpus import load_corpus
+from newsrec.data.ingest import ingest
+
+pytestmark = pytest.mark.faults
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Runs `python -m newsrec ARGS` after wrapping one function: at its k-th call the process pauses (writes
+# a marker file, sleeps) or kills itself with SIGKILL, before or after the real call.
+RUNNER = textwrap.dedent(
+    """
+    import importlib, json, os, signal, sys, time
+    spec = json.loads(os.environ["FAULT_SPEC"])
+    module_name, attr = spec["target"].rsplit(".", 1)
+    module = importlib.import_module(module_name)
+    real = getattr(module, attr)
+    calls = [0]
+
+    def hit():
+        if spec["action"] == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        open(spec["marker"], "w").close()
+        time.sleep(spec.get("seconds", 3))
+
+    def wrapper(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == spec["at"] and not spec.get("after"):
+            hit()
+        result = real(*args, **kwargs)
+        if calls[0] == spec["at"] and spec.get("after"):
+            hit()
+        return result
+
+    setattr(module, attr, wrapper)
+    from newsrec.cli import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def newsrec(*args: str, fault: dict | None = None, wait: bool = True, timeout: float = 120):
+    """Run the CLI in a subprocess (with a fault when given); returns the CompletedProcess or the Popen."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    if fault:
+        command = [sys.executable, "-c", RUNNER, *args]
+        env["FAULT_SPEC"] = json.dumps(fault)
+    else:
+        command = [sys.executable, "-m", "newsrec", *args]
+    if not wait:
+        return subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def write_source(folder: Path, prefix: str, items: int, users: int = 0, impressions: int = 0, body: str = "") -> Path:
+    """news.jsonl (+ users.jsonl, impressions.jsonl) whose users read only this source's items."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = [f"{prefix}{i}" for i in range(items)]
+    rows = [{"id": i, "title": f"Story {i} about {prefix}", "body": body, "category": prefix} for i in ids]
+    (folder / "news.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    if users:
+        user_rows = [{"id": f"u{n}", "history": ids[n % items : n % items + 5]} for n in range(users)]
+        (folder / "users.jsonl").write_text("".join(json.dumps(row) + "\n" for row in user_rows))
+    if impressions:
+        imp_rows = [
+            {
+                "id": f"{prefix}-imp{n}",
+                "user_id": f"u{n}",
+                "candidates": ids[n % items : n % items + 2],
+                "labels": [1, 0],
+            }
+            for n in range(impressions)
+        ]
+        (folder / "impressions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in imp_rows))
+    return folder / "news.jsonl"
+
+
+def corpus_state(name: str) -> tuple[frozenset, dict, frozenset]:
+    corpus = load_corpus(Settings.from_env(), name)
+    histories = {user.id: tuple(entry.news_id for entry in user.history) for user in corpus.users.values()}
+    return frozenset(corpus.news), histories, frozenset(imp.id for imp in corpus.impressions)
+
+
+def corpus_lines(root: Path) -> list[str]:
+    """Ids of news.jsonl as stored, duplicates included."""
+    folder = root / (root / "CURRENT").read_text().strip() if (root / "CURRENT").exists() else root
+    return [json.loads(line)["id"] for line in (folder / "news.jsonl").read_text().splitlines()]
+
+
+# --- corpus writes: crashes and concurrency ---------------------------------------------------------------
+
+
+# (function, k-th call, before/after): rows serialised mid-news, mid-users, mid-impressions; the renames.
+# The second ingest writes 80 news rows, then 20 users, then 20 impressions, then renames.
+KILL_POINTS = [
+    ("newsrec.data.corpus.news_to_dict", 10, False),
+    ("newsrec.data.corpus.user_to_dict", 5, False),
+    ("newsrec.data.corpus.impression_to_dict", 5, False),
+    ("os.replace", 1, False),
+    ("os.replace", 1, True),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("target", "at", "after"), KILL_POINTS)
+def test_kill_during_ingest_leaves_old_or_new_corpus_and_rerun_completes(tmp_path, target, at, after):
+    first = write_source(tmp_path / "a", "a", items=40, users=20, impressions=10)
+    second = write_source(tmp_path / "b", "b", items=40, users=20, impressions=10)
+    settings = Settings.from_env()
+    ingest(first, settings, corpus="feed")
+    old = corpus_state("feed")
+    killed = newsrec(
+        "ingest",
+        str(second),
+        "--corpus",
+        "feed",
+        "--no-index",
+        fault={"target": target, "at": at, "after": after, "action": "kill"},
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    after_kill = corpus_state("feed")
+    assert after_kill == old or after_kill[0] == old[0] | {f"b{i}" for i in range(40)}, "a half-written corpus"
+    if after_kill != old:  # the kill came after the switch: every file must be the new one
+        assert after_kill[2] == old[2] | {f"b-imp{n}" for n in range(10)}
+        assert after_kill[1]["u0"][0] == "b0"
+
+    ingest(second, settings, corpus="feed")
+    news, histories, impressions = corpus_state("feed")
+    assert news == {f"a{i}" for i in range(40)} | {f"b{i}" for i in range(40)}  # nothing lost
+    root = Settings.from_env().corpus_dir("feed")
+    lines = corpus_lines(root)
+    assert len(lines) == len(set(lines)) == 80  # nothing duplicated
+    assert histories["u0"][0] == "b0" and len(impressions) == 20
+    leftovers = [p.name for p in root.iterdir() if p.name.endswith(".tmp")]
+    assert not leftovers and len(list(root.glob("gen-*"))) <= 2
+
+
+PAUSE_TARGET = "newsrec.data.corpus.news_to_dict"  # first row written: after the read and the merge
+
+
+@pytest.mark.slow
+def test_concurrent_ingests_into_one_corpus_lose_nothing(tmp_path):
+    first = write_source(tmp_path / "a", "a", items=300)
+    second = write_source(tmp_path / "b", "b", items=300)
+    marker = tmp_path / "paused"
+    # The first writer pauses after reading and merging, just before it writes: the old code's window.
+    slow = newsrec(
+        "ingest",
+        str(first),
+        "--corpus",
+        "conc",
+        "--no-index",
+        fault={"target": PAUSE_TARGET, "at": 1, "action": "pause", "marker": str(marker), "seconds": 10},
+        wait=False,
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert slow.poll() is None, slow.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    fast = newsrec("ingest", str(second), "--corpus", "conc", "--no-index")
+    out, err = slow.communicate(timeout=60)
+    assert slow.returncode == 0 and fast.returncode == 0, (err, fast.stderr)
+    assert "being written by another process; waiting" in fast.stderr
+    news, _, _ = corpus_state("conc")
+    assert len(news) == 600
+
+
+@pytest.mark.slow
+def test_lock_timeout_fails_clearly(tmp_path):
+    first = write_source(tmp_path / "a", "a", items=20)
+    second = write_source(tmp_path / "b", "b", items=20)
+    marker = tmp_path / "paused"
+    holder = newsrec(
+        "ingest",
+        str(first),
+        "--corpus",
+        "busy",
+        "--no-index",
+        fault={"target": PAUSE_TARGET, "at": 1, "action": "pause", "marker": str(marker), "seconds": 10},
+        wait=False,
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert holder.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    blocked = newsrec("ingest", str(second), "--corpus", "busy", "--no-index", "--lock-timeout", "0.5")
+    holder.communicate(timeout=60)
+    assert blocked.returncode == 2
+    assert "locked by another writer; gave up after 0.5 s" in blocked.stderr and "Traceback" not in blocked.stderr
+    assert corpus_state("busy")[0] == {f"a{i}" for i in range(20)}
+
+
+def test_readers_always_see_one_generation(tmp_path):
+    """A reader (recommend, index) loading the corpus while ingests rewrite it never mixes files of two
+    versions: each version rewrites every item and every user, and a read must find a single version."""
+    settings = Settings.from_env()
+    sources = []
+    for version in range(6):
+        folder = tmp_path / f"v{version}"
+        folder.mkdir()
+        # Many items, few users: a read of news.jsonl outlasts the write of users.jsonl, the old code's window.
+        news = [{"id": f"n{i}", "title": f"v{version} story {i}", "body": "text " * 40} for i in range(3000)]
+        users = [{"id": f"u{n}", "persona": f"v{version}", "history": [f"n{n}"]} for n in range(20)]
+        (folder / "news.jsonl").write_text("".join(json.dumps(row) + "\n" for row in news))
+        (folder / "users.jsonl").write_text("".join(json.dumps(row) + "\n" for row in users))
+        sources.append(folder / "news.jsonl")
+    ingest(sources[0], settings, corpus="live")
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from newsrec.cli import main\n"
+            "for path in sys.argv[1:]:\n    assert main(['ingest', path, '--corpus', 'live', '--no-index', '--json']) == 0",
+            *map(str, sources[1:]),
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+    )
+    reads = 0
+    try:
+        while writer.poll() is None or reads == 0:
+            corpus = load_corpus(settings, "live")
+            versions = {item.title.split()[0] for item in corpus.news.values()}
+            versions |= {user.persona for user in corpus.users.values()}
+            assert len(versions) == 1, f"read {reads}: files of versions {sorted(versions)} mixed"
+            reads += 1
+    finally:
+        writer.wait(timeout=120)
+    assert writer.returncode == 0 and reads > 1
