@@ -248,3 +248,48 @@ def test_readers_always_see_one_generation(tmp_path):
     finally:
         writer.wait(timeout=120)
     assert writer.returncode == 0 and reads > 1
+
+
+# --- disposable state heals itself ------------------------------------------------------------------------
+
+
+def test_corrupt_score_cache_is_moved_aside_and_recreated(tmp_path, caplog):
+    from newsrec.cache import ScoreCache
+
+    path = tmp_path / "cache" / "rerank_scores.sqlite"
+    first = ScoreCache(path)
+    first.put_many([("k", 0.5)])
+    first._db.close()  # the old code has no close(); closing checkpoints the WAL into the file
+    path.write_bytes(os.urandom(8192))  # random bytes over the database
+    cache = ScoreCache(path)
+    assert cache.get_many(["k"]) == {}  # a miss: the score is computed again
+    cache.put_many([("k", 0.25)])
+    assert ScoreCache(path).get_many(["k"]) == {"k": 0.25}
+    assert "damaged" in caplog.text and list(path.parent.glob("rerank_scores.sqlite.corrupt-*"))
+
+
+def test_score_cache_damaged_after_open_recovers(tmp_path):
+    from newsrec.cache import ScoreCache
+
+    path = tmp_path / "scores.sqlite"
+    cache = ScoreCache(path, max_memory_items=1)
+    cache.put_many([("a", 0.1), ("b", 0.2)])
+    cache._db.close()
+    path.write_bytes(b"\0" * 4096 + os.urandom(4096))
+    cache._db = __import__("sqlite3").connect(path, check_same_thread=False)
+    assert cache.get_many(["a"]) == {}  # evicted from memory, unreadable on disk: a miss, not a crash
+    cache.put_many([("a", 0.3)])
+    assert ScoreCache(path).get_many(["a"]) == {"a": 0.3}
+
+
+def test_implausible_cached_scores_are_scored_again(tmp_path):
+    import sqlite3
+
+    from newsrec.cache import ScoreCache
+
+    path = tmp_path / "scores.sqlite"
+    ScoreCache(path).put_many([("good", 0.7), ("edited", 0.1), ("nan", 0.2)])
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE scores SET score = 9e27 WHERE key = 'edited'")
+        db.execute("UPDATE scores SET score = 'x' WHERE key = 'nan'")
+    assert ScoreCache(path).get_many(["good", "edited", "nan"]) == {"good": 0.7}
