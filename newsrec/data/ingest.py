@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 
 from newsrec.config import DEMO_CORPUS, Settings
-from newsrec.data import store
+from newsrec.data import limits, store
 from newsrec.data.corpus import Corpus, corpus_exists, read_corpus, write_generation
 from newsrec.data.readers import (
     IMAGE_SUFFIXES,
@@ -324,8 +324,9 @@ def read_behaviors(path: Path, batch: Batch) -> None:
             batch.problem(path, number, f"expected 4 or 5 tab-separated columns, found {len(cells)}; row skipped")
             continue
         impression_id, user_id = impression_id.strip(), user_id.strip()
-        if not impression_id or not user_id:
-            batch.problem(path, number, "empty impression id or user id; row skipped")
+        bad_id = limits.id_problem(impression_id) or limits.id_problem(user_id)
+        if bad_id:
+            batch.problem(path, number, f"impression or user: {bad_id}; row skipped")
             continue
         seen = histories.setdefault(user_id, {})
         for news_id in history.split():

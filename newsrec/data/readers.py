@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from newsrec.data import limits
 from newsrec.data.corpus import impression_from_dict, parse_time, user_from_dict
 from newsrec.errors import InputError
 from newsrec.images import check_image
@@ -66,6 +67,13 @@ class Batch:
         self.problems.append(Problem(str(file), line, reason))
 
     def add_news(self, item: NewsItem, file: str | Path, line: int) -> None:
+        """Add a row's item after the limits (limits.py): bad ids skip the row, long or dirty text is repaired."""
+        cleaned, notes = limits.clean_item(item)
+        for note in notes:
+            self.problem(file, line, note)
+        if cleaned is None:
+            return
+        item = cleaned
         if item.id in self.news:
             self.problem(file, line, f"duplicate id {item.id!r} (first on line {self._seen[item.id]}); last one kept")
         else:
@@ -285,6 +293,13 @@ def iter_jsonl(path: Path, batch: Batch, count: bool = True) -> Iterator[tuple[i
         except json.JSONDecodeError as error:
             batch.problem(path, number, f"not valid JSON ({error.msg}); row skipped")
             continue
+        except RecursionError:
+            batch.problem(path, number, f"nested deeper than {limits.MAX_JSON_DEPTH} levels; row skipped")
+            continue
+        deep = limits.json_depth_problem(row)
+        if deep:
+            batch.problem(path, number, f"{deep}; row skipped")
+            continue
         if not isinstance(row, dict):
             batch.problem(path, number, f"expected a JSON object, found {type(row).__name__}; row skipped")
             continue
@@ -292,19 +307,22 @@ def iter_jsonl(path: Path, batch: Batch, count: bool = True) -> Iterator[tuple[i
 
 
 def read_csv(path: Path, batch: Batch, delimiter: str = ",") -> tuple[list[str], list[tuple[int, dict]]]:
-    """(header, rows with the line each ends on). The csv module rather than pandas, so that every bad row
-    is reported with its line and skipped instead of failing or vanishing."""
-    reader = csv.reader(io.StringIO(decode_file(path, batch), newline=""), delimiter=delimiter)
+    """(header, rows with the line each starts on). The csv module rather than pandas, so that every bad row
+    is reported with its line and skipped instead of failing or vanishing. Strict mode: a stray or unclosed
+    quote is an error for the rows it spans, never a title that silently swallows the rows after it."""
+    reader = csv.reader(io.StringIO(decode_file(path, batch), newline=""), delimiter=delimiter, strict=True)
     header: list[str] | None = None
     rows: list[tuple[int, dict]] = []
     while True:
+        start = reader.line_num + 1
         try:
             cells = next(reader)
         except StopIteration:
             return header or [], rows
         except csv.Error as error:
             batch.rows_read += header is not None
-            batch.problem(path, reader.line_num, f"malformed CSV ({error}); row skipped")
+            span = f"line {start}" if reader.line_num <= start else f"lines {start}-{reader.line_num}"
+            batch.problem(path, start, f"malformed CSV ({error}; a stray or unclosed quote?): {span} skipped")
             continue
         if header is None:
             header = [cell.strip().lstrip("\ufeff") for cell in cells]
@@ -313,9 +331,9 @@ def read_csv(path: Path, batch: Batch, delimiter: str = ",") -> tuple[list[str],
             continue
         batch.rows_read += 1
         if len(cells) != len(header):
-            batch.problem(path, reader.line_num, f"expected {len(header)} columns, found {len(cells)}; row skipped")
+            batch.problem(path, start, f"expected {len(header)} columns, found {len(cells)}; row skipped")
             continue
-        rows.append((reader.line_num, dict(zip(header, cells, strict=True))))
+        rows.append((start, dict(zip(header, cells, strict=True))))
 
 
 def read_table(path: Path, fmt: str, options: ReadOptions, batch: Batch) -> None:
@@ -356,6 +374,17 @@ def read_side_files(folder: Path, batch: Batch) -> None:
                 reason = f"missing field {error}" if isinstance(error, KeyError) else str(error)
                 batch.problem(path, line, f"{reason}; row skipped")
                 continue
+            bad_id = limits.id_problem(record.id) or (
+                limits.id_problem(record.user_id) if isinstance(record, Impression) else None
+            )
+            if bad_id:
+                batch.problem(path, line, f"{bad_id}; row skipped")
+                continue
+            if isinstance(record, User):
+                record.name, _ = limits.clean_text(record.name, "name", limits.MAX_SHORT, multiline=False)
+                record.persona, notes = limits.clean_text(record.persona, "persona", limits.MAX_PERSONA, False)
+                for note in notes:
+                    batch.problem(path, line, note)
             if isinstance(record, Impression) and len(record.candidates) != len(record.labels):
                 found = f"{len(record.candidates)} candidates but {len(record.labels)} labels"
                 batch.problem(path, line, f"{found}; row skipped")
@@ -376,7 +405,12 @@ def _parquet_rows(path: Path, batch: Batch) -> tuple[list[str], list[tuple[int, 
     return [str(column) for column in frame.columns], list(enumerate(frame.to_dict("records"), 1))
 
 
+TEXT_FIELDS = ("id", "title", "body", "category", "subcategory", "language", "source", "url", "published_at")
+
+
 def news_from_row(row: dict, file: Path, line: int, resolver: ImageResolver, batch: Batch) -> NewsItem | None:
+    for name in TEXT_FIELDS:
+        limits.check_scalar(row.get(name), name)  # TypeError: the row is skipped with the reason
     news_id, title = text(row.get("id")), text(row.get("title"))
     if not news_id:
         batch.problem(file, line, "empty id; row skipped")
