@@ -28,6 +28,7 @@ from pathlib import Path
 
 from newsrec.config import DEMO_CORPUS, Settings
 from newsrec.data import limits, store
+from newsrec.data.media import MEDIA
 from newsrec.data.corpus import Corpus, corpus_exists, read_corpus, write_generation
 from newsrec.data.readers import (
     IMAGE_SUFFIXES,
@@ -137,6 +138,7 @@ def ingest(
         max_images=settings.max_images if max_images is None else max_images,
         mapping=dict(mapping or {}),
         allow_remote_images=settings.allow_remote_images,
+        media_dir=settings.corpus_dir(name) / MEDIA,
     )
     if options.mapping and fmt not in ("jsonl", "csv", "parquet"):
         raise InputError(f"--map applies to jsonl, csv and parquet files, not to the {fmt} layout")

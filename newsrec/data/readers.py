@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from newsrec.data import limits
 from newsrec.data.corpus import impression_from_dict, parse_time, user_from_dict
 from newsrec.errors import InputError
+from newsrec.data.media import publish_image
 from newsrec.images import check_image
 from newsrec.types import ImageRef, Impression, NewsItem, User
 
@@ -50,6 +51,7 @@ class ReadOptions:
     max_images: int = 3
     mapping: dict[str, str] = field(default_factory=dict)  # corpus field -> source column
     allow_remote_images: bool = False
+    media_dir: Path | None = None  # the corpus's media folder: checked pictures are copied there (media.py)
 
 
 @dataclass
@@ -167,11 +169,18 @@ def decode_file(path: Path, batch: Batch) -> str:
 
 class ImageResolver:
     """Turns image cells into checked ImageRefs: local files are decoded once (cached by path) and dropped
-    with a reported reason when unusable; http(s) URLs are kept only when remote images are allowed."""
+    with a reported reason when unusable; http(s) URLs are kept only when remote images are allowed.
+
+    Local paths must stay inside the source folder (the folder of the file read, or --images): absolute
+    paths, `..` and symlinks are resolved first. A path that leaves the folder, does not exist or is not a
+    file gets one and the same message, so ingest cannot be used to probe which files exist elsewhere.
+    Usable pictures are copied into the corpus's media folder and referenced from there.
+    """
 
     def __init__(self, options: ReadOptions, batch: Batch):
         self.options, self.batch = options, batch
         self._checked: dict[Path, str | None] = {}
+        self._published: dict[Path, str] = {}
         self.remote_dropped = 0
 
     def check(self, path: Path) -> str | None:
@@ -194,22 +203,38 @@ class ImageResolver:
                     self.remote_dropped += 1
                 continue
             path = self.locate(uri, base)
+            if path is None:
+                self.batch.problem(file, line, f"image {uri[:200]}: no such file inside the source folder (dropped)")
+                continue
             reason = self.check(path)
             if reason:
-                self.batch.problem(file, line, f"image {path}: {reason} (dropped)")
+                self.batch.problem(file, line, f"image {uri[:200]}: {reason} (dropped)")
             else:
-                images.append(ImageRef(str(path), caption))
+                images.append(ImageRef(self.publish(path), caption))
         return images
 
-    def locate(self, uri: str, base: Path) -> Path:
-        path = Path(uri).expanduser()
-        if path.is_absolute():
-            return path
-        if self.options.images_dir is not None:
-            candidate = self.options.images_dir / path
-            if candidate.exists() or not (base / path).exists():
-                return candidate.resolve()
-        return (base / path).resolve()
+    def roots(self, base: Path) -> list[Path]:
+        return [root.resolve() for root in (self.options.images_dir, base) if root is not None]
+
+    def locate(self, uri: str, base: Path) -> Path | None:
+        """The real path of a file inside the source folder(s) that `uri` names, or None."""
+        roots = self.roots(base)
+        path = Path(uri)
+        for candidate in [path] if path.is_absolute() else [root / path for root in roots]:
+            try:
+                real = candidate.resolve()  # follows every symlink, so a link cannot lead outside
+            except (OSError, RuntimeError):  # a symlink loop, an unreadable folder
+                continue
+            if any(real.is_relative_to(root) for root in roots) and real.is_file():
+                return real
+        return None
+
+    def publish(self, path: Path) -> str:
+        if self.options.media_dir is None:  # reading without a corpus to write (tests, tools)
+            return str(path)
+        if path not in self._published:
+            self._published[path] = publish_image(path, self.options.media_dir)
+        return self._published[path]
 
     def by_id(self, news_id: str) -> list[tuple[str, str]]:
         """<images_dir>/<id>.<ext> for rows that name no image (used by MIND and tables with --images)."""
