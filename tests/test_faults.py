@@ -293,3 +293,47 @@ def test_implausible_cached_scores_are_scored_again(tmp_path):
         db.execute("UPDATE scores SET score = 9e27 WHERE key = 'edited'")
         db.execute("UPDATE scores SET score = 'x' WHERE key = 'nan'")
     assert ScoreCache(path).get_many(["good", "edited", "nan"]) == {"good": 0.7}
+
+
+# --- hostile input ----------------------------------------------------------------------------------------
+
+
+def test_slow_drip_image_server_is_cut_off_at_one_overall_deadline(monkeypatch):
+    """A server that sends its headers, then one byte every 0.2 s, forever: the download must end at the
+    deadline (3 x timeout) although no single read ever waits long enough to time out."""
+    import socketserver
+    import threading
+
+    from newsrec import images
+
+    class Drip(socketserver.BaseRequestHandler):
+        def handle(self):
+            self.request.recv(4096)
+            self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n")
+            try:
+                for _ in range(600):
+                    self.request.sendall(b"\xff")
+                    time.sleep(0.2)
+            except OSError:
+                pass
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Drip)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(images, "is_public_address", lambda address: True)  # loopback allowed in this test only
+    outcome: dict = {}
+
+    def fetch():
+        started = time.monotonic()
+        try:
+            images.fetch_remote_image(f"http://127.0.0.1:{server.server_address[1]}/a.jpg", Settings(allow_remote_images=True), timeout=0.5)
+        except images.ImageError as error:
+            outcome["error"] = str(error)
+        outcome["seconds"] = time.monotonic() - started
+
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
+    worker.join(timeout=15)
+    server.shutdown()
+    assert not worker.is_alive(), "the download was never cut off"
+    assert "too slow" in outcome["error"] and outcome["seconds"] < 4
