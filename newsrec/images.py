@@ -9,6 +9,7 @@ pinning the connection to the checked address and following at most a few redire
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import io
@@ -337,10 +338,8 @@ def fetch_remote_image(
 def _shut(connection: http.client.HTTPConnection) -> None:
     sock = getattr(connection, "sock", None)
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):  # already closed
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def _read_capped(response, max_bytes: int, url: str, deadline: float) -> bytes:

@@ -7,13 +7,13 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from newsrec.cli.common import add_model_flags, print_json, settings_from_args
+from newsrec.cli.common import add_model_flags, corpus_name, print_json, settings_from_args
 from newsrec.data.corpus import load_corpus
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     users = subparsers.add_parser("users", help="list the simulated users of a corpus")
-    users.add_argument("--corpus", help="corpus name (default: the embedded demo corpus)")
+    users.add_argument("--corpus", type=corpus_name, help="corpus name (default: the embedded demo corpus)")
     users.add_argument("--json", action="store_true", help="print JSON")
     users.set_defaults(func=list_users)
 

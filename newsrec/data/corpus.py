@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -225,14 +226,27 @@ def read_corpus(root: Path, name: str | None = None) -> Corpus:
     return store.read_retrying(root, read)
 
 
+_CORPUS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_corpus_name(name: str) -> str:
+    """`name` if it can name a folder under NEWSREC_HOME/corpora (no separators, no '..'), else InputError."""
+    if not _CORPUS_NAME.fullmatch(name or "") or ".." in name:
+        raise InputError(
+            f"invalid corpus name {name[:100]!r}: use up to 100 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
 def corpus_root(settings: Settings, name: str | None = None) -> Path:
     """The demo corpus is read from assets/demo; any other name from NEWSREC_HOME/corpora/<name>."""
-    name = name or settings.corpus
+    name = check_corpus_name(name or settings.corpus)
     return ASSETS_DIR / "demo" if name == DEMO_CORPUS else settings.corpus_dir(name)
 
 
 def load_corpus(settings: Settings, name: str | None = None) -> Corpus:
-    name = name or settings.corpus
+    name = check_corpus_name(name or settings.corpus)
     root = corpus_root(settings, name)
     if not corpus_exists(root) and name != DEMO_CORPUS:
         available = sorted(p.name for p in (settings.home / "corpora").glob("*") if corpus_exists(p))

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from newsrec.config import DEMO_CORPUS, Settings
 from newsrec.data import limits, store
+from newsrec.data.corpus import Corpus, check_corpus_name, corpus_exists, read_corpus, write_generation
 from newsrec.data.media import MEDIA
-from newsrec.data.corpus import Corpus, corpus_exists, read_corpus, write_generation
 from newsrec.data.readers import (
     IMAGE_SUFFIXES,
     Batch,
@@ -129,8 +129,9 @@ def ingest(
         raise InputError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     fmt = detect_format(path) if fmt == "auto" else fmt
     name = corpus or default_corpus_name(path)
-    if name == DEMO_CORPUS or _NAME.search(name) or name.startswith("."):
-        raise InputError(f"invalid corpus name {name!r}: use letters, digits, '.', '_' or '-', and not 'demo'")
+    if name == DEMO_CORPUS:
+        raise InputError("invalid corpus name 'demo': the demo corpus is read-only; choose another --corpus")
+    check_corpus_name(name)
     if images_dir is not None and not Path(images_dir).is_dir():
         raise InputError(f"--images {images_dir}: no such folder")
     options = ReadOptions(

@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 
 from newsrec.data import limits
 from newsrec.data.corpus import impression_from_dict, parse_time, user_from_dict
-from newsrec.errors import InputError
 from newsrec.data.media import publish_image
+from newsrec.errors import InputError
 from newsrec.images import check_image
 from newsrec.types import ImageRef, Impression, NewsItem, User
 
