@@ -326,7 +326,9 @@ def test_slow_drip_image_server_is_cut_off_at_one_overall_deadline(monkeypatch):
     def fetch():
         started = time.monotonic()
         try:
-            images.fetch_remote_image(f"http://127.0.0.1:{server.server_address[1]}/a.jpg", Settings(allow_remote_images=True), timeout=0.5)
+            images.fetch_remote_image(
+                f"http://127.0.0.1:{server.server_address[1]}/a.jpg", Settings(allow_remote_images=True), timeout=0.5
+            )
         except images.ImageError as error:
             outcome["error"] = str(error)
         outcome["seconds"] = time.monotonic() - started
@@ -337,3 +339,159 @@ def test_slow_drip_image_server_is_cut_off_at_one_overall_deadline(monkeypatch):
     server.shutdown()
     assert not worker.is_alive(), "the download was never cut off"
     assert "too slow" in outcome["error"] and outcome["seconds"] < 4
+
+
+def _reasons(report) -> list[str]:
+    return [f"{Path(p.file).name}:{p.line}: {p.reason}" for p in report.problems]
+
+
+def test_field_caps_id_rules_and_control_characters(tmp_path):
+    rows = [
+        {"id": "big", "title": "T" * 5_000_000, "body": "b" * 200_000},
+        {"id": "../x", "title": "path id"},
+        {"id": "x" * 100_000, "title": "long id"},
+        {"id": "rtl\u202egnp.exe", "title": "override id"},
+        {"id": "nul", "title": "N\x00U\x00L", "body": "keeps\nlines\x07"},
+        {"id": "ok", "title": "Fine"},
+    ]
+    (tmp_path / "feed.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    settings = Settings.from_env()
+    report = ingest(tmp_path / "feed.jsonl", settings, corpus="caps")
+    corpus = load_corpus(settings, "caps")
+    assert set(corpus.news) == {"big", "nul", "ok"}
+    assert len(corpus.news["big"].title) == 1_000 and len(corpus.news["big"].body) == 100_000
+    assert corpus.news["nul"].title == "NUL" and corpus.news["nul"].body == "keeps\nlines"
+    reasons = _reasons(report)
+    assert "feed.jsonl:1: title: 5,000,000 characters cut to 1,000" in reasons
+    assert "feed.jsonl:1: body: 200,000 characters cut to 100,000" in reasons
+    assert "feed.jsonl:2: id '../x' contains a path separator; row skipped" in reasons
+    assert "feed.jsonl:3: id of 100,000 characters (limit 200); row skipped" in reasons
+    assert any(r.startswith("feed.jsonl:4: id 'rtl") and "contains control" in r for r in reasons), reasons
+    assert "feed.jsonl:5: title: 2 control or bidi-override character(s) removed" in reasons
+
+
+def test_csv_unclosed_quote_is_reported_not_swallowed(tmp_path):
+    (tmp_path / "feed.csv").write_text('id,title\n1,"Opens a quote\n2,Second\n3,Third\n')
+    (tmp_path / "mid.csv").write_text('id,title\n1,"Opens\n2,Two\n3,"Three",x\n4,Four\n')
+    settings = Settings.from_env()
+    with pytest.raises(Exception, match=r"no usable news items.*feed.csv:2: malformed CSV"):
+        ingest(tmp_path / "feed.csv", settings, corpus="quote")
+    report = ingest(tmp_path / "mid.csv", settings, corpus="quote")
+    assert set(load_corpus(settings, "quote").news) == {"4"}  # no title swallowed the rows after it
+    assert any(r.startswith("mid.csv:2: malformed CSV") and "lines 2-4 skipped" in r for r in _reasons(report))
+
+
+def test_deep_json_is_a_row_error(tmp_path):
+    deep = '{"id": "d", "title": "deep", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    inner: list = ["x"]
+    for _ in range(40):
+        inner = [inner]
+    nested = {"id": "n", "title": "nested", "images": inner}
+    lines = [deep, json.dumps(nested), json.dumps({"id": "ok", "title": "Fine"})]
+    (tmp_path / "feed.jsonl").write_text("\n".join(lines) + "\n")
+    settings = Settings.from_env()
+    report = ingest(tmp_path / "feed.jsonl", settings, corpus="deep")
+    assert set(load_corpus(settings, "deep").news) == {"ok"}
+    assert "feed.jsonl:1: nested deeper than 32 levels; row skipped" in _reasons(report)
+    assert "feed.jsonl:2: nested deeper than 32 levels; row skipped" in _reasons(report)
+
+
+def test_parquet_values_of_the_wrong_type_are_rejected(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "title": ["One", "Two", "Three"], "body": [{"a": 1.0}, None, None]})
+    frame["category"] = [None, None, ["x", "y"]]
+    frame.to_parquet(tmp_path / "feed.parquet")
+    settings = Settings.from_env()
+    report = ingest(tmp_path / "feed.parquet", settings, corpus="types")
+    assert set(load_corpus(settings, "types").news) == {"b"}  # nothing stored as "{'a': 1.0}"
+    reasons = _reasons(report)
+    assert "feed.parquet:1: body: expected text, found dict; row skipped" in reasons, reasons
+    assert "feed.parquet:3: category: expected text, found ndarray; row skipped" in reasons, reasons
+
+
+def test_image_paths_stay_inside_the_source_folder(tmp_path):
+    from PIL import Image
+
+    source, outside = tmp_path / "source", tmp_path / "outside"
+    source.mkdir()
+    outside.mkdir()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(outside / "secret.jpg")
+    Image.new("RGB", (8, 8), (4, 5, 6)).save(source / "own.jpg")
+    (source / "link.jpg").symlink_to(outside / "secret.jpg")
+    rows = [
+        {"id": "abs", "title": "A", "images": [str(outside / "secret.jpg")]},
+        {"id": "abs-missing", "title": "B", "images": [str(outside / "nothing.jpg")]},
+        {"id": "dots", "title": "C", "images": ["../outside/secret.jpg"]},
+        {"id": "dots-missing", "title": "D", "images": ["../outside/nothing.jpg"]},
+        {"id": "link", "title": "E", "images": ["link.jpg"]},
+        {"id": "own", "title": "F", "images": ["own.jpg"]},
+    ]
+    (source / "feed.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    settings = Settings.from_env()
+    report = ingest(source / "feed.jsonl", settings, corpus="confined")
+    corpus = load_corpus(settings, "confined")
+    assert [item.id for item in corpus.news.values() if item.images] == ["own"]
+    own = corpus.news["own"].images[0].uri
+    assert own.startswith("media/") and (corpus.root / own).read_bytes() == (source / "own.jpg").read_bytes()
+    messages = {
+        r.split(": ", 1)[1].replace(rows[int(r.split(":")[1]) - 1]["images"][0], "<path>") for r in _reasons(report)
+    }
+    assert messages == {"image <path>: no such file inside the source folder (dropped)"}  # same words, found or not
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["users", "--corpus", "../../x"], "invalid corpus name"),
+        (["index", "--corpus", "../x"], "invalid corpus name"),
+        (["recommend", "--user", "guest", "--corpus", "/etc"], "invalid corpus name"),
+        (["evaluate", "--corpus", "a/../../b"], "invalid corpus name"),
+        (["recommend", "--user", "guest", "--k", "1000000000"], "outside the allowed range 1..30"),
+        (["recommend", "--user", "guest", "--diversity", "5"], "outside the allowed range 0.0..1.0"),
+        (["recommend", "--user", "guest", "--half-life", "-3"], "outside the allowed range 0.0..30.0"),
+        (["recommend", "--user", "guest", "--diversity", "nan"], "outside the allowed range"),
+        (["recommend", "--user", "guest", "--candidates", "5000"], "outside the allowed range 10..300"),
+        (["recommend", "--user", "guest", "--query", "caf\udcff"], "is not valid UTF-8"),
+    ],
+)
+def test_cli_rejects_bad_corpus_names_ranges_and_text(argv, expected, capsys):
+    from newsrec.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_non_utf8_query_bytes_exit_2_without_traceback():
+    argv = [b"recommend", b"--user", b"guest", b"--query", b"caf\xff"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "newsrec", *argv], env=env, cwd=REPO, capture_output=True, timeout=120)
+    stderr = done.stderr.decode("utf-8", "replace")
+    assert done.returncode == 2 and "not valid UTF-8" in stderr and "Traceback" not in stderr, stderr[-800:]
+
+
+def test_query_with_lone_surrogates_is_an_input_error():
+    """Through the API a query arrives as JSON, where "\\udcff" decodes to a lone surrogate."""
+    from newsrec.errors import InputError
+    from newsrec.pipeline import _clean_query
+
+    with pytest.raises(InputError, match="not valid UTF-8"):
+        _clean_query(json.loads('"caf\\udcff"'))
+    assert _clean_query(" café 😀 ") == "café 😀"
+
+
+def test_unwritable_data_folder_is_a_clean_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NEWSREC_HOME": str(blocker / "home")}
+    done = subprocess.run(
+        [sys.executable, "-m", "newsrec", "recommend", "--user", "guest", "--embedder", "lite", "--reranker", "lite"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-800:]
+    assert "NEWSREC_HOME" in done.stderr

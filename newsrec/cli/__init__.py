@@ -48,9 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     except NewsrecError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except PermissionError as error:  # typically an unwritable NEWSREC_HOME (corpora, index, caches live there)
+    except (PermissionError, NotADirectoryError, FileExistsError) as error:
+        # typically an unwritable NEWSREC_HOME, where corpora, the index and caches live
         print(
-            f"error: cannot write {error.filename or 'the data folder'}: permission denied. "
+            f"error: cannot write {error.filename or 'the data folder'}: {error.strerror}. "
             "Set NEWSREC_HOME to a folder you can write.",
             file=sys.stderr,
         )
