@@ -495,3 +495,121 @@ def test_unwritable_data_folder_is_a_clean_error(tmp_path):
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-800:]
     assert "NEWSREC_HOME" in done.stderr
+
+
+# --- the dashboard serves pictures only ------------------------------------------------------------------
+
+
+def _launch_kwargs_of_app(monkeypatch, corpus: str) -> dict:
+    """What app.main passes to launch() (the page and the model loader are stubbed: only the launch matters)."""
+    import importlib.util
+
+    import gradio as gr
+
+    spec = importlib.util.spec_from_file_location("newsrec_app_faults", REPO / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    captured: dict = {}
+
+    class Launched(Exception):
+        pass
+
+    def fake_launch(self, **kwargs):
+        captured.update(kwargs)
+        raise Launched
+
+    class NoLoader:
+        def start(self):
+            pass
+
+        def get(self, on_wait=None):
+            raise AssertionError("not used")
+
+    monkeypatch.setenv("NEWSREC_CORPUS", corpus)
+    monkeypatch.setenv("NEWSREC_EMBEDDER", "lite")
+    monkeypatch.setenv("NEWSREC_RERANKER", "lite")
+    monkeypatch.setattr(gr.Blocks, "launch", fake_launch)
+    monkeypatch.setattr(app, "make_loader", lambda settings: NoLoader())
+    with pytest.raises(Launched):
+        app.main(["--port", "0"])
+    return {key: captured[key] for key in ("allowed_paths", "blocked_paths", "app_kwargs") if key in captured}
+
+
+@pytest.mark.slow
+def test_app_serves_pictures_only(tmp_path, monkeypatch, newsrec_home):
+    import sqlite3
+    import socket
+    from urllib.parse import quote
+
+    import gradio as gr
+    import httpx
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (16, 16), (9, 99, 199)).save(photo)
+    (tmp_path / "news.jsonl").write_text(json.dumps({"id": "a", "title": "Pictured", "images": ["photo.png"]}) + "\n")
+    (tmp_path / "users.jsonl").write_text(json.dumps({"id": "u1", "history": ["a"]}) + "\n")
+    settings = Settings.from_env()
+    ingest(tmp_path / "news.jsonl", settings, corpus="site")
+    corpus = load_corpus(settings, "site")
+    root = corpus.root
+    picture = corpus.news["a"].images[0].uri  # media/<sha>.png
+    live = root / (root / "CURRENT").read_text().strip() if (root / "CURRENT").exists() else root
+    (root / "media").mkdir(exist_ok=True)
+    planted = {
+        "news": live / "news.jsonl",
+        "users": live / "users.jsonl",
+        "svg": root / "media" / "evil.svg",
+        "html": root / "media" / "evil.html",
+        "legacy-news": root / "news.jsonl",
+        "cache": newsrec_home / "cache" / "rerank_scores.sqlite",
+        "chroma": newsrec_home / "chroma" / "chroma.sqlite3",
+    }
+    planted["svg"].write_text('<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+    planted["html"].write_text("<script>alert(1)</script>")
+    if not planted["legacy-news"].exists():
+        planted["legacy-news"].write_text("{}\n")
+    for db in (planted["cache"], planted["chroma"]):
+        db.parent.mkdir(parents=True, exist_ok=True)
+        sqlite3.connect(db).execute("CREATE TABLE t (x)")
+    (root / "media" / "sneaky.png").symlink_to(planted["users"])
+
+    kwargs = _launch_kwargs_of_app(monkeypatch, "site")
+    monkeypatch.undo()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with gr.Blocks() as demo:
+        gr.Markdown("probe")
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **kwargs)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for name, path in planted.items():
+                absolute = str(path.resolve())
+                for route in (
+                    f"/gradio_api/file={absolute}",
+                    f"/gradio_api/file/{absolute}",
+                    f"/file={absolute}",
+                    f"/file/{absolute}",
+                    f"/gradio_api/file={os.path.relpath(absolute)}",
+                    f"/newsrec-media/{path.name}",
+                    f"/newsrec-media/{quote('../' + path.name, safe='')}",
+                    f"/newsrec-media/..%2F{path.name}",
+                    f"/static/{quote('../../' + absolute, safe='')}",
+                ):
+                    response = client.get(route)
+                    assert response.status_code in (403, 404), (name, route, response.status_code)
+            assert client.get("/newsrec-media/sneaky.png").status_code == 404  # a symlink out of the folder
+            good = client.get("/" + picture.replace("media/", "newsrec-media/"))
+            assert good.status_code == 200 and good.headers["content-type"] == "image/png"
+            assert good.content == photo.read_bytes() and good.headers["x-content-type-options"] == "nosniff"
+            assert client.get("/").headers["x-content-type-options"] == "nosniff"
+    finally:
+        demo.close()
+
+    from newsrec.ui.media import image_linker
+
+    link = image_linker(corpus)
+    assert link(corpus.news["a"].images[0]) == picture.replace("media/", "newsrec-media/")  # relative, no path
+    assert link(type(corpus.news["a"].images[0])(str(planted["svg"]))) is None
