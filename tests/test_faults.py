@@ -613,3 +613,151 @@ def test_app_serves_pictures_only(tmp_path, monkeypatch, newsrec_home):
     link = image_linker(corpus)
     assert link(corpus.news["a"].images[0]) == picture.replace("media/", "newsrec-media/")  # relative, no path
     assert link(type(corpus.news["a"].images[0])(str(planted["svg"]))) is None
+
+
+# --- the vector index: crashes and damage ------------------------------------------------------------------
+
+# Builds or updates the index of corpus argv[1] with the tests' hashing embedder, in batches of argv[2];
+# FAULT_SPEC kills the process at the k-th Chroma upsert. Prints what a reader then finds.
+INDEX_JOB = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    sys.path[:0] = [sys.argv[3], sys.argv[3] + "/tests"]
+    import numpy as np
+    from chromadb.api.models.Collection import Collection
+    from conftest import HashingEmbedder
+    from newsrec.config import Settings
+    from newsrec.data.corpus import load_corpus
+    from newsrec.index import NewsIndex
+
+    spec = json.loads(os.environ.get("FAULT_SPEC") or "null")
+    if spec:
+        real, calls = Collection.upsert, [0]
+
+        def upsert(self, *args, **kwargs):
+            calls[0] += 1
+            if calls[0] == spec["at"] and not spec["after"]:
+                os.kill(os.getpid(), signal.SIGKILL)
+            result = real(self, *args, **kwargs)
+            if calls[0] == spec["at"] and spec["after"]:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return result
+
+        Collection.upsert = upsert
+    settings = Settings.from_env()
+    corpus = load_corpus(settings, sys.argv[1])
+    embedder = HashingEmbedder()
+    index = NewsIndex(settings, corpus.name, embedder)
+    stats = index.sync(corpus, batch_size=int(sys.argv[2]))
+    stored = index._stored_hashes()
+    current = {news_id: item.content_hash() for news_id, item in corpus.news.items()}
+    query = embedder.embed_queries(["story 7"])[0]
+    print(json.dumps({
+        "count": len(index), "embedded": stats.embedded, "consistent": stored == current,
+        "hits": len(index.search(query, 5)), "rows": len(index.all_ids()), "unique": len(set(index.all_ids())),
+    }))
+    """
+)
+
+
+def index_job(corpus: str, batch: int = 100, fault: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FAULT_SPEC": json.dumps(fault) if fault else ""}
+    return subprocess.run(
+        [sys.executable, "-c", INDEX_JOB, corpus, str(batch), str(REPO)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def small_corpus(tmp_path: Path, name: str, items: int) -> None:
+    ingest(write_source(tmp_path / name, "n", items=items), Settings.from_env(), corpus=name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("at", "after"), [(3, False), (6, True)])
+def test_kill_during_index_then_rerun_completes_it(tmp_path, at, after):
+    small_corpus(tmp_path, "idx", 1000)
+    killed = index_job("idx", fault={"at": at, "after": after})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    rerun = index_job("idx")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    found = json.loads(rerun.stdout.strip().splitlines()[-1])
+    expected_left = 1000 - (at if after else at - 1) * 100  # batches stored before the kill are kept
+    assert found == {
+        "count": 1000,
+        "embedded": expected_left,
+        "consistent": True,
+        "hits": 5,
+        "rows": 1000,
+        "unique": 1000,
+    }
+
+
+def _damage(path: Path, where: str = "all") -> None:
+    size = path.stat().st_size
+    with open(path, "r+b") as handle:
+        if where == "all":
+            handle.write(os.urandom(size))
+        else:  # the second half: the header survives, the pages do not
+            handle.seek(size // 2)
+            handle.write(os.urandom(size - size // 2))
+
+
+@pytest.mark.slow
+# Chroma writes HNSW files once 1,000 items are in (its sync threshold); below that garbage there is harmless.
+@pytest.mark.parametrize(("damaged", "items"), [("data_level0.bin", 1100), ("chroma.sqlite3", 300)])
+def test_damaged_store_is_detected_before_opening_and_rebuilt(tmp_path, damaged, items, newsrec_home):
+    small_corpus(tmp_path, "dmg", items)
+    assert index_job("dmg").returncode == 0
+    target = next((newsrec_home / "chroma").rglob(damaged))
+    _damage(target, "all" if damaged == "data_level0.bin" else "half")
+    again = index_job("dmg")  # the old code segfaults here (signal 11) or fails with InternalError
+    assert again.returncode == 0, (again.returncode, again.stderr[-2000:])
+    found = json.loads(again.stdout.strip().splitlines()[-1])
+    assert found["count"] == items and found["embedded"] == items and found["consistent"] and found["hits"] == 5
+    assert "the vector store was damaged" in again.stderr and "rebuilt from the corpus" in again.stderr
+    assert list(newsrec_home.glob("chroma.damaged-*"))  # kept aside for a post-mortem, not deleted
+    third = index_job("dmg")  # healthy again, and the recorded state spares it the probe
+    assert third.returncode == 0 and json.loads(third.stdout.strip().splitlines()[-1])["embedded"] == 0
+
+
+def test_chroma_failures_become_one_message_naming_the_fix():
+    from chromadb.errors import InternalError, InvalidArgumentError
+
+    from newsrec.index_health import GuardedCollection, StoreError
+
+    class Broken:
+        metadata = {"dim": 3}
+
+        def query(self, **kwargs):
+            raise InternalError("Error executing plan: Error sending backfill request to compactor")
+
+        def get(self, **kwargs):
+            raise InvalidArgumentError("Error executing plan: Failed to pull logs from the log store")
+
+        def delete(self, **kwargs):
+            raise InvalidArgumentError("Expected where to have exactly one operator")
+
+    guarded = GuardedCollection(Broken())
+    assert guarded.metadata == {"dim": 3}
+    for call in (guarded.query, guarded.get):
+        with pytest.raises(StoreError, match=r"vector store failed .*python -m newsrec index --rebuild"):
+            call()
+    with pytest.raises(InvalidArgumentError):  # a bad filter is the caller's error, reported as such
+        guarded.delete()
+
+
+def test_index_rebuild_flag_recreates_the_collection(tmp_path, monkeypatch, fake_embedder):
+    from newsrec.cli import main
+
+    small_corpus(tmp_path, "rb", 50)
+    monkeypatch.setattr("newsrec.embedders.get_embedder", lambda *args, **kwargs: fake_embedder)
+    assert main(["index", "--corpus", "rb"]) == 0
+    assert fake_embedder.calls == 50
+    assert main(["index", "--corpus", "rb"]) == 0
+    assert fake_embedder.calls == 50  # nothing changed, nothing embedded
+    assert main(["index", "--corpus", "rb", "--rebuild"]) == 0
+    assert fake_embedder.calls == 100  # everything embedded again

@@ -19,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     index = subparsers.add_parser("index", help="build or update the vector index of a corpus")
     add_model_flags(index)
+    index.add_argument("--rebuild", action="store_true", help="drop the corpus's vectors and embed everything again")
     index.set_defaults(func=build_index)
 
 
@@ -48,6 +49,9 @@ def build_index(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     corpus = load_corpus(settings)
     embedder = get_embedder(settings.resolved_embedder, **model_options(settings, settings.embedder_model, corpus))
-    stats = NewsIndex(settings, corpus.name, embedder).sync(corpus, progress=True)
+    index = NewsIndex(settings, corpus.name, embedder)
+    if args.rebuild:
+        index.clear()
+    stats = index.sync(corpus, progress=True)
     Console().print(f"index {corpus.name!r} with {embedder.name}: {stats}")
     return 0
