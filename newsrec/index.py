@@ -162,7 +162,7 @@ class NewsIndex:
         number of items to embed, possibly 0); `progress=True` also draws a rich progress bar.
         """
         start = time.perf_counter()
-        with self._lock:
+        with self._lock, index_health.write_lock(self.settings):
             stored = self._stored_hashes()
             current = {news_id: item.content_hash() for news_id, item in corpus.news.items()}
             todo = [news_id for news_id, digest in current.items() if stored.get(news_id) != digest]

@@ -22,7 +22,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from newsrec.config import Settings
 from newsrec.errors import NewsrecError
@@ -50,6 +54,26 @@ print("ok")
 
 class StoreError(NewsrecError):
     """The vector store failed; the message names the fix."""
+
+
+@contextmanager
+def write_lock(settings: Settings) -> Iterator[None]:
+    """One writer at a time on the embedded store: Chroma's local store does not coordinate processes, so two
+    concurrent syncs (two ingests, an ingest and the app's first build) take turns. Waits, saying so."""
+    if settings.chroma_url:  # a server orders its own writes
+        yield
+        return
+    settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(settings.chroma_dir.with_name(f"{settings.chroma_dir.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.warning("the vector index is being updated by another process; waiting for it to finish")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def fingerprint(store: Path) -> dict[str, list[int]]:
@@ -124,9 +148,15 @@ def _probe_problem(store: Path) -> str | None:
 def ensure_healthy(settings: Settings) -> None:
     """Check the embedded store before it is opened; a damaged one is moved aside so that the next sync
     rebuilds it from the corpus. Logs what happened; raises only when the move itself fails."""
-    found = problem(settings)
-    if found is None:
+    if settings.chroma_url or not (settings.chroma_dir / SQLITE).is_file():
         return
+    with write_lock(settings):  # not while another process is writing: its half-done state is no damage
+        found = problem(settings)
+        if found is not None:
+            _move_aside(settings, found)
+
+
+def _move_aside(settings: Settings, found: str) -> None:
     store = settings.chroma_dir
     aside = store.with_name(f"{store.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
