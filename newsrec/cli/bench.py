@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pipeline.add_argument("--json", action="store_true")
     pipeline.set_defaults(func=bench_pipeline)
 
+    from newsrec.bench.load import add_parser as add_load_parser
+
+    add_load_parser(commands)
     try:
         from newsrec.bench.rerank import add_parser
     except ImportError:
