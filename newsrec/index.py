@@ -177,7 +177,7 @@ class NewsIndex:
             finally:
                 if todo or removed:
                     self._invalidate()
-        index_health.record_healthy(self.settings)  # the files as this sync left them are known good
+            index_health.record_healthy(self.settings)  # the files as this sync left them are known good
         stats = SyncStats(
             added=added,
             updated=len(todo) - added,
