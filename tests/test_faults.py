@@ -231,7 +231,8 @@ def test_readers_always_see_one_generation(tmp_path):
             sys.executable,
             "-c",
             "import sys; from newsrec.cli import main\n"
-            "for path in sys.argv[1:]:\n    assert main(['ingest', path, '--corpus', 'live', '--no-index', '--json']) == 0",
+            "for path in sys.argv[1:]:\n"
+            "    assert main(['ingest', path, '--corpus', 'live', '--no-index', '--json']) == 0",
             *map(str, sources[1:]),
         ],
         env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -537,8 +538,8 @@ def _launch_kwargs_of_app(monkeypatch, corpus: str) -> dict:
 
 @pytest.mark.slow
 def test_app_serves_pictures_only(tmp_path, monkeypatch, newsrec_home):
-    import sqlite3
     import socket
+    import sqlite3
     from urllib.parse import quote
 
     import gradio as gr

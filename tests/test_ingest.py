@@ -158,7 +158,8 @@ def test_csv_with_column_mapping(tmp_path, settings):
     assert corpus.news["a"].body == "Central bank moves.\nSecond line." and corpus.news["a"].category == "finance"
     assert [i.uri for i in corpus.news["a"].images] == [media(tmp_path / "pics" / "p1.jpg")]  # --max-images 1
     assert corpus.news["b"].title == 'Quoted, "comma" title'
-    assert [(i.uri, i.caption) for i in corpus.news["b"].images] == [(media(tmp_path / "pics" / "p3.jpg"), "caption three")]
+    third = media(tmp_path / "pics" / "p3.jpg")
+    assert [(i.uri, i.caption) for i in corpus.news["b"].images] == [(third, "caption three")]
 
 
 def test_parquet(tmp_path, settings):
