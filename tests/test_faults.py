@@ -622,7 +622,7 @@ def test_app_serves_pictures_only(tmp_path, monkeypatch, newsrec_home):
 # FAULT_SPEC kills the process at the k-th Chroma upsert. Prints what a reader then finds.
 INDEX_JOB = textwrap.dedent(
     """
-    import json, os, signal, sys
+    import json, os, signal, sys, time
     sys.path[:0] = [sys.argv[3], sys.argv[3] + "/tests"]
     import numpy as np
     from chromadb.api.models.Collection import Collection
@@ -637,7 +637,10 @@ INDEX_JOB = textwrap.dedent(
 
         def upsert(self, *args, **kwargs):
             calls[0] += 1
-            if calls[0] == spec["at"] and not spec["after"]:
+            if calls[0] == spec["at"] and spec.get("pause"):
+                open(spec["marker"], "w").close()
+                time.sleep(spec["pause"])
+            elif calls[0] == spec["at"] and not spec["after"]:
                 os.kill(os.getpid(), signal.SIGKILL)
             result = real(self, *args, **kwargs)
             if calls[0] == spec["at"] and spec["after"]:
@@ -661,16 +664,12 @@ INDEX_JOB = textwrap.dedent(
 )
 
 
-def index_job(corpus: str, batch: int = 100, fault: dict | None = None) -> subprocess.CompletedProcess:
+def index_job(corpus: str, batch: int = 100, fault: dict | None = None, wait: bool = True):
     env = {**os.environ, "FAULT_SPEC": json.dumps(fault) if fault else ""}
-    return subprocess.run(
-        [sys.executable, "-c", INDEX_JOB, corpus, str(batch), str(REPO)],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = [sys.executable, "-c", INDEX_JOB, corpus, str(batch), str(REPO)]
+    if not wait:
+        return subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
 def small_corpus(tmp_path: Path, name: str, items: int) -> None:
@@ -695,6 +694,27 @@ def test_kill_during_index_then_rerun_completes_it(tmp_path, at, after):
         "rows": 1000,
         "unique": 1000,
     }
+
+
+@pytest.mark.slow
+def test_two_processes_indexing_take_turns(tmp_path):
+    """Chroma's embedded store does not coordinate processes: a second sync (another ingest's index update,
+    the app's first build) waits for the first instead of writing beside it."""
+    small_corpus(tmp_path, "one", 300)
+    small_corpus(tmp_path, "two", 300)
+    marker = tmp_path / "paused"
+    first = index_job("one", fault={"at": 2, "after": False, "pause": 6, "marker": str(marker)}, wait=False)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.05)
+    second = index_job("two")
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0 and second.returncode == 0, (err[-1000:], second.stderr[-1000:])
+    assert "being updated by another process; waiting" in second.stderr
+    for result in (out, second.stdout):
+        found = json.loads(result.strip().splitlines()[-1])
+        assert found["count"] == 300 and found["consistent"] and found["unique"] == 300
 
 
 def _damage(path: Path, where: str = "all") -> None:
