@@ -140,6 +140,9 @@ def test_kill_during_ingest_leaves_old_or_new_corpus_and_rerun_completes(tmp_pat
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     after_kill = corpus_state("feed")
     assert after_kill == old or after_kill[0] == old[0] | {f"b{i}" for i in range(40)}, "a half-written corpus"
+    root = Settings.from_env().corpus_dir("feed")
+    assert not [p.name for p in root.iterdir() if p.name.endswith(".tmp")]  # the reader's start cleaned up
+    assert len(list(root.glob("gen-*"))) <= 2
     if after_kill != old:  # the kill came after the switch: every file must be the new one
         assert after_kill[2] == old[2] | {f"b-imp{n}" for n in range(10)}
         assert after_kill[1]["u0"][0] == "b0"
@@ -147,7 +150,6 @@ def test_kill_during_ingest_leaves_old_or_new_corpus_and_rerun_completes(tmp_pat
     ingest(second, settings, corpus="feed")
     news, histories, impressions = corpus_state("feed")
     assert news == {f"a{i}" for i in range(40)} | {f"b{i}" for i in range(40)}  # nothing lost
-    root = Settings.from_env().corpus_dir("feed")
     lines = corpus_lines(root)
     assert len(lines) == len(set(lines)) == 80  # nothing duplicated
     assert histories["u0"][0] == "b0" and len(impressions) == 20

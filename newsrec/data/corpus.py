@@ -254,4 +254,6 @@ def load_corpus(settings: Settings, name: str | None = None) -> Corpus:
             f"unknown corpus {name!r}; available: {', '.join([DEMO_CORPUS, *available])}. "
             f"Create it with `python -m newsrec ingest PATH --corpus {name}`."
         )
+    if name != DEMO_CORPUS:
+        store.clean_if_idle(root)  # leftovers of a killed ingest go at the next start, not only the next write
     return read_corpus(root, name)

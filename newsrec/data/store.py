@@ -94,6 +94,24 @@ def corpus_lock(root: Path, timeout: float | None = None) -> Iterator[None]:
         lock.release()
 
 
+def clean_if_idle(root: Path) -> None:
+    """Remove a killed writer's leftovers now if no writer is active (commands and the app call this when they
+    load a corpus); skipped silently when the corpus is being written or its folder is read-only."""
+    if not (root / POINTER).is_file():
+        return
+    lock = FileLock(root / LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except (Timeout, OSError):
+        return
+    try:
+        clean_orphans(root)
+    except OSError as error:
+        log.debug("corpus %r: leftovers not cleaned (%s)", root.name, error)
+    finally:
+        lock.release()
+
+
 def clean_orphans(root: Path) -> None:
     """Remove what a killed writer left: generations other than the live one and its predecessor, temp files.
     Call only with the lock held (a writer in progress owns its new generation)."""
