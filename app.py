@@ -24,7 +24,7 @@ import gradio as gr
 from newsrec.config import ASSETS_DIR, Settings
 from newsrec.data.corpus import corpus_root
 from newsrec.errors import NewsrecError
-from newsrec.ui import cards, deeplink
+from newsrec.ui import deeplink, media
 from newsrec.ui.i18n import LANGUAGES, lang_code, t
 from newsrec.ui.state import Controls, Dashboard, RecommenderLoader, Session, View
 
@@ -396,7 +396,7 @@ def dashboard_factory(loader: RecommenderLoader) -> Callable[..., Dashboard]:
 
         rec = loader.get(on_wait=on_wait if progress is not None else None)
         if "dash" not in built:
-            built["dash"] = Dashboard(rec, cards.file_linker(rec.corpus.root), _judgments(rec.settings))
+            built["dash"] = Dashboard(rec, media.image_linker(rec.corpus), _judgments(rec.settings))
         return built["dash"]
 
     return get_dashboard
@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> None:
     demo.launch(
         server_name=args.host,
         server_port=args.port,
-        allowed_paths=[str(corpus_root(settings)), str(ASSETS_DIR)],
+        **media.launch_options(settings.corpus, corpus_root(settings)),  # pictures only, nosniff (ui/media.py)
         css_paths=[STYLE] if STYLE.exists() else None,
         theme=gr.themes.Soft(font=["Inter", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]),
         footer_links=["api", "settings"],

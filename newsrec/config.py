@@ -25,6 +25,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS_DIR = REPO_ROOT / "assets"
 DEMO_CORPUS = "demo"
 
+# Ranges of the recommendation knobs, the same for the dashboard's sliders and the CLI's flags.
+K_RANGE = (1, 30)
+CANDIDATES_RANGE = (10, 300)
+DIVERSITY_RANGE = (0.0, 1.0)  # CLI --diversity is the MMR lambda, the slider 1 - lambda: the same interval
+HALF_LIFE_RANGE = (0.0, 30.0)  # days; 0 = off
+CATEGORY_CAP_RANGE = (0, 30)  # 0 = off
+
 DEFAULT_INSTRUCTION = (
     "Given the reader's query and reading interests, judge whether this news article is one the reader "
     "would want to read next."

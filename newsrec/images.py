@@ -9,6 +9,7 @@ pinning the connection to the checked address and following at most a few redire
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import io
@@ -16,6 +17,7 @@ import ipaddress
 import logging
 import math
 import socket
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 MAX_DECODE_PIXELS = 50_000_000  # ~7000x7000: larger than any news photo, small enough to decode in RAM (150 MB RGB)
 MAX_FILE_BYTES = 50 * 1024 * 1024  # local files
 MAX_REMOTE_BYTES = 10 * 1024 * 1024  # downloads are streamed and cut off here
-REMOTE_TIMEOUT_S = 10.0  # per connect / read; the whole download gets 3x this
+REMOTE_TIMEOUT_S = 10.0  # per connect / read; the whole download, redirects included, gets 3x this
 MAX_REDIRECTS = 3
 MAX_ASPECT_RATIO = 200  # beyond this a picture cannot be tiled into patches sensibly (Qwen-VL's own limit)
 DEFAULT_FACTOR = 32  # Qwen3-VL: 16-pixel patches merged 2x2
@@ -293,9 +295,15 @@ def fetch_remote_image(
             f"refusing image URL {url!r}: remote images are off (set NEWSREC_ALLOW_REMOTE_IMAGES=1 "
             "or pass --allow-remote-images)"
         )
+    deadline = time.monotonic() + 3 * timeout  # one budget for everything: a dripping server cannot stretch it
     for _hop in range(max_redirects + 1):
         scheme, host, port, target, address = _checked_target(url)
-        connection = _connect(scheme, host, port, address, timeout)
+        connection = _connect(scheme, host, port, address, min(timeout, max(0.01, deadline - time.monotonic())))
+        # Socket timeouts apply to each read, so a server sending a byte every few seconds never trips them;
+        # this timer shuts the socket at the deadline, which ends whatever read is blocked at that moment.
+        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _shut, (connection,))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             connection.request("GET", target, headers={"Accept": "image/*", "User-Agent": "newsrec"})
             response = connection.getresponse()
@@ -313,25 +321,37 @@ def fetch_remote_image(
             length = response.getheader("Content-Length")
             if length and length.isdigit() and int(length) > max_bytes:
                 raise ImageError(f"{url}: too large ({int(length):,} bytes > {max_bytes:,})")
-            data = _read_capped(response, max_bytes, url, deadline=time.monotonic() + 3 * timeout)
+            data = _read_capped(response, max_bytes, url, deadline)
             if not data:
                 raise ImageError(f"{url}: empty response")
             return data
-        except (OSError, http.client.HTTPException) as error:
+        except (OSError, ValueError, http.client.HTTPException) as error:
+            if time.monotonic() >= deadline:
+                raise ImageError(f"{url}: download too slow (gave up after {3 * timeout:.0f} s)") from None
             raise ImageError(f"{url}: download failed ({_reason(error)})") from None
         finally:
+            watchdog.cancel()
             connection.close()
     raise ImageError(f"refusing image URL: more than {max_redirects} redirects")
+
+
+def _shut(connection: http.client.HTTPConnection) -> None:
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _read_capped(response, max_bytes: int, url: str, deadline: float) -> bytes:
     """Stream the body, stopping at the size cap or the deadline (a server dripping bytes must not hang us)."""
     chunks, total = [], 0
-    while chunk := response.read(64 * 1024):
+    while chunk := response.read1(64 * 1024):  # whatever has arrived, up to 64 KiB: no waiting for a full block
         total += len(chunk)
         if total > max_bytes:
             raise ImageError(f"{url}: too large (over {max_bytes:,} bytes)")
         if time.monotonic() > deadline:
-            raise ImageError(f"{url}: download too slow (gave up after {REMOTE_TIMEOUT_S * 3:.0f} s)")
+            raise ImageError(f"{url}: download too slow (gave up at the deadline)")
         chunks.append(chunk)
+    if time.monotonic() >= deadline:  # the watchdog shut the socket: what arrived is a truncated file
+        raise ImageError(f"{url}: download too slow (gave up at the deadline)")
     return b"".join(chunks)

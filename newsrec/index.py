@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from newsrec import index_health
 from newsrec.config import Settings
 from newsrec.data.corpus import Corpus
 from newsrec.embedders import Embedder
@@ -170,6 +171,8 @@ class NewsIndex:
         self.corpus_name = corpus_name
         self.embedder = embedder
         self.name = collection_name(corpus_name, embedder.name)
+        if client is None:
+            index_health.ensure_healthy(settings)  # a damaged store is moved aside (and rebuilt), not opened
         self.client = client if client is not None else chroma_client(settings)
         self._lock = threading.RLock()
         self._ids: list[str] | None = None  # row order of _matrix
@@ -196,7 +199,7 @@ class NewsIndex:
             )
             self.client.delete_collection(self.name)
             return self._open_collection()
-        return collection
+        return index_health.GuardedCollection(collection)
 
     # --- sync ----------------------------------------------------------------------------------------
 
@@ -213,7 +216,7 @@ class NewsIndex:
         number of items to embed, possibly 0); `progress=True` also draws a rich progress bar.
         """
         start = time.perf_counter()
-        with self._lock:
+        with self._lock, index_health.write_lock(self.settings):
             stored = self._stored_hashes()
             current = {news_id: item.content_hash() for news_id, item in corpus.news.items()}
             todo = [news_id for news_id, digest in current.items() if stored.get(news_id) != digest]
@@ -228,6 +231,7 @@ class NewsIndex:
             finally:
                 if todo or removed:
                     self._invalidate()
+            index_health.record_healthy(self.settings)  # the files as this sync left them are known good
         stats = SyncStats(
             added=added,
             updated=len(todo) - added,

@@ -7,6 +7,7 @@ evaluation) can show what the second stage changed and why.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -385,8 +386,13 @@ def model_options(settings: Settings, model: str, corpus: Corpus) -> dict:
     return options
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _clean_query(query: str | None) -> str:
     query = (query or "").strip()
+    if not query.isascii() and _SURROGATE.search(query):  # undecodable bytes from argv, lone surrogates from JSON
+        raise InputError("query is not valid UTF-8 text (it holds undecodable bytes or unpaired surrogates)")
     if len(query) > MAX_QUERY_CHARS:
         raise InputError(f"query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}")
     return query

@@ -302,6 +302,8 @@ class FakeResponse:
     def read(self, size=-1):
         return self.stream.read(size)
 
+    read1 = read
+
 
 class FakeNetwork:
     """Stands in for DNS and HTTP: records every connection the guard lets through."""
@@ -317,6 +319,8 @@ class FakeNetwork:
         network = self
 
         class Connection:
+            sock = None
+
             def request(self, method, target, headers=None):
                 self.target = target
 

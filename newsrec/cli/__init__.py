@@ -1,6 +1,7 @@
 """`python -m newsrec COMMAND`: one module per command group, each adding its sub-commands.
 
-Library errors (`NewsrecError`) become one clean line on stderr and exit code 2; nothing else is caught.
+Library errors (`NewsrecError`) and permission errors become one clean line on stderr and exit code 2;
+nothing else is caught.
 """
 
 from __future__ import annotations
@@ -48,6 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except NewsrecError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (PermissionError, NotADirectoryError, FileExistsError) as error:
+        # typically an unwritable NEWSREC_HOME, where corpora, the index and caches live
+        print(
+            f"error: cannot write {error.filename or 'the data folder'}: {error.strerror}. "
+            "Set NEWSREC_HOME to a folder you can write.",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

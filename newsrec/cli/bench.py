@@ -33,6 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from newsrec.bench.serve import add_parser as add_serve_parser
 
     add_serve_parser(commands)
+
+    from newsrec.bench.load import add_parser as add_load_parser
+
+    add_load_parser(commands)
     try:
         from newsrec.bench.rerank import add_parser
     except ImportError:

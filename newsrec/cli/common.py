@@ -1,21 +1,66 @@
-"""Flags shared by several commands, and the Settings they resolve to."""
+"""Flags shared by several commands, the checks every flag value passes, and the Settings they resolve to.
+
+Values are checked where argparse reads them, so a bad one ends the command with a one-line error and
+exit code 2 before any work: corpus names that could leave NEWSREC_HOME, numbers outside the ranges the
+dashboard's sliders allow (config.py), text that is not valid UTF-8.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from collections.abc import Callable
 
 from newsrec.config import Settings
+from newsrec.errors import InputError
+
+
+def corpus_name(value: str) -> str:
+    from newsrec.data.corpus import check_corpus_name
+
+    try:
+        return check_corpus_name(utf8_text(value))
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def utf8_text(value: str) -> str:
+    """Command-line text as given, or an error when the shell passed bytes that are not UTF-8 (Python keeps
+    them as lone surrogates, which every tokenizer and file write would choke on later)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"{value.encode('utf-8', 'replace')[:60]!r} is not valid UTF-8") from None
+    return value
+
+
+def in_range(kind: type, low: float, high: float) -> Callable[[str], float]:
+    """argparse type: a `kind` (int or float) within [low, high]."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if isinstance(value, float) and not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is outside the allowed range {kind(low)}..{kind(high)}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--corpus", help="corpus name (default: the embedded demo corpus)")
+    parser.add_argument("--corpus", type=corpus_name, help="corpus name (default: the embedded demo corpus)")
     parser.add_argument("--embedder", help="lite | qwen3-vl-embedding-2b | qwen3-vl-embedding-8b (default: auto)")
     parser.add_argument("--reranker", help="lite | qwen3-vl-reranker-2b | qwen3-vl-reranker-8b (default: auto)")
-    parser.add_argument("--reranker-model", help="HF id or local folder of the reranker checkpoint")
-    parser.add_argument("--embedder-model", help="HF id or local folder of the embedder checkpoint")
-    parser.add_argument("--reranker-url", help="rerank through this server (`newsrec serve` or `vllm serve`)")
+    parser.add_argument("--reranker-model", type=utf8_text, help="HF id or local folder of the reranker checkpoint")
+    parser.add_argument("--embedder-model", type=utf8_text, help="HF id or local folder of the embedder checkpoint")
+    parser.add_argument(
+        "--reranker-url", type=utf8_text, help="rerank through this server (`newsrec serve` or `vllm serve`)"
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

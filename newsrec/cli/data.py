@@ -7,18 +7,19 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from newsrec.cli.common import add_model_flags, print_json, settings_from_args
+from newsrec.cli.common import add_model_flags, corpus_name, print_json, settings_from_args
 from newsrec.data.corpus import load_corpus
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     users = subparsers.add_parser("users", help="list the simulated users of a corpus")
-    users.add_argument("--corpus", help="corpus name (default: the embedded demo corpus)")
+    users.add_argument("--corpus", type=corpus_name, help="corpus name (default: the embedded demo corpus)")
     users.add_argument("--json", action="store_true", help="print JSON")
     users.set_defaults(func=list_users)
 
     index = subparsers.add_parser("index", help="build or update the vector index of a corpus")
     add_model_flags(index)
+    index.add_argument("--rebuild", action="store_true", help="drop the corpus's vectors and embed everything again")
     index.set_defaults(func=build_index)
 
 
@@ -48,6 +49,9 @@ def build_index(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     corpus = load_corpus(settings)
     embedder = get_embedder(settings.resolved_embedder, **model_options(settings, settings.embedder_model, corpus))
-    stats = NewsIndex(settings, corpus.name, embedder).sync(corpus, progress=True)
+    index = NewsIndex(settings, corpus.name, embedder)
+    if args.rebuild:
+        index.clear()
+    stats = index.sync(corpus, progress=True)
     Console().print(f"index {corpus.name!r} with {embedder.name}: {stats}")
     return 0

@@ -110,7 +110,9 @@ def _corpus_name(news: Path) -> str:
 
 def _ensure_corpus(settings: Settings, news: Path, name: str, quiet: bool) -> None:
     """The pipeline needs the log's news as a corpus (and index); ingest it once, reuse it afterwards."""
-    if (settings.corpus_dir(name) / "news.jsonl").is_file():
+    from newsrec.data.corpus import corpus_exists
+
+    if corpus_exists(settings.corpus_dir(name)):
         return
     from newsrec.data.ingest import ingest
 

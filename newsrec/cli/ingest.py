@@ -9,7 +9,7 @@ import logging
 from rich.console import Console
 from rich.table import Table
 
-from newsrec.cli.common import print_json
+from newsrec.cli.common import corpus_name, in_range, print_json, utf8_text
 from newsrec.config import Settings
 from newsrec.data.ingest import FORMATS, IngestReport, ingest
 from newsrec.errors import InputError
@@ -25,11 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="import news (jsonl, csv, parquet, MIND, NewsImages) into a corpus",
         description="Import a dataset into a corpus under NEWSREC_HOME/corpora; re-running upserts (last wins).",
     )
-    parser.add_argument("path", help="file or folder to import")
+    parser.add_argument("path", type=utf8_text, help="file or folder to import")
     parser.add_argument("--format", default="auto", choices=FORMATS, help="input format (default: detect)")
     parser.add_argument("--images", metavar="DIR", help="folder for relative image paths and <id>.jpg images")
-    parser.add_argument("--corpus", help="corpus name (default: the file's or folder's name)")
-    parser.add_argument("--max-images", type=int, default=3, help="images kept per item (default: 3)")
+    parser.add_argument("--corpus", type=corpus_name, help="corpus name (default: the file's or folder's name)")
+    parser.add_argument(
+        "--max-images", type=in_range(int, 0, 20), default=3, help="images kept per item (0-20; default: 3)"
+    )
     parser.add_argument(
         "--map",
         action="append",
@@ -38,6 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="read a corpus field from another column, e.g. --map title=headline (repeatable)",
     )
     parser.add_argument("--allow-remote-images", action="store_true", help="keep http(s) image URLs")
+    parser.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="when another ingest is writing this corpus, wait at most this long (default: wait until it ends)",
+    )
     parser.add_argument("--no-index", action="store_true", help="write the corpus only; index it later")
     parser.add_argument("--embedder", help="embedder for the index (default: auto)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -55,8 +64,6 @@ def parse_mapping(pairs: list[str]) -> dict[str, str]:
 
 
 def run_ingest(args: argparse.Namespace) -> int:
-    if args.max_images < 0:
-        raise InputError("--max-images must be 0 or more")
     settings = Settings.from_env(
         embedder=args.embedder,
         max_images=args.max_images,
@@ -69,6 +76,7 @@ def run_ingest(args: argparse.Namespace) -> int:
         corpus=args.corpus,
         images_dir=args.images,
         mapping=parse_mapping(args.map),
+        lock_timeout=args.lock_timeout,
     )
     index = None if args.no_index else update_index(settings, report.corpus, quiet=args.json)
     if args.json:

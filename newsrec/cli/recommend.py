@@ -7,22 +7,40 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from newsrec.cli.common import add_model_flags, print_json, settings_from_args
+from newsrec.cli.common import add_model_flags, in_range, print_json, settings_from_args, utf8_text
+from newsrec.config import CANDIDATES_RANGE, CATEGORY_CAP_RANGE, DIVERSITY_RANGE, HALF_LIFE_RANGE, K_RANGE
 from newsrec.pipeline import Filters, Recommender
 from newsrec.types import RecommendResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("recommend", help="recommend news to a user (retrieval-only and reranked)")
-    parser.add_argument("--user", required=True, help="user id (see `python -m newsrec users`), or guest")
-    parser.add_argument("--query", default=None, help="search text; omit for the 'For you' feed")
-    parser.add_argument("--k", type=int, default=10, help="results to show")
-    parser.add_argument("--candidates", type=int, default=100, help="first-stage recall size")
-    parser.add_argument("--category", action="append", default=[], help="keep only this category (repeatable)")
-    parser.add_argument("--language", action="append", default=[], help="keep only this language (repeatable)")
-    parser.add_argument("--diversity", type=float, default=None, help="MMR lambda in [0, 1]; 1 = off")
-    parser.add_argument("--half-life", type=float, default=None, help="freshness half-life in days; 0 = off")
-    parser.add_argument("--category-cap", type=int, default=None, help="at most N results per category")
+    parser.add_argument(
+        "--user", required=True, type=utf8_text, help="user id (see `python -m newsrec users`), or guest"
+    )
+    parser.add_argument("--query", default=None, type=utf8_text, help="search text; omit for the 'For you' feed")
+    parser.add_argument("--k", type=in_range(int, *K_RANGE), default=10, help="results to show (1-30)")
+    parser.add_argument(
+        "--candidates", type=in_range(int, *CANDIDATES_RANGE), default=100, help="first-stage recall size (10-300)"
+    )
+    parser.add_argument(
+        "--category", action="append", default=[], type=utf8_text, help="keep only this category (repeatable)"
+    )
+    parser.add_argument(
+        "--language", action="append", default=[], type=utf8_text, help="keep only this language (repeatable)"
+    )
+    parser.add_argument(
+        "--diversity", type=in_range(float, *DIVERSITY_RANGE), default=None, help="MMR lambda in [0, 1]; 1 = off"
+    )
+    parser.add_argument(
+        "--half-life",
+        type=in_range(float, *HALF_LIFE_RANGE),
+        default=None,
+        help="freshness half-life, 0-30 days; 0 = off",
+    )
+    parser.add_argument(
+        "--category-cap", type=in_range(int, *CATEGORY_CAP_RANGE), default=None, help="at most N results per category"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     add_model_flags(parser)
     parser.set_defaults(func=run)

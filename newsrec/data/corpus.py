@@ -1,25 +1,27 @@
-"""A corpus is a folder of three JSON-lines files plus images:
+"""A corpus is three JSON-lines files plus images:
 
     news.jsonl         one NewsItem per line (schema in README "Corpus format")
     users.jsonl        one User per line, history oldest first
     impressions.jsonl  optional logged impressions for offline evaluation
-    images/            optional; relative image paths resolve against the corpus folder
+    images/, media/    optional; relative image paths resolve against the corpus folder
 
-The demo corpus lives in assets/demo; ingested corpora under NEWSREC_HOME/corpora/<name>.
-Writes go to a temporary file and are renamed into place, so a crash never leaves half a corpus.
+The demo corpus lives in assets/demo; ingested corpora under NEWSREC_HOME/corpora/<name>, where the
+three files sit in a generation folder switched atomically as a whole (see store.py): a crash never
+leaves half a corpus, and a reader always gets the files of one generation.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from newsrec.config import ASSETS_DIR, DEMO_CORPUS, Settings
+from newsrec.data import store
 from newsrec.errors import InputError
 from newsrec.types import HistoryEntry, ImageRef, Impression, NewsItem, User
 
@@ -173,57 +175,85 @@ def read_jsonl(path: Path) -> Iterator[dict]:
                     raise InputError(f"{path}:{line_no}: not valid JSON ({error.msg})") from None
 
 
-def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        try:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        except BaseException:
-            handle.close()
-            Path(handle.name).unlink(missing_ok=True)
-            raise
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(handle.name, 0o666 & ~umask)  # NamedTemporaryFile creates 0600; give the file the usual mode
-    os.replace(handle.name, path)
+def write_jsonl_durable(path: Path, rows: Iterable[dict]) -> None:
+    """Write rows to a new file in a generation folder and fsync it (the folder is switched in afterwards)."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
-def save_corpus(corpus: Corpus, root: Path | None = None) -> Path:
-    root = Path(root or corpus.root)
-    write_jsonl_atomic(root / NEWS_FILE, (news_to_dict(item) for item in corpus.news.values()))
-    write_jsonl_atomic(root / USERS_FILE, (user_to_dict(user) for user in corpus.users.values()))
+def write_generation(corpus: Corpus, root: Path) -> Path:
+    """Write the whole corpus as a new generation and switch to it; the caller holds `store.corpus_lock`."""
+    generation = store.new_generation(root)
+    write_jsonl_durable(generation / NEWS_FILE, (news_to_dict(item) for item in corpus.news.values()))
+    write_jsonl_durable(generation / USERS_FILE, (user_to_dict(user) for user in corpus.users.values()))
     if corpus.impressions:
-        write_jsonl_atomic(root / IMPRESSIONS_FILE, (impression_to_dict(imp) for imp in corpus.impressions))
+        write_jsonl_durable(generation / IMPRESSIONS_FILE, (impression_to_dict(imp) for imp in corpus.impressions))
+    store.commit_generation(root, generation)
+    return generation
+
+
+def save_corpus(corpus: Corpus, root: Path | None = None, lock_timeout: float | None = None) -> Path:
+    """Replace a corpus's files with `corpus`, under the corpus's write lock. Merging writers (ingest) take
+    the lock themselves around their read-merge-write and call `write_generation`."""
+    root = Path(root or corpus.root)
+    with store.corpus_lock(root, lock_timeout):
+        write_generation(corpus, root)
     return root
 
 
+def corpus_exists(root: Path) -> bool:
+    return (root / store.POINTER).is_file() or (root / NEWS_FILE).is_file()
+
+
 def read_corpus(root: Path, name: str | None = None) -> Corpus:
+    """The corpus in folder `root`, all files from one generation."""
     root = Path(root)
-    if not (root / NEWS_FILE).exists():
+    if not corpus_exists(root):
         raise InputError(f"no corpus at {root} (missing {NEWS_FILE}); run `python -m newsrec ingest` first")
-    corpus = Corpus(name=name or root.name, root=root)
-    corpus.news = {item.id: item for item in map(news_from_dict, read_jsonl(root / NEWS_FILE))}
-    if (root / USERS_FILE).exists():
-        corpus.users = {user.id: user for user in map(user_from_dict, read_jsonl(root / USERS_FILE))}
-    if (root / IMPRESSIONS_FILE).exists():
-        corpus.impressions = [impression_from_dict(row) for row in read_jsonl(root / IMPRESSIONS_FILE)]
-    return corpus
+
+    def read(folder: Path) -> Corpus:
+        corpus = Corpus(name=name or root.name, root=root)
+        corpus.news = {item.id: item for item in map(news_from_dict, read_jsonl(folder / NEWS_FILE))}
+        if (folder / USERS_FILE).exists():
+            corpus.users = {user.id: user for user in map(user_from_dict, read_jsonl(folder / USERS_FILE))}
+        if (folder / IMPRESSIONS_FILE).exists():
+            corpus.impressions = [impression_from_dict(row) for row in read_jsonl(folder / IMPRESSIONS_FILE)]
+        return corpus
+
+    return store.read_retrying(root, read)
+
+
+_CORPUS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_corpus_name(name: str) -> str:
+    """`name` if it can name a folder under NEWSREC_HOME/corpora (no separators, no '..'), else InputError."""
+    if not _CORPUS_NAME.fullmatch(name or "") or ".." in name:
+        raise InputError(
+            f"invalid corpus name {name[:100]!r}: use up to 100 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
 
 
 def corpus_root(settings: Settings, name: str | None = None) -> Path:
     """The demo corpus is read from assets/demo; any other name from NEWSREC_HOME/corpora/<name>."""
-    name = name or settings.corpus
+    name = check_corpus_name(name or settings.corpus)
     return ASSETS_DIR / "demo" if name == DEMO_CORPUS else settings.corpus_dir(name)
 
 
 def load_corpus(settings: Settings, name: str | None = None) -> Corpus:
-    name = name or settings.corpus
+    name = check_corpus_name(name or settings.corpus)
     root = corpus_root(settings, name)
-    if not (root / NEWS_FILE).exists() and name != DEMO_CORPUS:
-        available = sorted(p.name for p in (settings.home / "corpora").glob("*") if (p / NEWS_FILE).exists())
+    if not corpus_exists(root) and name != DEMO_CORPUS:
+        available = sorted(p.name for p in (settings.home / "corpora").glob("*") if corpus_exists(p))
         raise InputError(
             f"unknown corpus {name!r}; available: {', '.join([DEMO_CORPUS, *available])}. "
             f"Create it with `python -m newsrec ingest PATH --corpus {name}`."
         )
+    if name != DEMO_CORPUS:
+        store.clean_if_idle(root)  # leftovers of a killed ingest go at the next start, not only the next write
     return read_corpus(root, name)

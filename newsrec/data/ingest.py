@@ -27,7 +27,9 @@ from datetime import datetime
 from pathlib import Path
 
 from newsrec.config import DEMO_CORPUS, Settings
-from newsrec.data.corpus import NEWS_FILE, Corpus, read_corpus, save_corpus
+from newsrec.data import limits, store
+from newsrec.data.corpus import Corpus, check_corpus_name, corpus_exists, read_corpus, write_generation
+from newsrec.data.media import MEDIA
 from newsrec.data.readers import (
     IMAGE_SUFFIXES,
     Batch,
@@ -114,8 +116,11 @@ def ingest(
     images_dir: str | Path | None = None,
     max_images: int | None = None,
     mapping: dict[str, str] | None = None,
+    lock_timeout: float | None = None,
 ) -> IngestReport:
-    """Read `path` in format `fmt`, upsert it into corpus `corpus` and return what happened."""
+    """Read `path` in format `fmt`, upsert it into corpus `corpus` and return what happened.
+
+    Another ingest into the same corpus is waited for (indefinitely, or `lock_timeout` seconds)."""
     started = time.perf_counter()
     path = Path(path).expanduser()
     if not path.exists():
@@ -124,8 +129,9 @@ def ingest(
         raise InputError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     fmt = detect_format(path) if fmt == "auto" else fmt
     name = corpus or default_corpus_name(path)
-    if name == DEMO_CORPUS or _NAME.search(name) or name.startswith("."):
-        raise InputError(f"invalid corpus name {name!r}: use letters, digits, '.', '_' or '-', and not 'demo'")
+    if name == DEMO_CORPUS:
+        raise InputError("invalid corpus name 'demo': the demo corpus is read-only; choose another --corpus")
+    check_corpus_name(name)
     if images_dir is not None and not Path(images_dir).is_dir():
         raise InputError(f"--images {images_dir}: no such folder")
     options = ReadOptions(
@@ -133,6 +139,7 @@ def ingest(
         max_images=settings.max_images if max_images is None else max_images,
         mapping=dict(mapping or {}),
         allow_remote_images=settings.allow_remote_images,
+        media_dir=settings.corpus_dir(name) / MEDIA,
     )
     if options.mapping and fmt not in ("jsonl", "csv", "parquet"):
         raise InputError(f"--map applies to jsonl, csv and parquet files, not to the {fmt} layout")
@@ -147,7 +154,7 @@ def ingest(
         raise InputError(f"{path}: no usable news items ({batch.rows_read} rows read){'; ' + first if first else ''}")
     report = IngestReport(corpus=name, path=str(path), format=fmt, rows_read=batch.rows_read)
     try:
-        _upsert(settings, name, batch, report)
+        _upsert(settings, name, batch, report, lock_timeout)
     except OSError as error:
         raise InputError(f"cannot write corpus {name!r} under {settings.corpus_dir(name)}: {error}") from None
     report.problems = batch.problems
@@ -171,17 +178,20 @@ def _read(path: Path, fmt: str, options: ReadOptions, batch: Batch) -> Path:
     return path
 
 
-def _upsert(settings: Settings, name: str, batch: Batch, report: IngestReport) -> Corpus:
+def _upsert(settings: Settings, name: str, batch: Batch, report: IngestReport, lock_timeout: float | None) -> Corpus:
+    """Merge the batch into the corpus: the read, the merge and the write all happen under the corpus's lock,
+    so a concurrent ingest waits and then merges into this one's result instead of overwriting it."""
     root = settings.corpus_dir(name)
-    existing = read_corpus(root, name) if (root / NEWS_FILE).is_file() else Corpus(name=name, root=root)
-    before = {news_id: item.content_hash() for news_id, item in existing.news.items()}
-    existing.news.update(batch.news)
-    _drop_unknown_ids(existing.news, batch)
-    existing.users.update(batch.users)
-    impressions = {impression.id: impression for impression in existing.impressions}
-    impressions.update(batch.impressions)
-    existing.impressions = list(impressions.values())
-    save_corpus(existing, root)
+    with store.corpus_lock(root, lock_timeout):
+        existing = read_corpus(root, name) if corpus_exists(root) else Corpus(name=name, root=root)
+        before = {news_id: item.content_hash() for news_id, item in existing.news.items()}
+        existing.news.update(batch.news)
+        _drop_unknown_ids(existing.news, batch)
+        existing.users.update(batch.users)
+        impressions = {impression.id: impression for impression in existing.impressions}
+        impressions.update(batch.impressions)
+        existing.impressions = list(impressions.values())
+        write_generation(existing, root)
 
     report.items_written = len(batch.news)
     report.users, report.impressions = len(batch.users), len(batch.impressions)
@@ -317,8 +327,9 @@ def read_behaviors(path: Path, batch: Batch) -> None:
             batch.problem(path, number, f"expected 4 or 5 tab-separated columns, found {len(cells)}; row skipped")
             continue
         impression_id, user_id = impression_id.strip(), user_id.strip()
-        if not impression_id or not user_id:
-            batch.problem(path, number, "empty impression id or user id; row skipped")
+        bad_id = limits.id_problem(impression_id) or limits.id_problem(user_id)
+        if bad_id:
+            batch.problem(path, number, f"impression or user: {bad_id}; row skipped")
             continue
         seen = histories.setdefault(user_id, {})
         for news_id in history.split():

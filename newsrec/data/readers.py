@@ -23,7 +23,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from newsrec.data import limits
 from newsrec.data.corpus import impression_from_dict, parse_time, user_from_dict
+from newsrec.data.media import publish_image
 from newsrec.errors import InputError
 from newsrec.images import check_image
 from newsrec.types import ImageRef, Impression, NewsItem, User
@@ -49,6 +51,7 @@ class ReadOptions:
     max_images: int = 3
     mapping: dict[str, str] = field(default_factory=dict)  # corpus field -> source column
     allow_remote_images: bool = False
+    media_dir: Path | None = None  # the corpus's media folder: checked pictures are copied there (media.py)
 
 
 @dataclass
@@ -66,6 +69,13 @@ class Batch:
         self.problems.append(Problem(str(file), line, reason))
 
     def add_news(self, item: NewsItem, file: str | Path, line: int) -> None:
+        """Add a row's item after the limits (limits.py): bad ids skip the row, long or dirty text is repaired."""
+        cleaned, notes = limits.clean_item(item)
+        for note in notes:
+            self.problem(file, line, note)
+        if cleaned is None:
+            return
+        item = cleaned
         if item.id in self.news:
             self.problem(file, line, f"duplicate id {item.id!r} (first on line {self._seen[item.id]}); last one kept")
         else:
@@ -159,11 +169,18 @@ def decode_file(path: Path, batch: Batch) -> str:
 
 class ImageResolver:
     """Turns image cells into checked ImageRefs: local files are decoded once (cached by path) and dropped
-    with a reported reason when unusable; http(s) URLs are kept only when remote images are allowed."""
+    with a reported reason when unusable; http(s) URLs are kept only when remote images are allowed.
+
+    Local paths must stay inside the source folder (the folder of the file read, or --images): absolute
+    paths, `..` and symlinks are resolved first. A path that leaves the folder, does not exist or is not a
+    file gets one and the same message, so ingest cannot be used to probe which files exist elsewhere.
+    Usable pictures are copied into the corpus's media folder and referenced from there.
+    """
 
     def __init__(self, options: ReadOptions, batch: Batch):
         self.options, self.batch = options, batch
         self._checked: dict[Path, str | None] = {}
+        self._published: dict[Path, str] = {}
         self.remote_dropped = 0
 
     def check(self, path: Path) -> str | None:
@@ -186,22 +203,38 @@ class ImageResolver:
                     self.remote_dropped += 1
                 continue
             path = self.locate(uri, base)
+            if path is None:
+                self.batch.problem(file, line, f"image {uri[:200]}: no such file inside the source folder (dropped)")
+                continue
             reason = self.check(path)
             if reason:
-                self.batch.problem(file, line, f"image {path}: {reason} (dropped)")
+                self.batch.problem(file, line, f"image {uri[:200]}: {reason} (dropped)")
             else:
-                images.append(ImageRef(str(path), caption))
+                images.append(ImageRef(self.publish(path), caption))
         return images
 
-    def locate(self, uri: str, base: Path) -> Path:
-        path = Path(uri).expanduser()
-        if path.is_absolute():
-            return path
-        if self.options.images_dir is not None:
-            candidate = self.options.images_dir / path
-            if candidate.exists() or not (base / path).exists():
-                return candidate.resolve()
-        return (base / path).resolve()
+    def roots(self, base: Path) -> list[Path]:
+        return [root.resolve() for root in (self.options.images_dir, base) if root is not None]
+
+    def locate(self, uri: str, base: Path) -> Path | None:
+        """The real path of a file inside the source folder(s) that `uri` names, or None."""
+        roots = self.roots(base)
+        path = Path(uri)
+        for candidate in [path] if path.is_absolute() else [root / path for root in roots]:
+            try:
+                real = candidate.resolve()  # follows every symlink, so a link cannot lead outside
+            except (OSError, RuntimeError):  # a symlink loop, an unreadable folder
+                continue
+            if any(real.is_relative_to(root) for root in roots) and real.is_file():
+                return real
+        return None
+
+    def publish(self, path: Path) -> str:
+        if self.options.media_dir is None:  # reading without a corpus to write (tests, tools)
+            return str(path)
+        if path not in self._published:
+            self._published[path] = publish_image(path, self.options.media_dir)
+        return self._published[path]
 
     def by_id(self, news_id: str) -> list[tuple[str, str]]:
         """<images_dir>/<id>.<ext> for rows that name no image (used by MIND and tables with --images)."""
@@ -285,6 +318,13 @@ def iter_jsonl(path: Path, batch: Batch, count: bool = True) -> Iterator[tuple[i
         except json.JSONDecodeError as error:
             batch.problem(path, number, f"not valid JSON ({error.msg}); row skipped")
             continue
+        except RecursionError:
+            batch.problem(path, number, f"nested deeper than {limits.MAX_JSON_DEPTH} levels; row skipped")
+            continue
+        deep = limits.json_depth_problem(row)
+        if deep:
+            batch.problem(path, number, f"{deep}; row skipped")
+            continue
         if not isinstance(row, dict):
             batch.problem(path, number, f"expected a JSON object, found {type(row).__name__}; row skipped")
             continue
@@ -292,19 +332,22 @@ def iter_jsonl(path: Path, batch: Batch, count: bool = True) -> Iterator[tuple[i
 
 
 def read_csv(path: Path, batch: Batch, delimiter: str = ",") -> tuple[list[str], list[tuple[int, dict]]]:
-    """(header, rows with the line each ends on). The csv module rather than pandas, so that every bad row
-    is reported with its line and skipped instead of failing or vanishing."""
-    reader = csv.reader(io.StringIO(decode_file(path, batch), newline=""), delimiter=delimiter)
+    """(header, rows with the line each starts on). The csv module rather than pandas, so that every bad row
+    is reported with its line and skipped instead of failing or vanishing. Strict mode: a stray or unclosed
+    quote is an error for the rows it spans, never a title that silently swallows the rows after it."""
+    reader = csv.reader(io.StringIO(decode_file(path, batch), newline=""), delimiter=delimiter, strict=True)
     header: list[str] | None = None
     rows: list[tuple[int, dict]] = []
     while True:
+        start = reader.line_num + 1
         try:
             cells = next(reader)
         except StopIteration:
             return header or [], rows
         except csv.Error as error:
             batch.rows_read += header is not None
-            batch.problem(path, reader.line_num, f"malformed CSV ({error}); row skipped")
+            span = f"line {start}" if reader.line_num <= start else f"lines {start}-{reader.line_num}"
+            batch.problem(path, start, f"malformed CSV ({error}; a stray or unclosed quote?): {span} skipped")
             continue
         if header is None:
             header = [cell.strip().lstrip("\ufeff") for cell in cells]
@@ -313,9 +356,9 @@ def read_csv(path: Path, batch: Batch, delimiter: str = ",") -> tuple[list[str],
             continue
         batch.rows_read += 1
         if len(cells) != len(header):
-            batch.problem(path, reader.line_num, f"expected {len(header)} columns, found {len(cells)}; row skipped")
+            batch.problem(path, start, f"expected {len(header)} columns, found {len(cells)}; row skipped")
             continue
-        rows.append((reader.line_num, dict(zip(header, cells, strict=True))))
+        rows.append((start, dict(zip(header, cells, strict=True))))
 
 
 def read_table(path: Path, fmt: str, options: ReadOptions, batch: Batch) -> None:
@@ -356,6 +399,17 @@ def read_side_files(folder: Path, batch: Batch) -> None:
                 reason = f"missing field {error}" if isinstance(error, KeyError) else str(error)
                 batch.problem(path, line, f"{reason}; row skipped")
                 continue
+            bad_id = limits.id_problem(record.id) or (
+                limits.id_problem(record.user_id) if isinstance(record, Impression) else None
+            )
+            if bad_id:
+                batch.problem(path, line, f"{bad_id}; row skipped")
+                continue
+            if isinstance(record, User):
+                record.name, _ = limits.clean_text(record.name, "name", limits.MAX_SHORT, multiline=False)
+                record.persona, notes = limits.clean_text(record.persona, "persona", limits.MAX_PERSONA, False)
+                for note in notes:
+                    batch.problem(path, line, note)
             if isinstance(record, Impression) and len(record.candidates) != len(record.labels):
                 found = f"{len(record.candidates)} candidates but {len(record.labels)} labels"
                 batch.problem(path, line, f"{found}; row skipped")
@@ -376,7 +430,12 @@ def _parquet_rows(path: Path, batch: Batch) -> tuple[list[str], list[tuple[int, 
     return [str(column) for column in frame.columns], list(enumerate(frame.to_dict("records"), 1))
 
 
+TEXT_FIELDS = ("id", "title", "body", "category", "subcategory", "language", "source", "url", "published_at")
+
+
 def news_from_row(row: dict, file: Path, line: int, resolver: ImageResolver, batch: Batch) -> NewsItem | None:
+    for name in TEXT_FIELDS:
+        limits.check_scalar(row.get(name), name)  # TypeError: the row is skipped with the reason
     news_id, title = text(row.get("id")), text(row.get("title"))
     if not news_id:
         batch.problem(file, line, "empty id; row skipped")

@@ -1,0 +1,230 @@
+"""`python -m newsrec bench load`: many readers at once against the dashboard, through gradio_client.
+
+Each of `--concurrency` workers is one browser session (its own gradio_client Client): it opens the page
+(the load event fills the session's reader picker and runs a first feed), picks a reader, then runs
+recommendations (half "For you" feeds, half queries) until `--requests` calls have been made in all.
+Reported: errors (with the first few messages), latency p50/p95/p99 of those calls, throughput, and the
+app's memory (resident set of the app process and its children) at the start, the peak and the end, plus
+the growth over the second half of the run (levelling off shows as ~0). Without `--url` the command starts
+`python app.py` on a free port, waits for it, and stops it afterwards.
+
+Endpoints are found by name in the app's API (`/on_load`, `/on_user`, `/on_run` by default), and their
+arguments are filled from the API's own parameter defaults, so the benchmark follows the page as it changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from newsrec.config import REPO_ROOT
+from newsrec.errors import InputError
+
+log = logging.getLogger(__name__)
+
+QUERIES = ["", "solid-state battery", "", "NBA最新战况", "", "apple harvest", "", "central bank rates"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("load", help="concurrent dashboard sessions: errors, latency, app memory")
+    parser.add_argument("--concurrency", type=int, default=30, help="simultaneous sessions (default 30)")
+    parser.add_argument("--requests", type=int, default=500, help="recommend calls in all (default 500)")
+    parser.add_argument("--url", help="a running app (default: start `python app.py` on a free port)")
+    parser.add_argument("--pid", type=int, help="with --url: the app's process id, to sample its memory")
+    parser.add_argument("--load-api", default="/on_load", help="endpoint of the page's load event")
+    parser.add_argument("--user-api", default="/on_user", help="endpoint that picks the reader")
+    parser.add_argument("--run-api", default="/on_run", help="endpoint that runs a recommendation")
+    parser.add_argument("--startup-timeout", type=float, default=600, help="seconds to wait for a started app")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(func=run_load)
+
+
+@dataclass
+class LoadResult:
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    memory: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, bytes)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def run_load(args: argparse.Namespace) -> int:
+    if args.concurrency < 1 or args.requests < 1:
+        raise InputError("--concurrency and --requests must be at least 1")
+    app = None
+    url, pid = args.url, args.pid
+    if not url:
+        app, url = _start_app(args.startup_timeout)
+        pid = app.pid
+    try:
+        figures = measure(url, pid, args)
+    finally:
+        if app is not None:
+            app.terminate()
+            try:
+                app.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                app.kill()
+    if args.json:
+        from newsrec.cli.common import print_json
+
+        print_json(figures)
+    else:
+        from rich.console import Console
+
+        Console().print(figures)
+    return 0 if not figures["errors"] else 1
+
+
+def measure(url: str, pid: int | None, args: argparse.Namespace) -> dict:
+    from gradio_client import Client
+
+    probe = Client(url, verbose=False)
+    api = probe.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    for name in (args.load_api, args.user_api, args.run_api):
+        if name not in api:
+            raise InputError(f"the app has no endpoint {name}; it has: {', '.join(sorted(api))}")
+    # Warm-up, untimed: waits for the app's first index build and model load, like a first visitor would.
+    users = _open_page(probe, api, args) or ["guest"]
+    result = LoadResult()
+    stop = threading.Event()
+    sampler = threading.Thread(target=_sample_memory, args=(pid, result, stop), daemon=True)
+    counter = iter(range(args.requests))
+    counter_lock = threading.Lock()
+    started = time.perf_counter()
+    sampler.start()
+
+    def worker(number: int) -> None:
+        client = Client(url, verbose=False)
+        try:
+            _open_page(client, api, args)
+            user = {"user_id": users[number % len(users)]}
+            client.predict(*_arguments(api[args.user_api], user), api_name=args.user_api)
+        except Exception as error:  # noqa: BLE001 - every failure is a finding of the benchmark
+            with result.lock:
+                result.errors.append(f"{args.user_api}: {error}")
+            return
+        while True:
+            with counter_lock:
+                index = next(counter, None)
+            if index is None:
+                return
+            query = QUERIES[index % len(QUERIES)]
+            tick = time.perf_counter()
+            try:
+                client.predict(*_arguments(api[args.run_api], {"query": query}), api_name=args.run_api)
+            except Exception as error:  # noqa: BLE001
+                with result.lock:
+                    result.errors.append(f"{args.run_api}: {str(error)[:200]}")
+                continue
+            with result.lock:
+                result.latencies.append(time.perf_counter() - tick)
+
+    with ThreadPoolExecutor(args.concurrency) as pool:
+        list(pool.map(worker, range(args.concurrency)))
+    seconds = time.perf_counter() - started
+    stop.set()
+    sampler.join(timeout=5)
+    return _figures(result, seconds, args)
+
+
+def _open_page(client, api: dict, args: argparse.Namespace) -> list[str]:
+    """Run the page's load event in this session (it fills the session's reader picker); returns the readers."""
+    outputs = client.predict(*_arguments(api[args.load_api], {}), api_name=args.load_api)
+    picker = outputs[0] if isinstance(outputs, (list, tuple)) and outputs else {}
+    choices = picker.get("choices", []) if isinstance(picker, dict) else []
+    return [choice[1] if isinstance(choice, (list, tuple)) else choice for choice in choices]
+
+
+def _arguments(endpoint: dict, values: dict) -> list:
+    """Positional arguments in the endpoint's order: ours where the name matches, else the API's default."""
+    arguments = []
+    for parameter in endpoint.get("parameters", []):
+        name = parameter.get("parameter_name") or ""
+        if name in values:
+            arguments.append(values[name])
+        elif name.startswith("lang"):
+            arguments.append("English")
+        else:
+            arguments.append(parameter.get("parameter_default"))
+    return arguments
+
+
+def _sample_memory(pid: int | None, result: LoadResult, stop: threading.Event) -> None:
+    if pid is None:
+        return
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    started = time.perf_counter()
+    while not stop.is_set():
+        try:
+            rss = process.memory_info().rss + sum(c.memory_info().rss for c in process.children(recursive=True))
+        except psutil.Error:
+            return
+        result.memory.append((time.perf_counter() - started, rss))
+        stop.wait(1.0)
+
+
+def _figures(result: LoadResult, seconds: float, args: argparse.Namespace) -> dict:
+    latencies = np.array(result.latencies) if result.latencies else np.zeros(1)
+    memory = [rss for _, rss in result.memory]
+    half = memory[len(memory) // 2 :] if memory else []
+    figures = {
+        "concurrency": args.concurrency,
+        "requests": args.requests,
+        "completed": len(result.latencies),
+        "errors": len(result.errors),
+        "first_errors": result.errors[:5],
+        "seconds": round(seconds, 1),
+        "requests_per_s": round(len(result.latencies) / seconds, 2) if seconds else None,
+        "p50_s": round(float(np.percentile(latencies, 50)), 2),
+        "p95_s": round(float(np.percentile(latencies, 95)), 2),
+        "p99_s": round(float(np.percentile(latencies, 99)), 2),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
+    }
+    if memory:
+        mib = 2**20
+        figures |= {
+            "memory_start_mib": round(memory[0] / mib),
+            "memory_peak_mib": round(max(memory) / mib),
+            "memory_end_mib": round(memory[-1] / mib),
+            "memory_growth_second_half_mib": round((half[-1] - half[0]) / mib) if len(half) > 1 else 0,
+        }
+    return figures
+
+
+def _start_app(timeout: float) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "NEWSREC_HOST": "127.0.0.1", "NEWSREC_PORT": str(port)}
+    app = subprocess.Popen([sys.executable, str(REPO_ROOT / "app.py")], env=env, cwd=REPO_ROOT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + timeout
+    import httpx
+
+    while time.monotonic() < deadline:
+        if app.poll() is not None:
+            raise InputError(f"the app exited with code {app.returncode} before it served")
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return app, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    app.terminate()
+    raise InputError(f"the app did not serve within {timeout:.0f} s")
