@@ -73,6 +73,8 @@ class Settings:
     mmr_lambda: float = 1.0  # 1.0 = pure relevance; lower trades relevance for diversity
     freshness_half_life_days: float = 0.0  # 0 = off; else scores decay by half every N days of age
     category_cap: int = 0  # 0 = off; else at most N results per category
+    # second stage without a learned model: reranker score + prior_weight x CTR log-odds (corpora with impressions)
+    prior_weight: float = 0.3
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:

@@ -20,11 +20,21 @@ from newsrec.embedders import Embedder, get_embedder
 from newsrec.errors import InputError
 from newsrec.explain import explain
 from newsrec.index import NewsIndex
+from newsrec.learning.stage import SecondStage, build_stage
 from newsrec.lexical import LexicalIndex, rrf
 from newsrec.profiles import build_profile, idf_table
 from newsrec.ranking import cap_categories, freshness_decay, mmr_order
 from newsrec.rerankers import Reranker, get_reranker
-from newsrec.types import Candidate, HistoryEntry, NewsItem, Recommendation, RecommendResult, RerankRequest, UserProfile
+from newsrec.types import (
+    Candidate,
+    HistoryEntry,
+    Impression,
+    NewsItem,
+    Recommendation,
+    RecommendResult,
+    RerankRequest,
+    UserProfile,
+)
 
 MAX_QUERY_CHARS = 2000
 RRF_K = 60
@@ -80,6 +90,8 @@ class Recommender:
         self.idf = idf_table(list(corpus.news.values()))
         self.now = corpus.latest  # the corpus's own "now", so an old corpus still has fresh items
         self._profiles: dict[str, UserProfile] = {}
+        # second stage: the corpus's learned model, else the reranker (+ a CTR prior when it has impressions)
+        self.stage: SecondStage = build_stage(settings.home, corpus, reranker, embedder, settings.prior_weight)
 
     @classmethod
     def from_settings(
@@ -166,17 +178,17 @@ class Recommender:
             now=self.now,
             query_vector=query_vector,
         )
-        scores, hits = self._rerank(request, pool)
+        scores, hits, parts = self._rerank(request, pool)
         timings["rerank"] = _ms(tick)
 
         tick = time.perf_counter()
         order = self._post_rank(scores, pool, k, mmr_lambda, half_life_days, category_cap)
         history_vectors, history_titles = self._history_lookup(profile)
 
-        def make(index: int, rank: int, score: float) -> Recommendation:
+        def make(index: int, rank: int, score: float, contributions: dict[str, float]) -> Recommendation:
             candidate = pool[index]
-            line, matched = explain(
-                candidate.item, candidate.embedding, profile, history_vectors, history_titles, query
+            why = explain(
+                candidate.item, parts[index], candidate.embedding, profile, history_vectors, history_titles, query
             )
             return Recommendation(
                 item=candidate.item,
@@ -184,12 +196,17 @@ class Recommender:
                 rank=rank,
                 retrieval_score=candidate.retrieval_score,
                 retrieval_rank=candidate.retrieval_rank,
-                explanation=line,
-                matched_history=matched,
+                explanation=why.line,
+                matched_history=why.matched,
+                contributions=contributions,
+                reasons=why.reasons,
             )
 
-        reranked = [make(i, rank, scores[i]) for rank, i in enumerate(order, 1)]
-        retrieval = [make(i, i + 1, pool[i].retrieval_score) for i in range(min(k, len(pool)))]
+        reranked = [make(i, rank, scores[i], parts[i]) for rank, i in enumerate(order, 1)]
+        retrieval = [
+            make(i, i + 1, pool[i].retrieval_score, {"retrieval": pool[i].retrieval_score})
+            for i in range(min(k, len(pool)))
+        ]
         timings["present"] = _ms(tick)
         timings["total"] = _ms(started)
         return RecommendResult(
@@ -199,7 +216,7 @@ class Recommender:
             retrieval=retrieval,
             reranked=reranked,
             timings_ms=timings,
-            reranker=self.reranker.name,
+            reranker=self.stage.name,
             embedder=self.embedder.name,
             candidates=len(pool),
             cache_hits=hits,
@@ -246,10 +263,14 @@ class Recommender:
             for rank, ((news_id, score), vector) in enumerate(zip(ranked, embeddings, strict=True), 1)
         ]
 
-    def _rerank(self, request: RerankRequest, pool: list[Candidate]) -> tuple[np.ndarray, int]:
-        """Second stage through the score cache: only candidates never scored in this context reach the model."""
+    def _rerank(self, request: RerankRequest, pool: list[Candidate]) -> tuple[np.ndarray, int, list[dict[str, float]]]:
+        """Second stage: the reranker through the score cache, then the stage's final score and its parts.
+
+        Only the reranker's scores are cached (keyed by reranker, instruction, query, profile, item, time);
+        the learned model or blend on top is recomputed per request, so a new model never meets stale scores.
+        """
         if not pool:
-            return np.zeros(0), 0
+            return np.zeros(0), 0, []
         profile_key = request.profile.fingerprint() if request.profile else ""
         now = format_time(request.now) or ""
         keys = [
@@ -262,7 +283,9 @@ class Recommender:
             fresh = self.reranker.score(request, [pool[i] for i in missing])
             self.cache.put_many((keys[i], score) for i, score in zip(missing, fresh, strict=True))
             cached.update({keys[i]: score for i, score in zip(missing, fresh, strict=True)})
-        return np.array([cached[key] for key in keys], dtype=np.float64), len(pool) - len(missing)
+        model_scores = np.array([cached[key] for key in keys], dtype=np.float64)
+        scores, parts = self.stage.score(request, pool, model_scores)
+        return scores, len(pool) - len(missing), parts
 
     def _post_rank(
         self,
@@ -293,12 +316,18 @@ class Recommender:
     # --- evaluation ----------------------------------------------------------------------------
 
     def score_candidates(
-        self, profile: UserProfile, news_ids: Sequence[str], query: str = ""
+        self,
+        profile: UserProfile,
+        news_ids: Sequence[str],
+        query: str = "",
+        stage: SecondStage | None = None,
+        leave_out: Impression | None = None,
     ) -> tuple[list[float], list[float]]:
-        """(retrieval, rerank) scores for a fixed candidate list, e.g. one logged impression.
+        """(retrieval, second-stage) scores for a fixed candidate list, e.g. one logged impression.
 
         Retrieval scores are the first stage's similarity (to the query, else to the closest interest);
-        ids missing from the corpus score 0 in both.
+        the second stage is `stage` (default: the pipeline's), with `leave_out` kept out of its CTR prior.
+        Ids missing from the corpus score 0 in both.
         """
         query = _clean_query(query)
         known = [i for i, news_id in enumerate(news_ids) if news_id in self.corpus.news and self.index.has(news_id)]
@@ -321,7 +350,8 @@ class Recommender:
         request = RerankRequest(
             query=query, profile=profile, instruction=self.settings.instruction, now=self.now, query_vector=query_vector
         )
-        second = self.reranker.score(request, candidates)
+        model_scores = np.array(self.reranker.score(request, candidates), dtype=np.float64)
+        second, _ = (stage or self.stage).score(request, candidates, model_scores, leave_out)
         for i, a, b in zip(known, first, second, strict=True):
             retrieval[i], rerank[i] = float(a), float(b)
         return retrieval, rerank

@@ -82,10 +82,15 @@ def test_popularity_leaves_the_scored_impressions_own_clicks_out():
         Impression("3", "u3", [], ["a", "b", "c"], [0, 0, 1]),
     ]
     scorer = PopularityScorer(log)
-    assert scorer.score(log[0]) == [1.0, 0.0, 1.0]  # a: 2 clicks minus its own; c: 1
-    assert scorer.score(log[2]) == [2.0, 0.0, 0.0]
+    # scoring impression 1 = counting only the others (the log's CTR and slot rates aside)
+    without_own = PopularityScorer(log[1:]).model
+    without_own.p0, without_own.slot_ctr = scorer.model.p0, scorer.model.slot_ctr
+    assert scorer.score(log[0]) == pytest.approx(list(without_own.ctr(["a", "b", "c"])))
+    first = scorer.score(log[0])
+    assert first[0] == pytest.approx(first[2]) and first[0] > first[1]  # a: 1 of 2 left; c: 1 of 2; b: 0
     unseen = Impression("9", "u9", [], ["a", "z"], [0, 1])
-    assert scorer.score(unseen) == [2.0, 0.0]
+    a, z = scorer.score(unseen)
+    assert a > scorer.model.p0 == pytest.approx(z)  # a: 2 of 3 clicked; z: never shown, gets the log's CTR
 
 
 def test_a_perfect_scorer_scores_one_and_random_scores_less():

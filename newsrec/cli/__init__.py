@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "newsrec.cli.recommend",
     "newsrec.cli.bench",
     "newsrec.cli.evaluate",
+    "newsrec.cli.train",
 ]
 
 
