@@ -10,10 +10,9 @@ import pytest
 
 from newsrec.cli import main
 from newsrec.config import Settings
-from newsrec.data.corpus import Corpus, load_corpus, save_corpus
+from newsrec.data.corpus import Corpus, save_corpus
 from newsrec.errors import InputError
 from newsrec.evaluation import metrics
-from newsrec.evaluation.demo_logs import build_demo_impressions
 from newsrec.evaluation.offline import (
     ItemContext,
     PopularityScorer,
@@ -205,23 +204,6 @@ def test_mind_log_is_read_in_place_and_unknown_ids_dropped(tmp_path, newsrec_hom
     assert len(log.impressions) == 4
     with pytest.raises(InputError):
         load_mind_log(tmp_path / "missing.tsv")
-
-
-def test_demo_impressions_from_the_personas():
-    corpus = load_corpus(Settings.from_env(), "demo")
-    impressions = build_demo_impressions(corpus, readers_per_user=5, seed=0)
-    assert impressions == build_demo_impressions(corpus, readers_per_user=5, seed=0)
-    personas = [u for u in corpus.users.values() if len(u.history) >= 3]
-    assert len(impressions) == 5 * len(personas)
-    for impression in impressions:
-        assert sum(impression.labels) == 1 and len(impression.candidates) == 20
-        assert len(set(impression.candidates)) == 20
-        clicked = impression.candidates[impression.labels.index(1)]
-        assert clicked not in impression.history
-        assert set(impression.candidates) <= set(corpus.news)
-        persona = corpus.users[impression.user_id.rsplit("-r", 1)[0]]
-        read = {entry.news_id for entry in persona.history}
-        assert clicked in read and not (set(impression.candidates) - {clicked}) & read
 
 
 # --- CLI -------------------------------------------------------------------------------------------------
