@@ -29,6 +29,7 @@ KINDS = {
     "category": "category",
     "publisher": "publisher",
     "popularity": "popularity",
+    "exposure": "popularity",
     "fresh": "fresh",
     "model": "model",
     "avoid": "avoid",

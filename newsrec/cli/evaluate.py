@@ -145,14 +145,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise InputError("--top-k must be at least 1")
     names = args.scorer or list(offline.SCORER_NAMES)
     _, news_log, recommender = open_log(args, need_pipeline=bool(PIPELINE_SCORERS & set(names)))
-    how = args.split or split.default_split(news_log.impressions)
-    if how == "user":
-        parts = split.split_users(news_log.impressions, seed=args.seed)
-        counted, measured = parts.train, parts.test
-    else:
-        counted, measured = news_log.impressions, news_log.impressions
-        if not args.scorer:
-            names = [name for name in names if name != "learned"]
+    counted, measured, how = offline.split_log(news_log.impressions, args.split, args.seed)
+    if how == "none" and not args.scorer:
+        names = [name for name in names if name != "learned"]
     impressions = offline.sample(measured, args.limit, args.seed)
     training, train_progress = _progress(args.json, len(counted), f"training on {len(counted)} impressions")
     if training and "learned" in names:

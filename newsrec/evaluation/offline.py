@@ -136,6 +136,22 @@ class RerankScorer:
         return self.shared.get(impression)[1]
 
 
+def split_log(
+    impressions: Sequence[Impression], how: str | None = None, seed: int = 0
+) -> tuple[list[Impression], list[Impression], str]:
+    """(impressions to count and learn from, impressions to measure, the split used).
+
+    `how` None picks "user" for logs with enough users, else "none" (both sides = the whole log).
+    """
+    from newsrec.evaluation.split import default_split, split_users
+
+    how = how or default_split(impressions)
+    if how == "user":
+        parts = split_users(impressions, seed=seed)
+        return parts.train, parts.test, how
+    return list(impressions), list(impressions), how
+
+
 def make_scorers(
     names: Sequence[str],
     impressions: Sequence[Impression],

@@ -7,6 +7,7 @@
     avoid       minus the similarity to items the reader marked "not interested"
     publisher   share of the reader's history from the item's publisher
     popularity  log-odds of the item's exposure-aware CTR prior (0 = an average item)
+    exposure    log(1 + the item's exposure-weighted shows in the log): how much it was shown at all
     model       the configured reranker's score, when it is a model of its own (e.g. Qwen3-VL)
 
 The personal parts come from `LiteReranker.score_components` of a For-you request, so they mean the
@@ -26,7 +27,7 @@ from newsrec.rerankers.lite import LiteReranker
 from newsrec.types import Candidate, Impression, NewsItem, RerankRequest, UserProfile
 
 LITE_PARTS = ("interest", "category", "fresh", "avoid")  # keys of LiteReranker.score_components we learn from
-BASE_FEATURES = ("retrieval", *LITE_PARTS, "publisher", "popularity")
+BASE_FEATURES = ("retrieval", *LITE_PARTS, "publisher", "popularity", "exposure")
 MODEL_FEATURE = "model"
 
 
@@ -65,7 +66,9 @@ class FeatureBuilder:
             columns[name] = np.array([p.get(name, 0.0) for p in parts])
         columns["publisher"] = self._publisher_share(profile, candidates)
         if self.prior is not None:
-            columns["popularity"] = self.prior.logit([c.item.id for c in candidates], leave_out)
+            ids = [c.item.id for c in candidates]
+            columns["popularity"] = self.prior.logit(ids, leave_out)
+            columns["exposure"] = np.log1p(self.prior.shows(ids))
         if model_scores is not None:
             columns[MODEL_FEATURE] = np.asarray(model_scores, dtype=np.float64)
         matrix = np.zeros((n, len(self.names)))

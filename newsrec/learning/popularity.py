@@ -156,6 +156,10 @@ class ExposurePopularity:
             out[i] = (clicks + self.m * prior) / (shows + self.m)
         return out
 
+    def shows(self, news_ids: Sequence[str]) -> np.ndarray:
+        """(N,) exposure-weighted shows per id: how much the log's own ranker pushed each item."""
+        return np.array([self.items[i].shows if i in self.items else 0.0 for i in news_ids])
+
     def logit(self, news_ids: Sequence[str], leave_out: Impression | None = None) -> np.ndarray:
         """(N,) log-odds of the CTR relative to the log's: 0 = an average item, +1 = e times the odds."""
         eps = 1e-4

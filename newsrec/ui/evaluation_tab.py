@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 from newsrec.config import DEMO_CORPUS, Settings
 from newsrec.errors import NewsrecError
 from newsrec.evaluation import ab, offline
+from newsrec.evaluation.demo_logs import ABOUT as DEMO_ABOUT
 from newsrec.evaluation.demo_logs import demo_log
 from newsrec.evaluation.judgments import JudgmentStore
 from newsrec.evaluation.metrics import ACCURACY_METRICS
@@ -74,8 +75,9 @@ def run_offline(
     progress: Callable[[int, int], None] | None = None,
 ) -> offline.EvaluationReport:
     news_log, recommender = open_dataset(get_recommender, choice)
-    impressions = offline.sample(news_log.impressions, int(sample_size), int(seed))
-    made = offline.make_scorers(scorers or list(offline.SCORER_NAMES), news_log.impressions, recommender, int(seed))
+    counted, measured, how = offline.split_log(news_log.impressions, seed=int(seed))  # learn on training users
+    impressions = offline.sample(measured, int(sample_size), int(seed))
+    made = offline.make_scorers(scorers or list(offline.SCORER_NAMES), counted, recommender, int(seed), how)
     context = offline.ItemContext.from_recommender(recommender, news_log.impressions)
     return offline.evaluate(impressions, made, context, k=int(top_k), progress=progress)
 
@@ -279,7 +281,7 @@ def build_evaluation_tab(get_recommender: Callable) -> None:
 
     gr.Markdown(
         "Offline evaluation replays logged impressions: each scorer ranks the candidates the reader was shown, "
-        "and the metrics compare that ranking with the reader's clicks."
+        "and the metrics compare that ranking with the reader's clicks. " + DEMO_ABOUT
     )
     with gr.Row():
         # the app reads its settings from the environment too; the list is refreshable once corpora change
