@@ -91,8 +91,10 @@ class PipelineScores:
         stage: SecondStage | None = None,
         counted: dict[str, Impression] | None = None,
         max_cached: int = 4096,
+        profiles: dict | None = None,
     ):
         self.recommender = recommender
+        self.profiles = profiles if profiles is not None else {}  # impression id -> profile, shared by stages
         self.stage = stage or recommender.stage
         self.counted = counted or {}  # impressions the stage's prior counted: each is left out of its own scores
         self.max_cached = max_cached
@@ -102,7 +104,12 @@ class PipelineScores:
     def get(self, impression: Impression) -> tuple[list[float], list[float]]:
         if impression.id not in self._cache:
             started = time.perf_counter()
-            profile = self.recommender.profile_from_history(impression.history, user_id=impression.user_id)
+            if impression.id not in self.profiles:
+                if len(self.profiles) >= self.max_cached:
+                    self.profiles.pop(next(iter(self.profiles)))
+                history = impression.history
+                self.profiles[impression.id] = self.recommender.profile_from_history(history, impression.user_id)
+            profile = self.profiles[impression.id]
             scores = self.recommender.score_candidates(
                 profile, impression.candidates, stage=self.stage, leave_out=self.counted.get(impression.id)
             )
@@ -175,7 +182,8 @@ def make_scorers(
     news = news if news is not None else (recommender.corpus.news if recommender is not None else {})
     stages = _stages(names, impressions, recommender, seed, split, model_kind, progress)
     counted = {impression.id: impression for impression in impressions} if split == "none" else {}
-    shared = {name: PipelineScores(recommender, stage, counted) for name, stage in stages.items()}
+    profiles: dict = {}
+    shared = {name: PipelineScores(recommender, stage, counted, profiles=profiles) for name, stage in stages.items()}
     scorers: list[Scorer] = []
     for name in names:
         if name == "random":
