@@ -8,7 +8,6 @@ metrics are honest; the pipeline then uses it for that corpus (`recommend`, the 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from datetime import UTC, datetime
 
 from rich.console import Console
@@ -78,7 +77,7 @@ def run_train(args: argparse.Namespace) -> int:
         "position_corrected_prior": trained.prior.position_corrected,
         "log": news_log.name,
     }
-    folder = store.save(dataclasses.replace(settings).home, saved)
+    folder = store.save(settings.home, saved)
     if args.json:
         print_json({"model_id": saved.model_id, "folder": str(folder), "metrics": saved.metrics, **saved.meta})
         return 0
