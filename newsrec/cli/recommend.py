@@ -63,6 +63,8 @@ def result_to_json(result: RecommendResult) -> dict:
                 "rank": r.rank,
                 "retrieval_rank": r.retrieval_rank,
                 "explanation": r.explanation,
+                "contributions": {name: round(value, 6) for name, value in r.contributions.items()},
+                "reasons": [{"kind": x.kind, "share": round(x.share, 4), "detail": x.detail} for x in r.reasons],
             }
             for r in result.reranked
         ],
