@@ -252,3 +252,30 @@ def test_nonsense_query_cards_claim_no_query_match(demo_recommender):
         if "matches the query" in card.explanation:
             query_share = next(r.share for r in card.reasons if r.kind == "query")
             assert card.contributions["query"] > 0 and query_share >= 0.1
+
+
+def test_a_model_rerankers_score_is_a_feature_of_the_learned_ranker(demo_recommender):
+    """With a reranker that is a model (Qwen3-VL on a GPU; a fake here), its score is the `model` feature."""
+    from newsrec.evaluation.demo_logs import build_demo_impressions
+    from newsrec.learning.stage import LearnedStage
+    from newsrec.learning.train import train
+    from newsrec.pipeline import Recommender
+
+    class LengthReranker:  # scores longer titles higher: any deterministic model will do
+        name = "fake-model"
+
+        def score(self, request, candidates):
+            return [len(c.item.title) / 100 for c in candidates]
+
+    base = demo_recommender
+    recommender = Recommender(base.settings, base.corpus, base.embedder, LengthReranker(), base.index, base.cache)
+    impressions = build_demo_impressions(base.corpus, readers_per_user=4)
+    trained = train(recommender, impressions, kind="logistic")
+    assert trained.builder.names[-1] == "model" and trained.ranker.coef[-1] != 0
+    recommender.stage = LearnedStage(
+        store.SavedModel(trained.ranker, "demo", "t", "h", "fake-model", base.embedder.name),
+        trained.builder,
+        base.embedder,
+    )
+    card = recommender.recommend("u01").reranked[0]
+    assert "model" in card.contributions and sum(card.contributions.values()) == pytest.approx(card.score)
