@@ -213,6 +213,8 @@ def _stages(names, impressions, recommender, seed, split, model_kind, progress) 
     from newsrec.learning.train import train
 
     saved = load(recommender.settings.home, recommender.corpus.name) if split == "user" else None
+    if saved is not None and (saved.reranker, saved.embedder) != (recommender.reranker.name, recommender.embedder.name):
+        saved = None  # the pipeline would not use it either (see learning/stage.py)
     stages: dict[str, SecondStage] = {}
     trained = {}
 
