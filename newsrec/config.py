@@ -116,6 +116,8 @@ class Settings:
     mmr_lambda: float = 1.0  # 1.0 = pure relevance; lower trades relevance for diversity
     freshness_half_life_days: float = 0.0  # 0 = off; else scores decay by half every N days of age
     category_cap: int = 0  # 0 = off; else at most N results per category
+    # second stage without a learned model: reranker score + prior_weight x CTR log-odds (corpora with impressions)
+    prior_weight: float = 0.3
     # --- serving (issue 11): a remote reranker server and a Chroma server's auth headers ---
     reranker_url: str = ""  # e.g. http://rerank:8000 (`newsrec serve` or `vllm serve`); set = the remote reranker
     reranker_timeout: float = 30.0  # seconds per remote rerank request (a 100-candidate page on a GPU takes ~1 s)

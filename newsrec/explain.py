@@ -1,54 +1,124 @@
-"""One-line explanations: which interest, history item, category and query terms a recommendation matched.
+"""Why a card is shown, from the parts of its score: structured reasons and one English line.
 
-Computed from embeddings and the profile, independent of the reranker, so the Qwen3-VL reranker's
-results are explained in the same words as the lite reranker's.
+The second stage gives each card named contributions that add up to its score (the learned model's
+per-feature terms, or the reranker's parts plus the popularity prior). Parts are grouped by kind, each
+kind's share is its part over the sum of the parts' sizes, and the strongest positive kinds become the
+reasons, with what to quote (an interest's words, a history title, a category, the query terms). A kind
+whose part is about zero is never claimed: no "matches the query" when the query did not count.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from newsrec.lexical import tokenize
-from newsrec.types import NewsItem, UserProfile
+from newsrec.types import NewsItem, Reason, UserProfile
 
-INTEREST_MATCH = 0.3  # cosine above which an item is said to match an interest
-HISTORY_MATCH = 0.45  # ... or to be close to one history item
+HISTORY_MATCH = 0.45  # cosine above which an item is said to be like one history item
+MIN_SHARE = 0.1  # a kind must carry at least this share of the score's parts to be a reason
+MAX_REASONS = 3
+
+# feature / part name -> reason kind; "base" (the model's constant) is no reason
+KINDS = {
+    "query": "query",
+    "retrieval": "interest",
+    "interest": "interest",
+    "category": "category",
+    "publisher": "publisher",
+    "popularity": "popularity",
+    "exposure": "popularity",
+    "fresh": "fresh",
+    "model": "model",
+    "avoid": "avoid",
+}
+
+
+@dataclass
+class Explanation:
+    line: str
+    reasons: list[Reason] = field(default_factory=list)
+    matched: list[str] = field(default_factory=list)  # history news ids the item is closest to
 
 
 def explain(
     item: NewsItem,
+    contributions: Mapping[str, float],
     embedding: np.ndarray | None,
     profile: UserProfile | None,
     history_vectors: Mapping[str, np.ndarray],
     history_titles: Mapping[str, str],
     query: str = "",
-) -> tuple[str, list[str]]:
-    """(explanation line, history news ids it is closest to)."""
-    reasons: list[str] = []
-    matched: list[str] = []
-    if query.strip():
-        terms = set(tokenize(query)) & set(tokenize(item.text))
-        if terms:
-            reasons.append("query terms: " + ", ".join(sorted(terms)[:4]))
-    if profile is not None and embedding is not None:
-        if profile.interests:
-            similarities = [float(interest.vector @ embedding) for interest in profile.interests]
-            best = int(np.argmax(similarities))
-            if similarities[best] >= INTEREST_MATCH:
-                reasons.append(f"interest “{profile.interests[best].label}” ({similarities[best]:.2f})")
-        if history_vectors:
-            ids = list(history_vectors)
-            similarities = np.stack([history_vectors[i] for i in ids]) @ embedding
-            order = np.argsort(-similarities)
-            matched = [ids[i] for i in order[:3] if similarities[i] >= HISTORY_MATCH]
-            if matched:
-                reasons.append(f"like “{history_titles.get(matched[0], matched[0])[:50]}”")
-        share = profile.categories.get(item.category, 0.0)
-        if share >= 0.1:
-            reasons.append(f"{item.category} is {share:.0%} of reading")
-    fallback = (
-        "matches the query; unlike the reading history" if query.strip() else "recent story outside the usual interests"
-    )
-    return ("; ".join(reasons) or fallback), matched
+) -> Explanation:
+    """Reasons and the English line for one card, from its score's `contributions`."""
+    by_kind: dict[str, float] = {}
+    for name, value in contributions.items():
+        if name in KINDS:
+            by_kind[KINDS[name]] = by_kind.get(KINDS[name], 0.0) + float(value)
+    total = sum(abs(v) for v in by_kind.values())
+    shares = {kind: value / total for kind, value in by_kind.items()} if total > 1e-9 else {}
+    matched = _closest_history(embedding, history_vectors)
+    reasons: list[Reason] = []
+    for kind, share in sorted(shares.items(), key=lambda kv: -kv[1]):
+        if share < MIN_SHARE or len(reasons) == MAX_REASONS:
+            break
+        reasons.append(_reason(kind, share, item, embedding, profile, matched, history_titles, query))
+    if shares.get("avoid", 0.0) <= -MIN_SHARE:
+        reasons.append(Reason("avoid", shares["avoid"]))
+    return Explanation(line=render(reasons, item, profile, query), reasons=reasons, matched=matched)
+
+
+def _closest_history(embedding: np.ndarray | None, history_vectors: Mapping[str, np.ndarray]) -> list[str]:
+    if embedding is None or not history_vectors:
+        return []
+    ids = list(history_vectors)
+    similarities = np.stack([history_vectors[i] for i in ids]) @ embedding  # (H,)
+    return [ids[i] for i in np.argsort(-similarities)[:3] if similarities[i] >= HISTORY_MATCH]
+
+
+def _reason(kind, share, item, embedding, profile, matched, history_titles, query) -> Reason:
+    if kind == "query":
+        terms = sorted(set(tokenize(query)) & set(tokenize(item.text)))
+        return Reason("query", share, ", ".join(terms[:4]))
+    if kind == "interest":
+        if matched:
+            return Reason("history", share, history_titles.get(matched[0], matched[0]))
+        if profile is not None and profile.interests and embedding is not None:
+            best = max(profile.interests, key=lambda interest: float(interest.vector @ embedding))
+            return Reason("interest", share, best.label)
+        return Reason("interest", share)
+    if kind == "category":
+        return Reason("category", share, item.category)
+    if kind == "publisher":
+        return Reason("publisher", share, item.source)
+    return Reason(kind, share)
+
+
+def render(reasons: list[Reason], item: NewsItem, profile: UserProfile | None, query: str = "") -> str:
+    """The reasons as one English line (the CLI and JSON show it; the page phrases `reasons` itself)."""
+    words = []
+    for reason in reasons:
+        if reason.kind == "query":
+            words.append(f"matches the query ({reason.detail})" if reason.detail else "matches the query")
+        elif reason.kind == "history":
+            words.append(f"like “{reason.detail[:50]}”")
+        elif reason.kind == "interest":
+            words.append(f"close to the interest “{reason.detail}”" if reason.detail else "close to the reading")
+        elif reason.kind == "category":
+            share = profile.categories.get(item.category, 0.0) if profile else 0.0
+            words.append(f"{item.category} is {share:.0%} of reading" if share else f"a {item.category} story")
+        elif reason.kind == "publisher":
+            words.append(f"from {reason.detail}, a publisher the reader follows")
+        elif reason.kind == "popularity":
+            words.append("often clicked when shown")
+        elif reason.kind == "fresh":
+            words.append("a fresh story")
+        elif reason.kind == "model":
+            words.append("the relevance model rates it highly")
+        elif reason.kind == "avoid":
+            words.append("held back: like stories marked not interested")
+    if words:
+        return "; ".join(words)
+    return "no strong match to the query; closest to the reading" if query.strip() else "an average match"

@@ -22,12 +22,22 @@ from newsrec.embedders import Embedder, get_embedder
 from newsrec.errors import InputError
 from newsrec.explain import explain
 from newsrec.index import NewsIndex
+from newsrec.learning.stage import SecondStage, build_stage
 from newsrec.lexical import LexicalIndex
 from newsrec.profiles import build_profile, idf_table
 from newsrec.ranking import cap_categories, freshness_decay, mmr_order
 from newsrec.relevance import matches, query_relevance
 from newsrec.rerankers import Reranker, get_reranker
-from newsrec.types import Candidate, HistoryEntry, NewsItem, Recommendation, RecommendResult, RerankRequest, UserProfile
+from newsrec.types import (
+    Candidate,
+    HistoryEntry,
+    Impression,
+    NewsItem,
+    Recommendation,
+    RecommendResult,
+    RerankRequest,
+    UserProfile,
+)
 
 MAX_QUERY_CHARS = 2000
 GUEST = "guest"  # a reader with no history, available in every corpus (e.g. one ingested without users)
@@ -83,6 +93,8 @@ class Recommender:
         self.idf = idf_table(list(corpus.news.values()))
         self.now = corpus.latest  # the corpus's own "now", so an old corpus still has fresh items
         self._profiles: dict[str, UserProfile] = {}
+        # second stage: the corpus's learned model, else the reranker (+ a CTR prior when it has impressions)
+        self.stage: SecondStage = build_stage(settings.home, corpus, reranker, embedder, settings.prior_weight)
 
     @classmethod
     def from_settings(
@@ -175,7 +187,7 @@ class Recommender:
             now=self.now,
             query_vector=query_vector,
         )
-        scores, hits, model_notice = self._rerank(request, pool)
+        scores, hits, parts, model_notice = self._rerank(request, pool)
         notice = " ".join(part for part in (notice, model_notice) if part)
         timings["rerank"] = _ms(tick)
 
@@ -183,11 +195,11 @@ class Recommender:
         order = self._post_rank(scores, pool, len(pool), mmr_lambda, half_life_days, category_cap)
         history_vectors, history_titles = self._history_lookup(profile)
 
-        def make(group: list[int], rank: int, score: float) -> Recommendation:
+        def make(group: list[int], rank: int, score: float, contributions: dict[str, float]) -> Recommendation:
             index = group[0]
             candidate = pool[index]
-            line, matched = explain(
-                candidate.item, candidate.embedding, profile, history_vectors, history_titles, query
+            why = explain(
+                candidate.item, parts[index], candidate.embedding, profile, history_vectors, history_titles, query
             )
             return Recommendation(
                 item=candidate.item,
@@ -195,14 +207,20 @@ class Recommender:
                 rank=rank,
                 retrieval_score=candidate.retrieval_score,
                 retrieval_rank=candidate.retrieval_rank,
-                explanation=line,
-                matched_history=matched,
+                explanation=why.line,
+                matched_history=why.matched,
+                contributions=contributions,
+                reasons=why.reasons,
                 duplicate_ids=[pool[i].item.id for i in group[1:]],
             )
 
-        reranked = [make(g, rank, scores[g[0]]) for rank, g in enumerate(self._one_slot_per_story(order, pool)[:k], 1)]
+        by_rerank = self._one_slot_per_story(order, pool)[:k]
+        reranked = [make(g, rank, scores[g[0]], parts[g[0]]) for rank, g in enumerate(by_rerank, 1)]
         by_retrieval = self._one_slot_per_story(range(len(pool)), pool)[:k]
-        retrieval = [make(g, rank, pool[g[0]].retrieval_score) for rank, g in enumerate(by_retrieval, 1)]
+        retrieval = [
+            make(g, rank, pool[g[0]].retrieval_score, {"retrieval": pool[g[0]].retrieval_score})
+            for rank, g in enumerate(by_retrieval, 1)
+        ]
         timings["present"] = _ms(tick)
         timings["total"] = _ms(started)
         return RecommendResult(
@@ -212,7 +230,7 @@ class Recommender:
             retrieval=retrieval,
             reranked=reranked,
             timings_ms=timings,
-            reranker=self.reranker.name,
+            reranker=self.stage.name,
             embedder=self.embedder.name,
             candidates=len(pool),
             cache_hits=hits,
@@ -290,14 +308,18 @@ class Recommender:
         groups = same_story_groups([pool[i].item for i in order], vectors, self.embedder)
         return [[order[m] for m in group] for group in groups]
 
-    def _rerank(self, request: RerankRequest, pool: list[Candidate]) -> tuple[np.ndarray, int, str]:
-        """Second stage through the score cache: only candidates never scored in this context reach the model.
+    def _rerank(
+        self, request: RerankRequest, pool: list[Candidate]
+    ) -> tuple[np.ndarray, int, list[dict[str, float]], str]:
+        """Second stage: the reranker through the score cache, then the stage's final score and its parts.
 
+        Only the reranker's scores are cached (keyed by reranker, instruction, query, profile, item, time);
+        the learned model or blend on top is recomputed per request, so a new model never meets stale scores.
         Also returns the reranker's notice: a remote reranker that fell back to lite says so, and such
         scores are not cached under its name (`cacheable` False).
         """
         if not pool:
-            return np.zeros(0), 0, ""
+            return np.zeros(0), 0, [], ""
         profile_key = request.profile.fingerprint() if request.profile else ""
         now = format_time(request.now) or ""
         keys = [
@@ -313,7 +335,9 @@ class Recommender:
             if getattr(fresh, "cacheable", True):
                 self.cache.put_many((keys[i], score) for i, score in zip(missing, fresh, strict=True))
             cached.update({keys[i]: score for i, score in zip(missing, fresh, strict=True)})
-        return np.array([cached[key] for key in keys], dtype=np.float64), len(pool) - len(missing), notice
+        model_scores = np.array([cached[key] for key in keys], dtype=np.float64)
+        scores, parts = self.stage.score(request, pool, model_scores)
+        return scores, len(pool) - len(missing), parts, notice
 
     def _post_rank(
         self,
@@ -344,12 +368,18 @@ class Recommender:
     # --- evaluation ----------------------------------------------------------------------------
 
     def score_candidates(
-        self, profile: UserProfile, news_ids: Sequence[str], query: str = ""
+        self,
+        profile: UserProfile,
+        news_ids: Sequence[str],
+        query: str = "",
+        stage: SecondStage | None = None,
+        leave_out: Impression | None = None,
     ) -> tuple[list[float], list[float]]:
-        """(retrieval, rerank) scores for a fixed candidate list, e.g. one logged impression.
+        """(retrieval, second-stage) scores for a fixed candidate list, e.g. one logged impression.
 
         Retrieval scores are the first stage's similarity (to the query, else to the closest interest);
-        ids missing from the corpus score 0 in both.
+        the second stage is `stage` (default: the pipeline's), with `leave_out` kept out of its CTR prior.
+        Ids missing from the corpus score 0 in both.
         """
         query = _clean_query(query)
         known = [i for i, news_id in enumerate(news_ids) if news_id in self.corpus.news and self.index.has(news_id)]
@@ -372,7 +402,8 @@ class Recommender:
         request = RerankRequest(
             query=query, profile=profile, instruction=self.settings.instruction, now=self.now, query_vector=query_vector
         )
-        second = self.reranker.score(request, candidates)
+        model_scores = np.array(self.reranker.score(request, candidates), dtype=np.float64)
+        second, _ = (stage or self.stage).score(request, candidates, model_scores, leave_out)
         for i, a, b in zip(known, first, second, strict=True):
             retrieval[i], rerank[i] = float(a), float(b)
         return retrieval, rerank

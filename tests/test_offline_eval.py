@@ -10,10 +10,9 @@ import pytest
 
 from newsrec.cli import main
 from newsrec.config import Settings
-from newsrec.data.corpus import Corpus, load_corpus, save_corpus
+from newsrec.data.corpus import Corpus, save_corpus
 from newsrec.errors import InputError
 from newsrec.evaluation import metrics
-from newsrec.evaluation.demo_logs import build_demo_impressions
 from newsrec.evaluation.offline import (
     ItemContext,
     PopularityScorer,
@@ -82,10 +81,15 @@ def test_popularity_leaves_the_scored_impressions_own_clicks_out():
         Impression("3", "u3", [], ["a", "b", "c"], [0, 0, 1]),
     ]
     scorer = PopularityScorer(log)
-    assert scorer.score(log[0]) == [1.0, 0.0, 1.0]  # a: 2 clicks minus its own; c: 1
-    assert scorer.score(log[2]) == [2.0, 0.0, 0.0]
+    # scoring impression 1 = counting only the others (the log's CTR and slot rates aside)
+    without_own = PopularityScorer(log[1:]).model
+    without_own.p0, without_own.slot_ctr = scorer.model.p0, scorer.model.slot_ctr
+    assert scorer.score(log[0]) == pytest.approx(list(without_own.ctr(["a", "b", "c"])))
+    first = scorer.score(log[0])
+    assert first[0] == pytest.approx(first[2]) and first[0] > first[1]  # a: 1 of 2 left; c: 1 of 2; b: 0
     unseen = Impression("9", "u9", [], ["a", "z"], [0, 1])
-    assert scorer.score(unseen) == [2.0, 0.0]
+    a, z = scorer.score(unseen)
+    assert a > scorer.model.p0 == pytest.approx(z)  # a: 2 of 3 clicked; z: never shown, gets the log's CTR
 
 
 def test_a_perfect_scorer_scores_one_and_random_scores_less():
@@ -200,23 +204,6 @@ def test_mind_log_is_read_in_place_and_unknown_ids_dropped(tmp_path, newsrec_hom
     assert len(log.impressions) == 4
     with pytest.raises(InputError):
         load_mind_log(tmp_path / "missing.tsv")
-
-
-def test_demo_impressions_from_the_personas():
-    corpus = load_corpus(Settings.from_env(), "demo")
-    impressions = build_demo_impressions(corpus, readers_per_user=5, seed=0)
-    assert impressions == build_demo_impressions(corpus, readers_per_user=5, seed=0)
-    personas = [u for u in corpus.users.values() if len(u.history) >= 3]
-    assert len(impressions) == 5 * len(personas)
-    for impression in impressions:
-        assert sum(impression.labels) == 1 and len(impression.candidates) == 20
-        assert len(set(impression.candidates)) == 20
-        clicked = impression.candidates[impression.labels.index(1)]
-        assert clicked not in impression.history
-        assert set(impression.candidates) <= set(corpus.news)
-        persona = corpus.users[impression.user_id.rsplit("-r", 1)[0]]
-        read = {entry.news_id for entry in persona.history}
-        assert clicked in read and not (set(impression.candidates) - {clicked}) & read
 
 
 # --- CLI -------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "newsrec.cli.evaluate",
     "newsrec.cli.serve",
     "newsrec.cli.batch",
+    "newsrec.cli.train",
 ]
 
 

@@ -20,13 +20,14 @@ from rich.table import Table
 from newsrec.cli.common import add_model_flags, print_json, settings_from_args
 from newsrec.config import DEMO_CORPUS, Settings
 from newsrec.errors import InputError
-from newsrec.evaluation import ab, offline
+from newsrec.evaluation import ab, offline, split
 from newsrec.evaluation.demo_logs import demo_log
 from newsrec.evaluation.metrics import ACCURACY_METRICS, BEYOND_METRICS
+from newsrec.learning.ranker import KINDS
 
 log = logging.getLogger(__name__)
 
-PIPELINE_SCORERS = {"retrieval", "rerank"}
+PIPELINE_SCORERS = {"retrieval", "rerank", "learned"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +41,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--scorer",
         action="append",
         choices=offline.SCORER_NAMES,
-        help="scorer to evaluate (repeatable; default: all four)",
+        help="scorer to evaluate (repeatable; default: all, less 'learned' under --split none)",
+    )
+    evaluate.add_argument(
+        "--split",
+        choices=split.SPLITS,
+        help="user: count and train on 80%% of the users (by hash), measure the rest; none: every impression, "
+        "popularity leaving its own clicks out (default: user when the log has enough users)",
+    )
+    evaluate.add_argument(
+        "--model-kind", choices=["auto", *KINDS], default="auto", help="what 'learned' fits (default: auto)"
     )
     evaluate.add_argument("--top-k", type=int, default=10, help="list size for the beyond-accuracy metrics")
     evaluate.add_argument("--dump-scores", metavar="FILE", help="write one JSON line of scores per impression")
@@ -133,12 +143,31 @@ def _progress(quiet: bool, total: int, label: str):
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    names = args.scorer or list(offline.SCORER_NAMES)
     if args.top_k < 1:
         raise InputError("--top-k must be at least 1")
+    names = args.scorer or list(offline.SCORER_NAMES)
     _, news_log, recommender = open_log(args, need_pipeline=bool(PIPELINE_SCORERS & set(names)))
-    impressions = offline.sample(news_log.impressions, args.limit, args.seed)
-    scorers = offline.make_scorers(names, news_log.impressions, recommender, seed=args.seed)
+    counted, measured, how = offline.split_log(news_log.impressions, args.split, args.seed)
+    if how == "none" and not args.scorer:
+        names = [name for name in names if name != "learned"]
+    impressions = offline.sample(measured, args.limit, args.seed)
+    training, train_progress = _progress(args.json, len(counted), f"training on {len(counted)} impressions")
+    if training and "learned" in names:
+        training.start()
+    try:
+        scorers = offline.make_scorers(
+            names,
+            counted,
+            recommender,
+            seed=args.seed,
+            split=how,
+            news=news_log.news,
+            model_kind=args.model_kind,
+            progress=train_progress,
+        )
+    finally:
+        if training:
+            training.stop()
     if recommender is not None:
         context = offline.ItemContext.from_recommender(recommender, news_log.impressions)
     else:
@@ -152,11 +181,46 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if progress:
             progress.stop()
     note = _list_size_note(impressions, args.top_k)
+    about = describe_split(how, counted, measured)
     if args.json:
-        print_json({"log": news_log.name, "sample_seed": args.seed, **report.to_json(), "note": note})
+        print_json(
+            {
+                "log": news_log.name,
+                "split": how,
+                "about": about,
+                "sample_seed": args.seed,
+                **report.to_json(),
+                "note": note,
+            }
+        )
     else:
         print_evaluation(news_log.name, report, note, recommender)
+        print_paired(report)
+        Console().print(about)
     return 0
+
+
+def describe_split(how: str, counted, measured) -> str:
+    users = len({impression.user_id for impression in measured})
+    if how == "user":
+        return (
+            f"user split: popularity and models from {len(counted)} impressions of training users; "
+            f"measured on {len(measured)} impressions of {users} other users"
+        )
+    return f"no split: {len(measured)} impressions of {users} users; popularity leaves each one's own clicks out"
+
+
+def print_paired(report: offline.EvaluationReport) -> None:
+    if report.paired.empty:
+        return
+    table = Table(title=f"paired difference to {offline.BASELINE} (same impressions; 95% CI, users resampled)")
+    table.add_column("scorer")
+    for metric in ACCURACY_METRICS:
+        table.add_column(f"Δ{metric}", justify="right")
+    for row in report.paired.to_dict(orient="records"):
+        cells = [f"{row[m]:+.3f} [{row[m + '_low']:+.3f}, {row[m + '_high']:+.3f}]" for m in ACCURACY_METRICS]
+        table.add_row(row["scorer"], *cells)
+    Console().print(table)
 
 
 def _list_size_note(impressions, k: int) -> str:

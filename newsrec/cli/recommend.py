@@ -85,6 +85,8 @@ def result_to_json(result: RecommendResult) -> dict:
                 "retrieval_rank": r.retrieval_rank,
                 "explanation": r.explanation,
                 "duplicate_ids": r.duplicate_ids,
+                "contributions": {name: round(value, 6) for name, value in r.contributions.items()},
+                "reasons": [{"kind": x.kind, "share": round(x.share, 4), "detail": x.detail} for x in r.reasons],
             }
             for r in result.reranked
         ],

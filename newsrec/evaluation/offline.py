@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -30,11 +30,13 @@ from newsrec.evaluation import metrics
 from newsrec.types import Impression, NewsItem
 
 if TYPE_CHECKING:
+    from newsrec.learning.stage import SecondStage
     from newsrec.pipeline import Recommender
 
 log = logging.getLogger(__name__)
 
-SCORER_NAMES = ("random", "popularity", "retrieval", "rerank")
+SCORER_NAMES = ("random", "popularity", "retrieval", "rerank", "learned")
+BASELINE = "popularity"  # paired differences are taken against it
 METRIC_COLUMNS = (*metrics.ACCURACY_METRICS, *metrics.BEYOND_METRICS)
 
 
@@ -61,33 +63,40 @@ class RandomScorer:
 
 
 class PopularityScorer:
-    """Clicks per item over the whole log, minus the clicks of the impression being scored.
+    """Exposure-aware popularity: each candidate's smoothed (position-corrected) CTR in the counted log.
 
-    Leaving the impression's own clicks out keeps its labels from leaking into its scores; the rest of the
-    log (including later impressions) is used, the usual transductive popularity baseline of MIND papers.
+    `impressions` are what may be counted: the training users' under the user split. Under `--split none`
+    they are the whole log, and the scored impression's own clicks and shows are left out of its scores.
     """
 
     name = "popularity"
 
-    def __init__(self, impressions: Iterable[Impression]):
+    def __init__(self, impressions: Sequence[Impression], news: dict[str, NewsItem] | None = None):
+        from newsrec.learning.popularity import ExposurePopularity
+
         self.impressions = {impression.id: impression for impression in impressions}
-        self.clicks: Counter[str] = Counter()
-        for impression in self.impressions.values():
-            self.clicks.update(c for c, label in zip(impression.candidates, impression.labels, strict=False) if label)
+        self.model = ExposurePopularity.fit(self.impressions.values(), news or {})
 
     def score(self, impression: Impression) -> list[float]:
-        logged = self.impressions.get(impression.id)
-        own = Counter()
-        if logged is not None:  # only subtract what this very impression added to the counts
-            own.update(c for c, label in zip(logged.candidates, logged.labels, strict=False) if label)
-        return [float(self.clicks[c] - own[c]) for c in impression.candidates]
+        own = self.impressions.get(impression.id)  # only ever the very impression being scored
+        return [float(x) for x in self.model.ctr(impression.candidates, leave_out=own)]
 
 
 class PipelineScores:
-    """Both pipeline stages for one impression in one call, kept so `retrieval` and `rerank` share the work."""
+    """The first stage's and a second stage's scores for one impression in one call, kept for reuse."""
 
-    def __init__(self, recommender: Recommender, max_cached: int = 4096):
+    def __init__(
+        self,
+        recommender: Recommender,
+        stage: SecondStage | None = None,
+        counted: dict[str, Impression] | None = None,
+        max_cached: int = 4096,
+        profiles: dict | None = None,
+    ):
         self.recommender = recommender
+        self.profiles = profiles if profiles is not None else {}  # impression id -> profile, shared by stages
+        self.stage = stage or recommender.stage
+        self.counted = counted or {}  # impressions the stage's prior counted: each is left out of its own scores
         self.max_cached = max_cached
         self._cache: dict[str, tuple[list[float], list[float]]] = {}
         self.seconds = 0.0
@@ -95,8 +104,15 @@ class PipelineScores:
     def get(self, impression: Impression) -> tuple[list[float], list[float]]:
         if impression.id not in self._cache:
             started = time.perf_counter()
-            profile = self.recommender.profile_from_history(impression.history, user_id=impression.user_id)
-            scores = self.recommender.score_candidates(profile, impression.candidates)
+            if impression.id not in self.profiles:
+                if len(self.profiles) >= self.max_cached:
+                    self.profiles.pop(next(iter(self.profiles)))
+                history = impression.history
+                self.profiles[impression.id] = self.recommender.profile_from_history(history, impression.user_id)
+            profile = self.profiles[impression.id]
+            scores = self.recommender.score_candidates(
+                profile, impression.candidates, stage=self.stage, leave_out=self.counted.get(impression.id)
+            )
             self.seconds += time.perf_counter() - started
             if len(self._cache) >= self.max_cached:
                 self._cache.pop(next(iter(self._cache)))
@@ -117,36 +133,113 @@ class RetrievalScorer:
 
 
 class RerankScorer:
-    """The configured reranker's score (lite formula on CPU, Qwen3-VL when configured)."""
+    """A second stage's score: `rerank` = the pipeline's (blend or saved model), `learned` = a freshly trained one."""
 
-    name = "rerank"
-
-    def __init__(self, shared: PipelineScores):
+    def __init__(self, shared: PipelineScores, name: str = "rerank"):
         self.shared = shared
+        self.name = name
 
     def score(self, impression: Impression) -> list[float]:
         return self.shared.get(impression)[1]
 
 
+def split_log(
+    impressions: Sequence[Impression], how: str | None = None, seed: int = 0
+) -> tuple[list[Impression], list[Impression], str]:
+    """(impressions to count and learn from, impressions to measure, the split used).
+
+    `how` None picks "user" for logs with enough users, else "none" (both sides = the whole log).
+    """
+    from newsrec.evaluation.split import default_split, split_users
+
+    how = how or default_split(impressions)
+    if how == "user":
+        parts = split_users(impressions, seed=seed)
+        return parts.train, parts.test, how
+    return list(impressions), list(impressions), how
+
+
 def make_scorers(
-    names: Sequence[str], impressions: Sequence[Impression], recommender: Recommender | None = None, seed: int = 0
+    names: Sequence[str],
+    impressions: Sequence[Impression],
+    recommender: Recommender | None = None,
+    seed: int = 0,
+    split: str = "none",
+    news: dict[str, NewsItem] | None = None,
+    model_kind: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Scorer]:
-    """Scorers by name; `retrieval` and `rerank` need a recommender over a corpus holding the log's news."""
+    """Scorers by name. `impressions` = what they may count or learn from (training users' under `split`
+    "user"; the whole log under "none"). `retrieval`, `rerank` and `learned` need a recommender over a
+    corpus holding the log's news; `learned` needs the user split.
+    """
     unknown = [name for name in names if name not in SCORER_NAMES]
     if unknown:
         raise InputError(f"unknown scorer {unknown[0]!r}; choose from: {', '.join(SCORER_NAMES)}")
-    shared = PipelineScores(recommender) if recommender is not None else None
+    names = list(dict.fromkeys(names))
+    if "learned" in names and split != "user":
+        raise InputError("scorer 'learned' trains on training users and needs --split user")
+    news = news if news is not None else (recommender.corpus.news if recommender is not None else {})
+    stages = _stages(names, impressions, recommender, seed, split, model_kind, progress)
+    counted = {impression.id: impression for impression in impressions} if split == "none" else {}
+    profiles: dict = {}
+    shared = {name: PipelineScores(recommender, stage, counted, profiles=profiles) for name, stage in stages.items()}
     scorers: list[Scorer] = []
-    for name in dict.fromkeys(names):
+    for name in names:
         if name == "random":
             scorers.append(RandomScorer(seed))
         elif name == "popularity":
-            scorers.append(PopularityScorer(impressions))
-        elif shared is None:
+            scorers.append(PopularityScorer(impressions, news))
+        elif recommender is None:
             raise InputError(f"scorer {name!r} needs the pipeline: evaluate a corpus (ingested log or demo)")
+        elif name == "retrieval":
+            scorers.append(RetrievalScorer(shared.get("rerank") or next(iter(shared.values()))))
         else:
-            scorers.append(RetrievalScorer(shared) if name == "retrieval" else RerankScorer(shared))
+            scorers.append(RerankScorer(shared[name], name))
     return scorers
+
+
+def _stages(names, impressions, recommender, seed, split, model_kind, progress) -> dict[str, SecondStage]:
+    """The second stages to measure, with every statistic and model from `impressions` only.
+
+    `rerank` is what the pipeline would run: the corpus's saved model kind refitted on training users when
+    it has one (the saved model itself saw test users), else the default blend with a prior counted here.
+    """
+    if recommender is None or not ({"retrieval", "rerank", "learned"} & set(names)):
+        return {}
+    from newsrec.learning.popularity import ExposurePopularity
+    from newsrec.learning.stage import BlendStage, LearnedStage
+    from newsrec.learning.store import SavedModel, data_hash, load
+    from newsrec.learning.train import train
+
+    saved = load(recommender.settings.home, recommender.corpus.name) if split == "user" else None
+    if saved is not None and (saved.reranker, saved.embedder) != (recommender.reranker.name, recommender.embedder.name):
+        saved = None  # the pipeline would not use it either (see learning/stage.py)
+    stages: dict[str, SecondStage] = {}
+    trained = {}
+
+    def learned(kind: str) -> SecondStage:
+        if kind not in trained:
+            fit = train(recommender, impressions, kind, seed, progress)
+            model = SavedModel(
+                ranker=fit.ranker,
+                corpus=recommender.corpus.name,
+                version="eval",
+                data_hash=data_hash(impressions),
+                reranker=recommender.reranker.name,
+                embedder=recommender.embedder.name,
+            )
+            trained[kind] = LearnedStage(model, fit.builder, recommender.embedder)
+        return trained[kind]
+
+    if "learned" in names:
+        stages["learned"] = learned(model_kind)
+    if saved is not None:
+        stages["rerank"] = learned(saved.ranker.kind)
+    else:
+        prior = ExposurePopularity.fit(impressions, recommender.corpus.news) if impressions else None
+        stages["rerank"] = BlendStage(recommender.reranker, prior, recommender.settings.prior_weight)
+    return stages
 
 
 # --- what the beyond-accuracy metrics need to know about items --------------------------------------
@@ -206,6 +299,7 @@ class EvaluationReport:
     summary: pd.DataFrame  # one row per scorer: mean and 95% CI (user-level bootstrap) per metric, coverage
     k: int  # top-k of the beyond-accuracy metrics
     seconds: float
+    paired: pd.DataFrame = field(default_factory=pd.DataFrame)  # per scorer and metric: mean difference to BASELINE
 
     def to_json(self) -> dict:
         return {
@@ -213,6 +307,8 @@ class EvaluationReport:
             "seconds": round(self.seconds, 2),
             "impressions": int(self.rows["impression_id"].nunique()) if len(self.rows) else 0,
             "scorers": self.summary.to_dict(orient="records"),
+            "paired_vs": BASELINE,
+            "paired": self.paired.to_dict(orient="records"),
         }
 
 
@@ -271,7 +367,13 @@ def evaluate(
     catalogue = {c for impression in impressions for c in impression.candidates}
     summary = summarise(frame, catalogue, n_boot=n_boot)
     summary["seconds"] = summary["scorer"].map(lambda name: round(seconds[name], 3))
-    return EvaluationReport(rows=frame, summary=summary, k=k, seconds=time.perf_counter() - started)
+    return EvaluationReport(
+        rows=frame,
+        summary=summary,
+        k=k,
+        seconds=time.perf_counter() - started,
+        paired=paired_differences(frame, n_boot=n_boot),
+    )
 
 
 def _measure(impression: Impression, scorer: str, scores: list[float], context: ItemContext | None, k: int) -> dict:
@@ -298,6 +400,29 @@ def summarise(frame: pd.DataFrame, catalogue: set[str], n_boot: int = 1000) -> p
             mean, low, high = metrics.bootstrap_mean_ci(group[column].to_numpy(), group["user_id"].to_numpy(), n_boot)
             record[column], record[f"{column}_low"], record[f"{column}_high"] = mean, low, high
         record["coverage"] = metrics.coverage(group["top"], catalogue)
+        out.append(record)
+    return pd.DataFrame(out)
+
+
+def paired_differences(frame: pd.DataFrame, baseline: str = BASELINE, n_boot: int = 1000) -> pd.DataFrame:
+    """Per scorer and accuracy metric: mean of (scorer - baseline) over the same impressions, 95% CI by users.
+
+    Pairing removes the impressions' own difficulty from the comparison, so the interval is much narrower
+    than the two scorers' separate intervals suggest. Empty when the baseline was not evaluated.
+    """
+    if frame.empty or baseline not in set(frame["scorer"]):
+        return pd.DataFrame()
+    base = frame[frame["scorer"] == baseline].set_index("impression_id")
+    out = []
+    for scorer, group in frame.groupby("scorer", sort=False):
+        if scorer == baseline:
+            continue
+        group = group.set_index("impression_id")
+        record: dict = {"scorer": scorer}
+        for column in metrics.ACCURACY_METRICS:
+            difference = group[column] - base[column].reindex(group.index)
+            mean, low, high = metrics.bootstrap_mean_ci(difference.to_numpy(), group["user_id"].to_numpy(), n_boot)
+            record[column], record[f"{column}_low"], record[f"{column}_high"] = mean, low, high
         out.append(record)
     return pd.DataFrame(out)
 

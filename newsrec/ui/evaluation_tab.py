@@ -75,8 +75,9 @@ def run_offline(
     progress: Callable[[int, int], None] | None = None,
 ) -> offline.EvaluationReport:
     news_log, recommender = open_dataset(get_recommender, choice)
-    impressions = offline.sample(news_log.impressions, int(sample_size), int(seed))
-    made = offline.make_scorers(scorers or list(offline.SCORER_NAMES), news_log.impressions, recommender, int(seed))
+    counted, measured, how = offline.split_log(news_log.impressions, seed=int(seed))  # learn on training users
+    impressions = offline.sample(measured, int(sample_size), int(seed))
+    made = offline.make_scorers(scorers or list(offline.SCORER_NAMES), counted, recommender, int(seed), how)
     context = offline.ItemContext.from_recommender(recommender, news_log.impressions)
     return offline.evaluate(impressions, made, context, k=int(top_k), progress=progress)
 
@@ -317,7 +318,7 @@ def build_evaluation_tab(get_recommender: Callable, language: gr.components.Comp
     def on_judgments(lang_choice=None):
         return localized(judgments_table(settings_now()), lang_of(lang_choice))
 
-    intro = gr.Markdown(t("ev_intro"))
+    intro = gr.Markdown(t("ev_intro") + " " + t("ev_demo_about"))
     with gr.Row():
         # the app reads its settings from the environment too; the list is refreshable once corpora change
         dataset = gr.Dropdown(
@@ -383,7 +384,7 @@ def build_evaluation_tab(get_recommender: Callable, language: gr.components.Comp
 
     def relabel(lang: str) -> list:
         return [
-            gr.update(value=t("ev_intro", lang)),
+            gr.update(value=t("ev_intro", lang) + " " + t("ev_demo_about", lang)),
             gr.update(label=t("ev_dataset", lang), choices=_dataset_choices(Settings.from_env(), lang)),
             gr.update(value=t("ev_refresh", lang)),
             gr.update(label=t("ev_scorers", lang), choices=_scorer_choices(lang)),

@@ -6,6 +6,8 @@ and the table keeps every label next to its translation where a reviewer can che
 
 from __future__ import annotations
 
+from newsrec.evaluation.demo_logs import ABOUT as DEMO_ABOUT
+
 LANGUAGES = {"English": "en", "中文": "zh"}
 
 LABELS: dict[str, dict[str, str]] = {
@@ -190,6 +192,10 @@ LABELS: dict[str, dict[str, str]] = {
     "shift_same": {"en": "same rank", "zh": "名次不变"},
     "shift_new": {"en": "new from beyond the top k", "zh": "来自前 k 之外"},
     # --- evaluation tab
+    "ev_demo_about": {
+        "en": DEMO_ABOUT,
+        "zh": "演示日志：十位演示读者按点击模型（各自兴趣、每篇新闻的隐含吸引力、位置偏差）模拟点击，并非真实用户。",
+    },
     "ev_intro": {
         "en": "Offline evaluation replays logged impressions: each scorer ranks the candidates the reader was "
         "shown, and the metrics compare that ranking with the reader's clicks.",
@@ -272,6 +278,7 @@ LABELS: dict[str, dict[str, str]] = {
     "scorer_popularity": {"en": "popularity", "zh": "热度"},
     "scorer_retrieval": {"en": "retrieval", "zh": "召回"},
     "scorer_rerank": {"en": "rerank", "zh": "重排"},
+    "scorer_learned": {"en": "learned", "zh": "学习排序"},
     "outcome_replay": {"en": "replay", "zh": "回放"},
     "outcome_simulate": {"en": "simulate", "zh": "模拟"},
     "evaluation_missing": {
