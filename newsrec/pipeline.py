@@ -94,7 +94,9 @@ class Recommender:
         self.now = corpus.latest  # the corpus's own "now", so an old corpus still has fresh items
         self._profiles: dict[str, UserProfile] = {}
         # second stage: the corpus's learned model, else the reranker (+ a CTR prior when it has impressions)
-        self.stage: SecondStage = build_stage(settings.home, corpus, reranker, embedder, settings.prior_weight)
+        self.stage: SecondStage = build_stage(
+            settings.home, corpus, reranker, embedder, settings.prior_weight, self.lexical
+        )
 
     @classmethod
     def from_settings(

@@ -261,7 +261,7 @@ def test_recommend_through_newsrec_serve_equals_in_process(tmp_path, qwen_files_
             want = Recommender.from_settings(settings, embedder=embedder, reranker=local).recommend("u", query=query)
             got = Recommender.from_settings(settings, embedder=embedder, reranker=far).recommend("u", query=query)
             assert not got.notice, got.notice
-            assert len(got.reranked) == 10
+            assert len(got.reranked) == len(want.reranked) >= 4  # a search lists only what matches it
             assert [r.item.id for r in got.reranked] == [r.item.id for r in want.reranked]
             diff = max(abs(a.score - b.score) for a, b in zip(got.reranked, want.reranked, strict=True))
             assert diff <= 1e-5, diff

@@ -57,7 +57,7 @@ def run_train(args: argparse.Namespace) -> int:
     )
     from newsrec.learning.stage import LearnedStage
 
-    stage = LearnedStage(saved, trained.builder, recommender.embedder)
+    stage = LearnedStage(saved, trained.builder, recommender.embedder, recommender.lexical)
     scorers = [
         offline.PopularityScorer(split.train, recommender.corpus.news),
         offline.RerankScorer(offline.PipelineScores(recommender, stage), "learned"),

@@ -229,7 +229,7 @@ def _stages(names, impressions, recommender, seed, split, model_kind, progress) 
                 reranker=recommender.reranker.name,
                 embedder=recommender.embedder.name,
             )
-            trained[kind] = LearnedStage(model, fit.builder, recommender.embedder)
+            trained[kind] = LearnedStage(model, fit.builder, recommender.embedder, recommender.lexical)
         return trained[kind]
 
     if "learned" in names:

@@ -67,9 +67,9 @@ class BlendStage:
 class LearnedStage:
     """A saved model over named features; the reranker's score is one of them when it is a model."""
 
-    def __init__(self, saved: store.SavedModel, builder: FeatureBuilder, embedder=None):
+    def __init__(self, saved: store.SavedModel, builder: FeatureBuilder, embedder=None, lexical=None):
         self.saved, self.builder = saved, builder
-        self.query_part = LiteReranker(embedder=embedder)
+        self.query_part = LiteReranker(embedder=embedder, lexical=lexical)  # lexical: the corpus's IDF weights
         self.name = f"learned:{saved.model_id}"
 
     def score(self, request, pool, model_scores, leave_out=None):
@@ -92,6 +92,7 @@ def build_stage(
     reranker: Reranker,
     embedder,
     prior_weight: float = 0.3,
+    lexical=None,
 ) -> SecondStage:
     """The stage the pipeline runs for `corpus`: its latest compatible model, else the default blend.
 
@@ -115,5 +116,5 @@ def build_stage(
     if prior is None and corpus.impressions:
         prior = ExposurePopularity.fit(corpus.impressions, corpus.news)
     if saved is not None:
-        return LearnedStage(saved, FeatureBuilder(saved.ranker.features, corpus.news, prior), embedder)
+        return LearnedStage(saved, FeatureBuilder(saved.ranker.features, corpus.news, prior), embedder, lexical)
     return BlendStage(reranker, prior, prior_weight)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from newsrec.errors import InputError
 from newsrec.types import RecommendResult, UserProfile
-from newsrec.ui import cards, charts, completion, feedback
+from newsrec.ui import cards, charts, feedback
 from newsrec.ui.i18n import t
 
 if TYPE_CHECKING:
@@ -137,8 +137,6 @@ class Dashboard:
             mmr_lambda=1.0 - float(controls.diversity),
             half_life_days=float(controls.half_life_days),
         )
-        profile = session.profile or self.rec.profile(session.user_id)
-        result = completion.complete(self.rec, result, profile, controls.instruction.strip())
         return replace(
             session,
             query=result.query,
