@@ -59,7 +59,9 @@ def explain(
             by_kind[KINDS[name]] = by_kind.get(KINDS[name], 0.0) + float(value)
     total = sum(abs(v) for v in by_kind.values())
     shares = {kind: value / total for kind, value in by_kind.items()} if total > 1e-9 else {}
-    matched = _closest_history(embedding, history_vectors)
+    # a search can list a story the reader has read: say so, and never call it "like" itself
+    others = {news_id: vector for news_id, vector in history_vectors.items() if news_id != item.id}
+    matched = _closest_history(embedding, others)
     reasons: list[Reason] = []
     for kind, share in sorted(shares.items(), key=lambda kv: -kv[1]):
         if share < MIN_SHARE or len(reasons) == MAX_REASONS:
@@ -67,6 +69,8 @@ def explain(
         reasons.append(_reason(kind, share, item, embedding, profile, matched, history_titles, query))
     if shares.get("avoid", 0.0) <= -MIN_SHARE:
         reasons.append(Reason("avoid", shares["avoid"]))
+    if profile is not None and item.id in profile.read_ids:
+        reasons.insert(0, Reason("read", 0.0))  # a fact about the card, not a part of its score
     return Explanation(line=render(reasons, item, profile, query), reasons=reasons, matched=matched)
 
 
@@ -111,6 +115,8 @@ def render(reasons: list[Reason], item: NewsItem, profile: UserProfile | None, q
             words.append(f"{item.category} is {share:.0%} of reading" if share else f"a {item.category} story")
         elif reason.kind == "publisher":
             words.append(f"from {reason.detail}, a publisher the reader follows")
+        elif reason.kind == "read":
+            words.append("already read")
         elif reason.kind == "popularity":
             words.append("often clicked when shown")
         elif reason.kind == "fresh":

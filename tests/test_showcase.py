@@ -56,6 +56,10 @@ def test_apple_grower_searching_in_chinese_finds_the_purchase_price(recommender)
     assert set(top[:3]) & PURCHASE_PRICE, top
     assert not set(top[:5]) & GADGETS, top
     assert "n037" in ids(result.retrieval)[:3]  # 收购价格 matches 收购价 already in the first stage
+    # he read the Yantai price story: the card says so, and never calls it "like" itself
+    card = next(r for r in result.reranked if r.item.id == "n037")
+    assert card.reasons[0].kind == "read" and card.explanation.startswith("already read")
+    assert "n037" not in card.matched_history
 
 
 def test_apple_grower_for_you_is_farming_not_his_categories_share(recommender):

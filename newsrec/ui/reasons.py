@@ -18,7 +18,7 @@ from newsrec.ui.i18n import t
 
 MAX_REASONS = 3
 QUOTE_WIDTH = 48  # display columns; CJK characters take two
-KNOWN = ("query", "interest", "history", "category", "popularity", "fresh", "model", "avoid")
+KNOWN = ("read", "query", "interest", "history", "category", "publisher", "popularity", "fresh", "model", "avoid")
 _SEPARATORS = re.compile(r"\s*[·,;/|、，]\s*")
 
 
@@ -88,7 +88,8 @@ def reasons_from_parts(contributions: Mapping[str, float], limit: int = MAX_REAS
 
 def why(rec: Recommendation, lang: str = "en") -> list[str]:
     """The card's reasons as sentences: the pipeline's reasons, else its parts, else its explanation."""
-    reasons = sorted(rec.reasons, key=lambda r: -abs(r.share))[:MAX_REASONS]
+    read = [r for r in rec.reasons if r.kind == "read"]  # a fact about the card, always shown first
+    reasons = read + sorted((r for r in rec.reasons if r.kind != "read"), key=lambda r: -abs(r.share))[:MAX_REASONS]
     if not reasons and set(rec.contributions) - {"model"}:
         reasons = reasons_from_parts(rec.contributions)
     if reasons:
