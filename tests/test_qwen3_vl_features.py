@@ -194,3 +194,28 @@ def test_reranker_prepares_documents_at_index_time(checkpoint, tmp_path):
     changed = reranker()
     changed.score(request, candidates[:1])
     assert changed.engine.vision.store_hits == 0 and changed.engine.vision.images_encoded == 2
+
+
+@pytest.mark.slow
+def test_accuracy_report_runs_on_cpu(qwen_files_dir_module):
+    """`bench rerank --accuracy` on the tiny shape: bf16 engine and reference against fp32 weights."""
+    from newsrec.bench.rerank import run_accuracy
+
+    figures = run_accuracy(config="tiny", docs=16, device="cpu", files=str(qwen_files_dir_module))
+    engine_mean, reference_mean = figures["engine_bf16_mean_abs_delta"], figures["reference_bf16_mean_abs_delta"]
+    assert 0 < reference_mean < 0.1 and 0 < engine_mean < 0.1  # bf16 really ran, and nothing is broken
+    assert figures["mean_ratio"] == round(engine_mean / reference_mean, 3)
+    assert figures["engine_bf16_max_abs_delta"] >= engine_mean
+    assert isinstance(figures["top10_set_equals_fp32"], bool) and isinstance(figures["ratio_target_met"], bool)
+
+
+def test_loading_never_imports_the_random_model_builder():
+    """random_model depends on loading, never the reverse (no import circle)."""
+    import ast
+
+    import newsrec.qwen3_vl.loading as loading
+
+    tree = ast.parse(Path(loading.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not any("random_model" in (name or "") for name in imported)

@@ -36,7 +36,7 @@ INSTRUCTION = "Given the reader's query and interests, judge whether the reader 
 def checkpoint(tmp_path_factory) -> Path:
     if not FILES.exists():
         pytest.skip(f"{FILES} is absent: these tests need the real Qwen3-VL tokenizer files (../shared)")
-    from newsrec.qwen3_vl.loading import make_random_checkpoint
+    from newsrec.qwen3_vl.random_model import make_random_checkpoint
 
     return make_random_checkpoint(tmp_path_factory.mktemp("tiny-qwen3-vl"), "tiny", FILES, seed=0)
 
