@@ -204,13 +204,10 @@ class RerankEngine:
         rows = []
         for document, ids in zip(documents, token_lists, strict=True):
             features = query_features + [next(doc_features) for _ in document.images]
-            expanded: list[int] = []
-            images = iter(features)
-            for token in ids:
-                if token == self.image_pad_id:
-                    expanded.extend([token] * next(images).n_tokens)
-                else:
-                    expanded.append(token)
+            array = np.asarray(ids)
+            repeats = np.ones(len(array), dtype=np.int64)
+            repeats[array == self.image_pad_id] = [feature.n_tokens for feature in features]
+            expanded = np.repeat(array, repeats).tolist()  # each image's pad -> one per visual token
             stats.pair_tokens += len(expanded)
             if len(expanded) > self.options.max_length:
                 expanded = truncate(expanded, self.protected, self.options.max_length, self.tail)
@@ -356,6 +353,10 @@ def _expand_cache(cache, batch: int):
 
     expanded = DynamicCache()
     for index, layer in enumerate(cache.layers):
-        keys, values = layer.keys, layer.values
-        expanded.update(keys.expand(batch, *keys.shape[1:]), values.expand(batch, *values.shape[1:]), index)
+        expanded.update(layer.keys, layer.values, index)  # one row: the layer's own copy of the prefix
+        # ... seen by every row as a broadcast view. update() would cat the expanded tensor, copying the
+        # prefix once per row and layer before the decoder's own update copies it again.
+        target = expanded.layers[index]
+        target.keys = target.keys.expand(batch, -1, -1, -1)
+        target.values = target.values.expand(batch, -1, -1, -1)
     return expanded
