@@ -139,6 +139,8 @@ class VisionEncoder:
                 features = self.store.get(key)
                 if features is not None:
                     self.store_hits += 1
+                    device = self.visual.device  # on a GPU the cache keeps them there: no copy per request
+                    features = VisionFeatures(features.grid, features.embeds.to(device), features.deepstack.to(device))
                     self.cache.put(key, features)
             if features is None:
                 if getattr(image, "key", None) is not None:
