@@ -80,6 +80,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--visual-tokens", type=int, default=0, help="visual tokens per photo (default: the setting, 256)"
     )
     parser.add_argument(
+        "--fill-budget", action="store_true", help="scale photos up to the whole visual-token budget first"
+    )
+    parser.add_argument(
         "--accuracy", action="store_true", help="bf16 engine and reference against an fp32 copy (no timing)"
     )
     parser.add_argument("--json", action="store_true")
@@ -167,12 +170,18 @@ def make_documents(n: int, images_per_doc: int, shared: Path, seed: int = 0, off
     return documents
 
 
-def _resize(images: list, max_pixels: int) -> list:
-    """What the adapter does before the engine: sides to multiples of 32 within the pixel budget."""
+def _resize(images: list, max_pixels: int, fill: bool = False) -> list:
+    """What the adapter does before the engine: sides to multiples of 32 within the pixel budget.
+
+    fill: first scale each photo up to the whole budget (the news photos in ../shared are 460×259, i.e.
+    112 visual tokens, so a larger budget alone would change nothing)."""
     from newsrec.images import smart_resize
 
     out = []
     for image in images:
+        if fill:
+            scale = (max_pixels / (image.width * image.height)) ** 0.5
+            image = image.resize((int(image.width * scale), int(image.height * scale)), resample=3)
         height, width = smart_resize(image.height, image.width, factor=32, max_pixels=max_pixels)
         out.append(image if (width, height) == image.size else image.resize((width, height), resample=3))
     return out
@@ -209,13 +218,16 @@ def _setup(config: str, files: str | None, device: str | None):
     return shared, files_dir, device or default_device(), build_processor(files_dir)
 
 
-def _workload(shared: Path, docs: int, images_per_doc: int, query_images: int, seed: int, max_pixels: int):
+def _workload(
+    shared: Path, docs: int, images_per_doc: int, query_images: int, seed: int, max_pixels: int, fill: bool = False
+):
     documents = [
-        (text, _resize(images, max_pixels)) for text, images in make_documents(docs, images_per_doc, shared, seed)
+        (text, _resize(images, max_pixels, fill)) for text, images in make_documents(docs, images_per_doc, shared, seed)
     ]
     # The reader's profile photos: pictures of other articles (as the history's representative images).
     profile = [
-        _resize(images, max_pixels)[0] for _, images in make_documents(query_images, 1, shared, seed + 1, offset=3)
+        _resize(images, max_pixels, fill)[0]
+        for _, images in make_documents(query_images, 1, shared, seed + 1, offset=3)
     ]
     return documents, profile
 
@@ -254,6 +266,7 @@ def run_benchmark(
     seed: int = 0,
     init_std: float = 0.0,
     visual_tokens: int = 0,
+    fill_budget: bool = False,
 ) -> dict:
     import tempfile
 
@@ -277,7 +290,7 @@ def run_benchmark(
         config, files_dir, device=device, dtype=default_dtype(device), seed=seed, init_std=init_std or None
     )
     build_seconds = time.perf_counter() - started
-    documents, profile = _workload(shared, docs, images_per_doc, query_images, seed, max_pixels)
+    documents, profile = _workload(shared, docs, images_per_doc, query_images, seed, max_pixels, fill_budget)
     q_text = query_text(QUERY, SUMMARY)
     options = EngineOptions(max_pixels=max_pixels)
     if batch_tokens:
@@ -344,6 +357,9 @@ def run_benchmark(
         "images_per_doc": images_per_doc,
         "query_images": query_images,
         "visual_tokens": max_pixels // 1024,
+        "visual_tokens_per_photo": round(
+            cold_patches / model.config.vision_config.spatial_merge_size**2 / max(1, len(engine.vision.cache)), 1
+        ),
         "reference_docs": n_ref,
         "model_build_s": round(build_seconds, 1),
         "reference_pairs_per_s": round(reference_pps, 2),

@@ -115,12 +115,12 @@ class Qwen3VLReranker:
         store = self.engine.vision.store
         images = []
         for ref in refs:
-            path = self._path(ref) if store is not None else None
-            key = store.file_key(path) if path is not None else None
+            path = self._path(ref)
+            key = store.file_key(path) if store is not None and path is not None else None
             if key is not None:
                 images.append(StoredImage(key))
                 continue
-            memo = ref.uri if "://" in ref.uri or not self.image_root else str(self.image_root / ref.uri)
+            memo = path or ref.uri
             image = self._images.get(memo)
             if image is None:
                 image = self._decode(ref)
