@@ -111,6 +111,7 @@ def _command(args: argparse.Namespace) -> int:
             seed=args.seed,
             init_std=args.init_std,
             visual_tokens=args.visual_tokens,
+            fill_budget=args.fill_budget,
         )
     if args.json:
         print_json(figures)
