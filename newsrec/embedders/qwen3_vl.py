@@ -149,17 +149,16 @@ class Qwen3VLEmbedder:
                 pieces.append(part["text"])
         pieces += [Marker(IM_END), "\n", Marker(IM_START), "assistant\n"]
         ids = torch.tensor(self.prompt_tokens.encode([pieces])[0])
+        image_pad = self.prompt_tokens.marker_ids[IMAGE_PAD]
         pixel_values = grids = None
         if images:
             # Images arrive already resized to multiples of 32 within the pixel budget (as the model card does).
             processed = self.processor.image_processor(images=images, do_resize=False, return_tensors="pt")
             pixel_values, grids = processed["pixel_values"], processed["image_grid_thw"]
-            pad = self.prompt_tokens.marker_ids[IMAGE_PAD]
             merge = self.processor.image_processor.merge_size**2
             repeats = torch.ones_like(ids)
-            repeats[ids == pad] = grids.prod(-1) // merge  # one <|image_pad|> per merged patch
+            repeats[ids == image_pad] = grids.prod(-1) // merge  # one <|image_pad|> per merged patch
             ids = ids.repeat_interleave(repeats)
-        image_pad = self.prompt_tokens.marker_ids[IMAGE_PAD]
         return _Encoded(
             input_ids=ids,
             mm_token_type_ids=(ids == image_pad).long(),

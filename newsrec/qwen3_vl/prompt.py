@@ -50,7 +50,6 @@ INTERESTS_LABEL = "Reader interests: "
 
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 VISION_START, IMAGE_PAD, VISION_END = "<|vision_start|>", "<|image_pad|>", "<|vision_end|>"
-IMAGE_PLACEHOLDER = VISION_START + IMAGE_PAD + VISION_END
 # Tokens the truncation must never cut: the prompt's last tokens `<|im_end|>\n<|im_start|>assistant\n`.
 ASSISTANT_TAIL = f"{IM_END}\n{IM_START}assistant\n"
 YES_TOKEN, NO_TOKEN = "yes", "no"
@@ -118,10 +117,6 @@ def pair_pieces(instruction: str, query: Side, document: Side) -> list[Piece]:
 
 def render(pieces: Sequence[Piece]) -> str:
     return "".join(piece.token if isinstance(piece, Marker) else piece for piece in pieces)
-
-
-def render_prefix(instruction: str, query: Side) -> str:
-    return render(prefix_pieces(instruction, query))
 
 
 def render_pair(instruction: str, query: Side, document: Side) -> str:
