@@ -98,6 +98,18 @@ def _seconds(text: str, default: float) -> float:
     return value
 
 
+def _visual_tokens(value: str) -> int:
+    from newsrec.errors import InputError
+
+    try:
+        tokens = int(value)
+    except ValueError:
+        tokens = 0
+    if not 4 <= tokens <= 16384:
+        raise InputError(f"NEWSREC_VISUAL_TOKENS must be a whole number from 4 to 16384, not {value!r}")
+    return tokens
+
+
 @dataclass
 class Settings:
     home: Path = field(default_factory=default_home)
@@ -110,7 +122,9 @@ class Settings:
     k: int = 10  # recommendations shown
     candidates: int = 100  # first-stage recall size handed to the reranker
     max_images: int = 3  # images kept per news item
-    image_max_pixels: int = 256 * 32 * 32  # per-image budget for VL models: 256 visual tokens
+    # Qwen3-VL visual tokens per photo (one per 32x32 pixels; photos are resized to fit). 256 is plenty for
+    # news photos; the official default allows up to 1,800. Cost per extra 256: README "Qwen3-VL mode".
+    visual_tokens: int = 256
     allow_remote_images: bool = False  # fetching http(s) image URLs is opt-in (SSRF guard in images.py)
     instruction: str = DEFAULT_INSTRUCTION
     mmr_lambda: float = 1.0  # 1.0 = pure relevance; lower trades relevance for diversity
@@ -137,8 +151,14 @@ class Settings:
             reranker_url=env.get("NEWSREC_RERANKER_URL", ""),
             reranker_timeout=_seconds(env.get("NEWSREC_RERANKER_TIMEOUT", ""), 30.0),
             chroma_headers=parse_headers(env.get("NEWSREC_CHROMA_HEADERS", "")),
+            visual_tokens=_visual_tokens(env.get("NEWSREC_VISUAL_TOKENS", "256")),
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
+
+    @property
+    def image_max_pixels(self) -> int:
+        """Per-photo pixel budget of the VL models: `visual_tokens` merged 32x32 patches."""
+        return self.visual_tokens * 32 * 32
 
     @property
     def resolved_embedder(self) -> str:

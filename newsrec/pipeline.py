@@ -121,6 +121,8 @@ class Recommender:
         if reranker is None:
             options = model_options(settings, settings.reranker_model, corpus)
             reranker = get_reranker(settings.resolved_reranker, embedder=embedder, lexical=lexical, **options)
+        if hasattr(reranker, "prepare_documents"):  # e.g. Qwen3-VL: photo features computed at index time
+            reranker.prepare_documents(list(corpus.news.values()))
         recommender = cls(settings, corpus, embedder, reranker, index, lexical=lexical)
         embedder.embed_queries(["warm-up"])  # load lazy model weights now, not inside the first request
         return recommender

@@ -3,9 +3,20 @@
 Written on purpose without anything from newsrec.qwen3_vl.engine/prompt: chat messages in the model
 card's layout -> processor.apply_chat_template -> processor(text, images) -> Qwen3VLModel forward ->
 last token's final hidden state -> sigmoid(h · (W_yes − W_no)). Slow and obviously right.
+
+One deliberate difference from the official code: the official reranker passes the whole chat text to
+the processor, which turns special-token strings anywhere in it (`<|im_end|>`, `<|image_pad|>` inside a
+headline) into control tokens. Untrusted text must stay text, so here the template is rendered with
+placeholders for the instruction, query and document texts; its own markup is tokenized as the
+processor does, and the texts with a tokenizer that knows no added tokens. For text without such
+strings the ids are the official ones (test_reference_ids_equal_the_official_ones_for_plain_text).
 """
 
 from __future__ import annotations
+
+import functools
+import json
+import re
 
 import torch
 
@@ -34,6 +45,49 @@ def messages(instruction: str, query_text: str, query_images: list, doc_text: st
     ]
 
 
+@functools.cache
+def _plain_tokenizer(processor):
+    """The processor's tokenizer without its added tokens: every string is ordinary text to it."""
+    from tokenizers import Tokenizer
+
+    spec = json.loads(processor.tokenizer.backend_tokenizer.to_str())
+    spec["added_tokens"] = []
+    return Tokenizer.from_str(json.dumps(spec))
+
+
+def literal_ids(processor, template: str, texts: list[str], grids: list[int]) -> list[int]:
+    """Token ids of a prompt string whose untrusted texts are written as \ue000i\ue001 placeholders:
+    the markup is tokenized as the processor does, each text with no added tokens at all.
+
+    grids: visual tokens of each image in order (the processor's expansion of <|image_pad|>)."""
+    added = {token.content: index for index, token in processor.tokenizer.added_tokens_decoder.items()}
+    pattern = "(" + "|".join(re.escape(token) for token in sorted(added, key=len, reverse=True)) + ")"
+    ids: list[int] = []
+    images = iter(grids)
+    for piece in re.split(pattern, template):
+        if piece in added:
+            ids += [added[piece]] * (next(images) if piece == "<|image_pad|>" else 1)
+        elif piece:
+            text = re.sub("\ue000(\\d+)\ue001", lambda match: texts[int(match.group(1))], piece)
+            ids += _plain_tokenizer(processor).encode(text, add_special_tokens=False).ids
+    return ids
+
+
+def literal_text_ids(processor, chat: list[dict], grids: list[int]) -> list[int]:
+    """Token ids of `chat` (with generation prompt) where every text part is tokenized as plain text."""
+    texts: list[str] = []
+
+    def hide(part: dict) -> dict:
+        if part["type"] != "text":
+            return part
+        texts.append(part["text"])
+        return {"type": "text", "text": f"\ue000{len(texts) - 1}\ue001"}
+
+    hidden = [{**message, "content": [hide(part) for part in message["content"]]} for message in chat]
+    template = processor.apply_chat_template(hidden, tokenize=False, add_generation_prompt=True)
+    return literal_ids(processor, template, texts, grids)
+
+
 def reference_inputs(
     processor,
     instruction,
@@ -44,17 +98,21 @@ def reference_inputs(
     max_pixels=256 * 32 * 32,
     min_pixels=4 * 32 * 32,
     max_length=8192,
+    official_tokens=False,
 ) -> dict:
+    """official_tokens: tokenize the chat text as the official code does (special-token strings parsed)."""
     chat = messages(instruction, query_text, list(query_images), doc_text, list(doc_images))
-    text = processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
     images = list(query_images) + list(doc_images)
-    inputs = processor(
-        text=[text],
-        images=images or None,
-        size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
-        return_tensors="pt",
-    )
-    ids = inputs["input_ids"][0].tolist()
+    size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+    if official_tokens:
+        text = processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        inputs = processor(text=[text], images=images or None, size=size, return_tensors="pt")
+        ids = inputs["input_ids"][0].tolist()
+    else:
+        inputs = processor.image_processor(images=images, size=size, return_tensors="pt") if images else {}
+        merge = processor.image_processor.merge_size**2
+        grids = [int(grid.prod()) // merge for grid in inputs["image_grid_thw"]] if images else []
+        ids = literal_text_ids(processor, chat, grids)
     if len(ids) > max_length:
         special = set(processor.tokenizer.all_special_ids) | set(processor.tokenizer.added_tokens_decoder)
         head, tail = ids[:-ASSISTANT_TAIL_TOKENS], ids[-ASSISTANT_TAIL_TOKENS:]

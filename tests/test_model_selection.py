@@ -36,7 +36,7 @@ def offline(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from newsrec.qwen3_vl.loading import make_random_checkpoint
+    from newsrec.qwen3_vl.random_model import make_random_checkpoint
 
     files_dir = SHARED / "models" / "qwen3-vl-2b"
     if not files_dir.exists():

@@ -386,7 +386,7 @@ def test_short_titles_count_cjk_as_two_columns():
 def test_dashboard_runs_with_the_qwen3_vl_reranker(corpus_settings, fake_embedder, qwen_files_dir, tmp_path):
     """A saved random-weight Qwen3-VL-Reranker through the real loading path: the page is built the same way."""
     pytest.importorskip("transformers")
-    from newsrec.qwen3_vl.loading import make_random_checkpoint
+    from newsrec.qwen3_vl.random_model import make_random_checkpoint
     from newsrec.rerankers import get_reranker
 
     checkpoint = make_random_checkpoint(tmp_path / "tiny", "tiny", qwen_files_dir, seed=0)

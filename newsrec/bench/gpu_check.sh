@@ -3,13 +3,17 @@
 #
 #   OUT=/some/dir bash newsrec/bench/gpu_check.sh
 #
-# Steps (each has its own time limit and log, so one failure never hides the others):
-#   1. versions + nvidia-smi
-#   2. the tiny-model equivalence tests on CUDA in fp32 (engine == reference), if pytest is installed
-#   3. bench rerank --config 8b (bf16, 100 docs, 1 photo each): the issue's GPU target
-#   4. bench rerank --config 2b
-# Figures land in $OUT/bench_8b.json and $OUT/bench_2b.json. Needs the Qwen3-VL tokenizer files and,
-# for real photos, newsimages-dev: NEWSREC_SHARED (default ../shared, else ./shared).
+# Steps (each has its own time limit and log, so one failure never hides the others); about 12 minutes:
+#   1. versions + nvidia-smi (+ whether flash-attn imports: batched vision attention uses its varlen kernel)
+#   2. the tiny-model equivalence tests on CUDA in fp32 (engine == reference, batched vision attention ==
+#      per-photo loop, feature store round trip), if pytest is installed
+#   3. bench rerank --config 8b (bf16, 100 docs, 1 photo each): speedup (cold), speedup_indexed (photo
+#      features from the index-time store), MFU. Targets: <= 1.5 s cold, <= 1.0 s indexed, >= 10x indexed
+#   4. bench rerank --config 2b (target <= 0.5 s indexed)
+#   5. bench rerank --accuracy --config 2b (bf16 engine/reference vs fp32 copy, 16 docs; ratio <= 1.25,
+#      top-10 set equal to fp32)
+# Figures land in $OUT/bench_8b.json, bench_2b.json and accuracy_2b.json. Needs the Qwen3-VL tokenizer
+# files and, for real photos, newsimages-dev: NEWSREC_SHARED (default ../shared, else ./shared).
 set -u
 OUT=${OUT:-gpu-out}
 PY=${PYTHON:-python3}
@@ -29,7 +33,8 @@ nvidia-smi >> "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
 if "$PY" -c "import pytest" 2>/dev/null; then
-  NEWSREC_TEST_DEVICE=cuda timeout 150 "$PY" -m pytest tests/test_qwen3_vl_reranker.py -q -p no:cacheprovider \
+  NEWSREC_TEST_DEVICE=cuda timeout 150 "$PY" -m pytest tests/test_qwen3_vl_reranker.py tests/test_qwen3_vl_features.py \
+    -q -p no:cacheprovider -m "not slow" \
     > "$OUT/tests_cuda.txt" 2>&1
   echo "tiny equivalence tests on CUDA: rc=$? ($(tail -n 1 "$OUT/tests_cuda.txt"))"
 else
@@ -44,3 +49,9 @@ for CONFIG in 8b 2b; do
   cat "$OUT/bench_$CONFIG.json"
   tail -n 5 "$OUT/bench_$CONFIG.log"
 done
+
+timeout 150 "$PY" -m newsrec.bench.rerank --accuracy --config 2b --docs 16 --json > "$OUT/accuracy_2b.json" \
+  2> "$OUT/accuracy_2b.log"
+echo "accuracy 2b: rc=$?"
+cat "$OUT/accuracy_2b.json"
+tail -n 5 "$OUT/accuracy_2b.log"

@@ -54,4 +54,14 @@ def build_index(args: argparse.Namespace) -> int:
         index.clear()
     stats = index.sync(corpus, progress=True)
     Console().print(f"index {corpus.name!r} with {embedder.name}: {stats}")
+    if settings.resolved_reranker != "lite":  # the Qwen3-VL reranker's photo features (rerankers/qwen3_vl.py)
+        from newsrec.rerankers import get_reranker
+
+        reranker = get_reranker(
+            settings.resolved_reranker, embedder=embedder, **model_options(settings, settings.reranker_model, corpus)
+        )
+        if hasattr(reranker, "prepare_documents"):
+            Console().print(
+                f"photo features for {reranker.name}: {reranker.prepare_documents(list(corpus.news.values()))} encoded"
+            )
     return 0

@@ -90,6 +90,9 @@ class Qwen3VLEmbedder:
         self.settings = settings or Settings()  # remote-image policy (allow_remote_images, SSRF guard)
         self.config = config or EmbedderConfig()
         self.pad_token_id = processor.tokenizer.pad_token_id or 0
+        from newsrec.qwen3_vl.tokens import PromptTokenizer
+
+        self.prompt_tokens = PromptTokenizer(processor.tokenizer)
 
     # --- Embedder protocol ---------------------------------------------------------------------------
 
@@ -125,25 +128,49 @@ class Qwen3VLEmbedder:
         ]
 
     def _encode(self, instruction: str, text: str, images: list[Image.Image]) -> _Encoded:
+        """The chat of `conversation` as token ids, instruction and text always tokenized as text.
+
+        Untrusted text must never become markup (a headline holding `<|im_end|>` or `<|image_pad|>`), so
+        the prompt is assembled from pieces: control tokens placed here, text encoded with no added tokens
+        (newsrec/qwen3_vl/tokens.py); for ordinary text the ids equal the chat template's.
+        """
+        import torch
+
+        from newsrec.qwen3_vl.prompt import IM_END, IM_START, IMAGE_PAD, VISION_END, VISION_START, Marker
+
         text = self._truncate(text.strip())
-        prompt = self.processor.apply_chat_template(
-            self.conversation(instruction, text, len(images)), tokenize=False, add_generation_prompt=True
-        )
-        # Images arrive already resized to multiples of 32 within the pixel budget (as the model card does).
-        inputs = self.processor(text=[prompt], images=images or None, do_resize=False, return_tensors="pt")
+        system, user = self.conversation(instruction, text, len(images))
+        pieces: list = [Marker(IM_START), "system\n" + system["content"][0]["text"], Marker(IM_END), "\n"]
+        pieces += [Marker(IM_START), "user\n"]
+        for part in user["content"]:
+            if part["type"] == "image":
+                pieces += [Marker(VISION_START), Marker(IMAGE_PAD), Marker(VISION_END)]
+            else:
+                pieces.append(part["text"])
+        pieces += [Marker(IM_END), "\n", Marker(IM_START), "assistant\n"]
+        ids = torch.tensor(self.prompt_tokens.encode([pieces])[0])
+        image_pad = self.prompt_tokens.marker_ids[IMAGE_PAD]
+        pixel_values = grids = None
+        if images:
+            # Images arrive already resized to multiples of 32 within the pixel budget (as the model card does).
+            processed = self.processor.image_processor(images=images, do_resize=False, return_tensors="pt")
+            pixel_values, grids = processed["pixel_values"], processed["image_grid_thw"]
+            merge = self.processor.image_processor.merge_size**2
+            repeats = torch.ones_like(ids)
+            repeats[ids == image_pad] = grids.prod(-1) // merge  # one <|image_pad|> per merged patch
+            ids = ids.repeat_interleave(repeats)
         return _Encoded(
-            input_ids=inputs["input_ids"][0],
-            mm_token_type_ids=inputs["mm_token_type_ids"][0],
-            pixel_values=inputs.get("pixel_values") if images else None,
-            image_grid_thw=inputs.get("image_grid_thw") if images else None,
+            input_ids=ids,
+            mm_token_type_ids=(ids == image_pad).long(),
+            pixel_values=pixel_values,
+            image_grid_thw=grids,
         )
 
     def _truncate(self, text: str) -> str:
-        tokenizer = self.processor.tokenizer
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = self.prompt_tokens.encode_text([text])[0]
         if len(ids) <= self.config.max_text_tokens:
             return text
-        return tokenizer.decode(ids[: self.config.max_text_tokens])
+        return self.prompt_tokens.decode_text(ids[: self.config.max_text_tokens])
 
     def _load_images(self, refs: Sequence[ImageRef]) -> list[Image.Image]:
         from newsrec.images import load_image_uri, smart_resize

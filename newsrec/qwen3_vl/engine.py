@@ -17,8 +17,9 @@ Where the time goes in the plain algorithm, and what this engine does instead:
 4. No vocabulary logits: score = sigmoid(h_last · (W_yes − W_no)) in fp32 with one stored row difference.
 5. CUDA out-of-memory splits the batch in halves and retries; everything runs under inference_mode.
 
-The tokens are produced exactly as the processor would (the whole pair text is tokenized, then each
-image placeholder is expanded to its visual tokens), and the shared prefix is the longest common token
+The tokens are produced exactly as the processor would for ordinary text (each image placeholder is
+expanded to its visual tokens), except that instruction, query and document are always tokenized as
+text, never as control tokens (prompt.py, tokens.py). The shared prefix is the longest common token
 prefix of the pairs, so a BPE merge across the query/document boundary can never make them differ.
 """
 
@@ -34,7 +35,8 @@ import numpy as np
 import torch
 
 from newsrec.errors import InputError
-from newsrec.qwen3_vl.prompt import ASSISTANT_TAIL, NO_TOKEN, YES_TOKEN, Side, render_pair, truncate
+from newsrec.qwen3_vl.prompt import ASSISTANT_TAIL, NO_TOKEN, YES_TOKEN, Side, pair_pieces, truncate
+from newsrec.qwen3_vl.tokens import PromptTokenizer
 from newsrec.qwen3_vl.vision_cache import VisionCache, VisionEncoder, VisionFeatures
 
 __all__ = ["EngineOptions", "RerankEngine", "mrope_positions"]
@@ -53,6 +55,7 @@ class EngineOptions:
     max_pixels: int = 256 * 32 * 32  # per image: 256 visual tokens, plenty for news photos
     vision_cache_mb: int = 1024
     vision_batch_patches: int = 32768
+    batched_vision_attention: bool = True  # photos of one size attended in one call (vision_attention.py)
 
 
 @dataclass
@@ -102,7 +105,8 @@ def mrope_positions(length: int, spans: Sequence[tuple[int, tuple[int, int, int]
 class RerankEngine:
     """Scores (query, document) pairs with a Qwen3VLForConditionalGeneration reranker checkpoint."""
 
-    def __init__(self, model, processor, options: EngineOptions | None = None):
+    def __init__(self, model, processor, options: EngineOptions | None = None, feature_home=None):
+        """feature_home: folder (NEWSREC_HOME) of the persistent photo-feature store; None = memory only."""
         self.model = model
         self.processor = processor
         self.options = options or EngineOptions()
@@ -110,6 +114,7 @@ class RerankEngine:
             raise InputError(f"padding_side must be 'left' or 'right', not {self.options.padding_side!r}")
         tokenizer = processor.tokenizer
         self.tokenizer = tokenizer
+        self.prompt_tokens = PromptTokenizer(tokenizer)
         self.image_pad_id = model.config.image_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.merge = model.config.vision_config.spatial_merge_size
@@ -120,6 +125,15 @@ class RerankEngine:
         self.score_row = (weight[yes].float() - weight[no].float()).detach()  # (hidden,), fp32
         self.language_model = model.model.language_model
         self.embed = model.get_input_embeddings()
+        store = None
+        if feature_home is not None:
+            from newsrec.qwen3_vl.feature_store import FeatureStore, model_fingerprint
+
+            visual = model.model.visual
+            fingerprint = model_fingerprint(model)
+            store = FeatureStore(
+                feature_home, fingerprint, self.options.min_pixels, self.options.max_pixels, visual.dtype
+            )
         self.vision = VisionEncoder(
             model,
             processor.image_processor,
@@ -127,6 +141,8 @@ class RerankEngine:
             self.options.max_pixels,
             VisionCache(self.options.vision_cache_mb * 2**20),
             self.options.vision_batch_patches,
+            store=store,
+            batched_attention=self.options.batched_vision_attention,
         )
         # transformers renamed past_key_values -> cache (5.2x); pass whichever this version takes.
         params = inspect.signature(self.language_model.forward).parameters
@@ -161,9 +177,19 @@ class RerankEngine:
         for batch in self._batches(suffixes, prefix_len):
             scores[batch] = self._score_batch([suffixes[i] for i in batch], cache, prefix_len, stats)
         stats.seconds = time.perf_counter() - started
-        stats.extra = {"vision_cache_hits": self.vision.cache.hits, "vision_cache_misses": self.vision.cache.misses}
+        stats.extra = {
+            "vision_cache_hits": self.vision.cache.hits,
+            "vision_cache_misses": self.vision.cache.misses,
+            "vision_store_hits": self.vision.store_hits,
+        }
         self.last_stats = stats
         return scores.tolist()
+
+    def prepare(self, images: Sequence) -> list[str]:
+        """Encode photos into the persistent feature store (index time); returns their keys."""
+        with torch.inference_mode():
+            self.vision.encode(images, persist=True)
+        return [self.vision.key(image) for image in images]
 
     def clear_cache(self) -> None:
         self.vision.cache.clear()
@@ -171,21 +197,17 @@ class RerankEngine:
     # --- building the token rows ------------------------------------------------------------------------
 
     def _build_rows(self, instruction: str, query: Side, documents: Sequence[Side], stats: EngineStats) -> list[_Row]:
-        texts = [render_pair(instruction, query, document) for document in documents]
-        token_lists = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        token_lists = self.prompt_tokens.encode([pair_pieces(instruction, query, document) for document in documents])
         query_features = self.vision.encode(list(query.images))
         doc_images = [image for document in documents for image in document.images]
         doc_features = iter(self.vision.encode(doc_images))
         rows = []
         for document, ids in zip(documents, token_lists, strict=True):
             features = query_features + [next(doc_features) for _ in document.images]
-            expanded: list[int] = []
-            images = iter(features)
-            for token in ids:
-                if token == self.image_pad_id:
-                    expanded.extend([token] * next(images).n_tokens)
-                else:
-                    expanded.append(token)
+            array = np.asarray(ids)
+            repeats = np.ones(len(array), dtype=np.int64)
+            repeats[array == self.image_pad_id] = [feature.n_tokens for feature in features]
+            expanded = np.repeat(array, repeats).tolist()  # each image's pad -> one per visual token
             stats.pair_tokens += len(expanded)
             if len(expanded) > self.options.max_length:
                 expanded = truncate(expanded, self.protected, self.options.max_length, self.tail)
@@ -331,6 +353,10 @@ def _expand_cache(cache, batch: int):
 
     expanded = DynamicCache()
     for index, layer in enumerate(cache.layers):
-        keys, values = layer.keys, layer.values
-        expanded.update(keys.expand(batch, *keys.shape[1:]), values.expand(batch, *values.shape[1:]), index)
+        expanded.update(layer.keys, layer.values, index)  # one row: the layer's own copy of the prefix
+        # ... seen by every row as a broadcast view. update() would cat the expanded tensor, copying the
+        # prefix once per row and layer before the decoder's own update copies it again.
+        target = expanded.layers[index]
+        target.keys = target.keys.expand(batch, -1, -1, -1)
+        target.values = target.values.expand(batch, -1, -1, -1)
     return expanded

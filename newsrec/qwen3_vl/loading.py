@@ -1,7 +1,7 @@
 """Loading Qwen3-VL checkpoints and their processor, the same way for real and random-weight models.
 
 Real checkpoints (`Qwen/Qwen3-VL-Reranker-8B`, a local folder) and the random ones that tests and
-benchmarks save with `make_random_checkpoint` go through one `from_pretrained` path, so the tests
+benchmarks save with `random_model.make_random_checkpoint` go through one `from_pretrained` path, so the tests
 exercise the loading code users run. Heavy imports stay inside the functions: importing this module
 costs nothing on a machine that only runs the lite mode.
 """
@@ -21,7 +21,6 @@ __all__ = [
     "default_device",
     "default_dtype",
     "attention_implementation",
-    "make_random_checkpoint",
 ]
 
 log = logging.getLogger(__name__)
@@ -138,10 +137,3 @@ def load_model(
     model.eval()
     log.info("loaded %s (%s, %s, %s) on %s", source, cls.__name__, dtype, attn, device)
     return model
-
-
-def make_random_checkpoint(out_dir: str | Path, size: str, files_dir: str | Path, seed: int = 0) -> Path:
-    """Save a random-weight Qwen3-VL of `size` plus the real processor files, loadable by `load_model`."""
-    from newsrec.qwen3_vl.random_model import make_random_checkpoint as _make
-
-    return _make(out_dir, size, files_dir, seed=seed)

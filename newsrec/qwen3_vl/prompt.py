@@ -25,6 +25,12 @@ Personalisation (our choice). The query side is what the reader wants, so it car
   shared prefix, so they cost one encoding per request, not one per candidate.
 The document side is the news item: up to `max_images` photos, then "title\nbody".
 Everything query-side is identical for all candidates of a request: the engine computes it once.
+
+Untrusted text is text. Instruction, query, profile summary and document come from users and corpora;
+the official format has no escaping, so a headline holding `<|im_end|>` or `<|image_pad|>` would become
+markup if the prompt were tokenized as one string. `pair_pieces` therefore keeps the prompt as pieces:
+`Marker`s are the control tokens the engine itself inserts, plain strings are always tokenized as text
+(newsrec/qwen3_vl/tokens.py). `render_pair` joins them into the chat-template string, for tests and logs.
 """
 
 from __future__ import annotations
@@ -42,9 +48,10 @@ DOCUMENT_TAG = "\n<Document>:"
 EMPTY_SIDE = "NULL"
 INTERESTS_LABEL = "Reader interests: "
 
-IMAGE_PLACEHOLDER = "<|vision_start|><|image_pad|><|vision_end|>"
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+VISION_START, IMAGE_PAD, VISION_END = "<|vision_start|>", "<|image_pad|>", "<|vision_end|>"
 # Tokens the truncation must never cut: the prompt's last tokens `<|im_end|>\n<|im_start|>assistant\n`.
-ASSISTANT_TAIL = "<|im_end|>\n<|im_start|>assistant\n"
+ASSISTANT_TAIL = f"{IM_END}\n{IM_START}assistant\n"
 YES_TOKEN, NO_TOKEN = "yes", "no"
 
 
@@ -72,22 +79,49 @@ def document_text(title: str, body: str = "") -> str:
     return f"{title.strip()}\n{body.strip()}".strip()
 
 
-def _side(tag: str, side: Side) -> str:
+@dataclass(frozen=True)
+class Marker:
+    """A control token placed by the engine (chat turn, image slot); text never turns into one."""
+
+    token: str
+
+
+Piece = str | Marker
+_IMAGE = (Marker(VISION_START), Marker(IMAGE_PAD), Marker(VISION_END))
+
+
+def _side(tag: str, side: Side) -> list[Piece]:
     if side.is_empty:
-        return tag + EMPTY_SIDE
-    return tag + IMAGE_PLACEHOLDER * len(side.images) + side.text
+        return [tag + EMPTY_SIDE]
+    return [tag, *(_IMAGE * len(side.images)), side.text]
 
 
-def render_prefix(instruction: str, query: Side) -> str:
+def prefix_pieces(instruction: str, query: Side) -> list[Piece]:
     """Everything before the document: identical for all candidates of one request."""
-    return f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n<Instruct>: {instruction}" + _side(
-        QUERY_TAG, query
-    )
+    return [
+        Marker(IM_START),
+        f"system\n{SYSTEM_PROMPT}",
+        Marker(IM_END),
+        "\n",
+        Marker(IM_START),
+        f"user\n<Instruct>: {instruction}",
+        *_side(QUERY_TAG, query),
+    ]
+
+
+def pair_pieces(instruction: str, query: Side, document: Side) -> list[Piece]:
+    """The whole prompt of one pair, one image placeholder per image (expanded later by the engine)."""
+    tail = [Marker(IM_END), "\n", Marker(IM_START), "assistant\n"]
+    return prefix_pieces(instruction, query) + _side(DOCUMENT_TAG, document) + tail
+
+
+def render(pieces: Sequence[Piece]) -> str:
+    return "".join(piece.token if isinstance(piece, Marker) else piece for piece in pieces)
 
 
 def render_pair(instruction: str, query: Side, document: Side) -> str:
-    """The whole prompt of one pair as text, one image placeholder per image (not yet expanded)."""
-    return render_prefix(instruction, query) + _side(DOCUMENT_TAG, document) + ASSISTANT_TAIL
+    """The chat-template string of one pair (for tests and logs; the engine tokenizes the pieces)."""
+    return render(pair_pieces(instruction, query, document))
 
 
 def truncate(ids: list[int], protected: set[int], max_length: int, tail: int) -> list[int]:

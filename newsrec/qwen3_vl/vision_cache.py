@@ -6,10 +6,16 @@ features by a hash of the decoded pixels plus the budget and keep them in an LRU
 The cache holds everything the language model consumes: the merged patch embeddings that replace
 the <|image_pad|> tokens and the deepstack features that Qwen3-VL adds to the hidden states of its
 first decoder layers, together with the patch grid that decides the M-RoPE positions.
+
+Behind the in-memory LRU sits an optional persistent store (feature_store.py) that `index` fills with
+every document photo's features; a photo given as a `StoredImage` is looked up there by key and never
+decoded. Photos that still need the tower go through it in batches, attention batched per photo size
+(vision_attention.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections import OrderedDict
@@ -19,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from newsrec.qwen3_vl.vision_attention import batched_vision_attention
 
 __all__ = ["VisionFeatures", "VisionCache", "VisionEncoder", "image_key"]
 
@@ -95,37 +103,58 @@ class VisionEncoder:
         max_pixels: int,
         cache: VisionCache,
         max_batch_patches: int = 32768,
+        store: Any = None,
+        batched_attention: bool = True,
     ):
         self.visual = model.model.visual
         self.image_processor = image_processor
         self.min_pixels, self.max_pixels = min_pixels, max_pixels
         self.cache = cache
         self.max_batch_patches = max_batch_patches
+        self.store = store  # FeatureStore or None
+        self.batched_attention = batched_attention
         self.images_encoded = 0
+        self.store_hits = 0
 
     @property
     def size(self) -> dict[str, int]:
         """The image processor's budget: area in [min_pixels, max_pixels], sides multiples of 32."""
         return {"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels}
 
-    def encode(self, images: Sequence[Any]) -> list[VisionFeatures]:
-        """Features for each image, in order; only images not in the cache reach the vision tower."""
-        keys = [image_key(image, self.min_pixels, self.max_pixels) for image in images]
+    def key(self, image: Any) -> str:
+        stored = getattr(image, "key", None)  # a StoredImage
+        return stored if stored is not None else image_key(image, self.min_pixels, self.max_pixels)
+
+    def encode(self, images: Sequence[Any], persist: bool = False) -> list[VisionFeatures]:
+        """Features for each image (PIL image or StoredImage), in order; only images in neither the cache
+        nor the store reach the vision tower. persist: write what was computed to the store."""
+        keys = [self.key(image) for image in images]
         found: dict[str, VisionFeatures] = {}
         missing: dict[str, Any] = {}
         for key, image in zip(keys, images, strict=True):
             if key in found or key in missing:
                 continue
             features = self.cache.get(key)
+            if features is None and self.store is not None:
+                features = self.store.get(key)
+                if features is not None:
+                    self.store_hits += 1
+                    device = self.visual.device  # on a GPU the cache keeps them there: no copy per request
+                    features = VisionFeatures(features.grid, features.embeds.to(device), features.deepstack.to(device))
+                    self.cache.put(key, features)
             if features is None:
+                if getattr(image, "key", None) is not None:
+                    raise KeyError(f"photo features {key} are not in the feature store (was it deleted?)")
                 missing[key] = image
             else:
                 found[key] = features
         if missing:
-            computed = self._compute(list(missing.values()))
-            for key, features in zip(missing, computed, strict=True):
+            computed = dict(zip(missing, self._compute(list(missing.values())), strict=True))
+            for key, features in computed.items():
                 self.cache.put(key, features)
                 found[key] = features
+        if persist and self.store is not None:
+            self.store.put({key: features for key, features in found.items() if key not in self.store})
         return [found[key] for key in keys]
 
     def _compute(self, images: list[Any]) -> list[VisionFeatures]:
@@ -149,7 +178,8 @@ class VisionEncoder:
         """One vision-tower call; on CUDA out-of-memory the images are split in halves and retried."""
         try:
             device = self.visual.device
-            output = self.visual(pixels.to(device, self.visual.dtype), grid_thw=grids.to(device), return_dict=True)
+            with batched_vision_attention(self.visual) if self.batched_attention else contextlib.nullcontext():
+                output = self.visual(pixels.to(device, self.visual.dtype), grid_thw=grids.to(device), return_dict=True)
         except torch.OutOfMemoryError:
             if len(grids) == 1:
                 raise

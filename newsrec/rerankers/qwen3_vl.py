@@ -3,6 +3,10 @@
 This module only turns a RerankRequest and its candidates into the two sides of the model's input
 (format and reasons in newsrec/qwen3_vl/prompt.py) and loads images; the scoring itself is the
 engine's (newsrec/qwen3_vl/engine.py). Scores are probabilities in [0, 1].
+
+`prepare_documents` (called by `index` and when the recommender starts) runs every document photo
+through the vision tower once and keeps the features in NEWSREC_HOME/vision_features; a request then
+hands the engine stored features for those photos instead of decoding and encoding them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from newsrec.config import Settings
 from newsrec.errors import InputError
 from newsrec.models import get_spec, require_model
 from newsrec.rerankers import register_reranker
-from newsrec.types import Candidate, ImageRef, RerankRequest
+from newsrec.types import Candidate, ImageRef, NewsItem, RerankRequest
 
 __all__ = ["Qwen3VLReranker", "build"]
 
@@ -28,6 +32,7 @@ IMAGE_FACTOR = 32  # 16-px patches merged 2×2: image sides must be multiples of
 MIN_PIXELS = 4 * IMAGE_FACTOR**2  # official minimum
 DEFAULT_PROFILE_IMAGES = 1  # history photos on the query side; 0 = text-only personalisation
 IMAGE_MEMO = 512  # decoded, resized images kept between requests (a few MB of thumbnails)
+PREPARE_CHUNK = 64  # photos decoded and encoded per step at index time
 
 
 class Qwen3VLReranker:
@@ -40,6 +45,7 @@ class Qwen3VLReranker:
         image_root: str | Path | None = None,
         profile_images: int = DEFAULT_PROFILE_IMAGES,
         engine_options: Any = None,
+        feature_store: bool = True,
     ):
         from newsrec.qwen3_vl.engine import EngineOptions, RerankEngine
 
@@ -47,7 +53,7 @@ class Qwen3VLReranker:
         self.image_root = Path(image_root) if image_root else None
         self.profile_images = max(0, min(int(profile_images), 3))
         options = engine_options or EngineOptions(max_pixels=self.settings.image_max_pixels, min_pixels=MIN_PIXELS)
-        self.engine = RerankEngine(model, processor, options)
+        self.engine = RerankEngine(model, processor, options, self.settings.home if feature_store else None)
         # The name keys the score cache: what changes a score (pixel budget, profile photos) belongs in it.
         self.name = f"{name}-px{options.max_pixels}-q{self.profile_images}"
         self._images: OrderedDict[str, Any] = OrderedDict()
@@ -68,36 +74,84 @@ class Qwen3VLReranker:
         instruction = request.instruction or self.settings.instruction
         return self.engine.score(instruction, query, documents)
 
-    def _load(self, refs: Sequence[ImageRef]) -> list[Any]:
-        """Decoded RGB images resized to the pixel budget; an unusable image is skipped with a warning."""
-        from newsrec.images import load_image_uri, smart_resize
+    def prepare_documents(self, items: Sequence[NewsItem]) -> int:
+        """Encode the photos of `items` not yet in the feature store (index time); returns how many."""
+        store = self.engine.vision.store
+        if store is None:
+            return 0
+        store.refresh()
+        todo: dict[str, ImageRef] = {}
+        for item in items:
+            for ref in item.images[: self.settings.max_images]:
+                path = self._path(ref)
+                if path is not None and path not in todo and store.file_key(path) is None:
+                    todo[path] = ref
+        pending = list(todo.items())
+        for begin in range(0, len(pending), PREPARE_CHUNK):
+            images, paths = [], []
+            for path, ref in pending[begin : begin + PREPARE_CHUNK]:
+                image = self._decode(ref)
+                if image is not None:
+                    images.append(image)
+                    paths.append(path)
+            keys = self.engine.prepare(images)
+            store.put(
+                {}, [record for path, key in zip(paths, keys, strict=True) if (record := store.file_record(path, key))]
+            )
+            log.info("photo features: %d of %d photos encoded", min(begin + PREPARE_CHUNK, len(pending)), len(pending))
+        return len(pending)
 
+    def _path(self, ref: ImageRef) -> str | None:
+        """The local file of a photo (None for remote URLs, which are fetched per request)."""
+        if "://" in ref.uri:
+            return None
+        return str(self.image_root / ref.uri) if self.image_root else ref.uri
+
+    def _load(self, refs: Sequence[ImageRef]) -> list[Any]:
+        """Stored features of indexed photos, else decoded RGB images resized to the pixel budget; an
+        unusable image is skipped with a warning."""
+        from newsrec.qwen3_vl.feature_store import StoredImage
+
+        store = self.engine.vision.store
         images = []
         for ref in refs:
-            key = ref.uri if "://" in ref.uri or not self.image_root else str(self.image_root / ref.uri)
-            image = self._images.get(key)
+            path = self._path(ref)
+            key = store.file_key(path) if store is not None and path is not None else None
+            if key is not None:
+                images.append(StoredImage(key))
+                continue
+            memo = path or ref.uri
+            image = self._images.get(memo)
             if image is None:
-                try:
-                    image = load_image_uri(ref.uri, self.settings, base=self.image_root)
-                    height, width = smart_resize(
-                        image.height,
-                        image.width,
-                        factor=IMAGE_FACTOR,
-                        min_pixels=MIN_PIXELS,
-                        max_pixels=self.engine.options.max_pixels,
-                    )
-                except (InputError, OSError) as error:  # one broken photo must not fail the whole ranking
-                    log.warning("skipping image %s: %s", ref.uri, error)
+                image = self._decode(ref)
+                if image is None:
                     continue
-                if (width, height) != image.size:
-                    image = image.resize((width, height), resample=3)  # bicubic, as the processor resizes
-                self._images[key] = image
+                self._images[memo] = image
                 while len(self._images) > IMAGE_MEMO:
                     self._images.popitem(last=False)
             else:
-                self._images.move_to_end(key)
+                self._images.move_to_end(memo)
             images.append(image)
         return images
+
+    def _decode(self, ref: ImageRef) -> Any:
+        from newsrec.images import load_image_uri, smart_resize
+
+        try:
+            image = load_image_uri(ref.uri, self.settings, base=self.image_root)
+            height, width = smart_resize(
+                image.height,
+                image.width,
+                factor=IMAGE_FACTOR,
+                min_pixels=MIN_PIXELS,
+                max_pixels=self.engine.options.max_pixels,
+            )
+        except (InputError, OSError) as error:  # one broken photo must not fail the whole ranking
+            log.warning("skipping image %s: %s", ref.uri, error)
+            return None
+        if (width, height) != image.size:
+            image = image.resize((width, height), resample=3)  # bicubic, as the processor resizes
+        return image
 
 
 def build(

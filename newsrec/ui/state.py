@@ -312,6 +312,7 @@ class Dashboard:
             t("device", lang): device,
             t("embedder", lang): _model_label(rec.embedder, settings.embedder_model),
             t("reranker", lang): _model_label(rec.reranker, settings.reranker_model),
+            t("visual_tokens", lang): str(settings.visual_tokens),
             t("corpus", lang): f"{rec.corpus.name} · "
             + t("corpus_size", lang, news=len(rec.corpus.news), users=len(rec.corpus.users)),
         }
