@@ -71,10 +71,18 @@ def demo_with_fixtures(home: Path) -> None:
     """The demo corpus with the hostile fixture appended, as an ingested corpus under `home`."""
     demo = REPO_ROOT / "assets" / "demo"
     target = home / "corpora" / TEST_CORPUS
-    shutil.copytree(demo, target, ignore=shutil.ignore_patterns("art.jsonl"))
-    with open(target / "news.jsonl", "a", encoding="utf-8") as news:
-        for line in (FIXTURES / "hostile_news.jsonl").read_text(encoding="utf-8").splitlines():
-            news.write(json.dumps(json.loads(line), ensure_ascii=False) + "\n")
+    shutil.copytree(demo, target, ignore=shutil.ignore_patterns("art.jsonl", "images", "news.jsonl"))
+    # an ingested corpus's pictures live in its checked media/ folder, the one folder the app serves
+    shutil.copytree(demo / "images", target / "media")
+    lines = (demo / "news.jsonl").read_text(encoding="utf-8").splitlines()
+    lines += (FIXTURES / "hostile_news.jsonl").read_text(encoding="utf-8").splitlines()
+    with open(target / "news.jsonl", "w", encoding="utf-8") as news:
+        for line in lines:
+            row = json.loads(line)
+            for image in row.get("images", []):
+                if isinstance(image, dict) and image.get("uri", "").startswith("images/"):
+                    image["uri"] = "media/" + image["uri"].removeprefix("images/")
+            news.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,7 @@ LABELS: dict[str, dict[str, str]] = {
     "embedder": {"en": "Embedder", "zh": "向量模型"},
     "reranker": {"en": "Reranker", "zh": "重排模型"},
     "corpus": {"en": "Corpus", "zh": "语料"},
+    "visual_tokens": {"en": "Visual tokens per photo (Qwen3-VL)", "zh": "每张图片的视觉词元数（Qwen3-VL）"},
     "corpus_size": {"en": "{news} news · {users} readers", "zh": "{news} 条新闻 · {users} 位读者"},
     "timings": {"en": "Timings (ms)", "zh": "耗时（毫秒）"},
     "cache": {"en": "Rerank score cache", "zh": "重排分数缓存"},
