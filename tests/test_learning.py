@@ -175,6 +175,30 @@ def test_learned_scores_never_read_test_labels(demo_recommender):
 
 
 @pytest.mark.slow
+def test_auto_keeps_personal_features_only_where_they_beat_the_prior(demo_recommender):
+    """Clicks that follow the personas keep the personal features; clicks that follow each story's own
+    appeal alone (same rate for every reader) leave the CTR prior by itself."""
+    from newsrec.evaluation.demo_logs import build_demo_impressions
+    from newsrec.learning.train import PRIOR_FEATURES, train
+
+    personal = build_demo_impressions(demo_recommender.corpus, readers_per_user=8)
+    assert "interest" in train(demo_recommender, personal, "auto").ranker.features
+
+    rng = np.random.default_rng(0)
+    ids = sorted(demo_recommender.corpus.news)
+    appeal = dict(zip(ids, rng.uniform(0.02, 0.6, len(ids)), strict=True))
+    by_appeal = []
+    for n in range(600):
+        history = list(rng.choice(ids, 5, replace=False))
+        shown = list(rng.choice([i for i in ids if i not in history], 8, replace=False))
+        clicks = [int(rng.random() < appeal[i]) for i in shown]
+        by_appeal.append(Impression(f"a{n}", f"reader{n % 150}", history, shown, clicks))
+    trained = train(demo_recommender, by_appeal, "auto")
+    assert trained.ranker.features == list(PRIOR_FEATURES) and trained.builder.names == list(PRIOR_FEATURES)
+    assert trained.selection["prior only"] >= trained.selection["logistic"] - 0.01
+
+
+@pytest.mark.slow
 def test_cli_train_then_pipeline_uses_the_model_and_evaluate_learned(fake_embedder, monkeypatch, capsys):
     """`train` saves a model the pipeline then serves with; cards carry contributions that add up."""
     import json

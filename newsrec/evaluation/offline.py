@@ -202,8 +202,9 @@ def make_scorers(
 def _stages(names, impressions, recommender, seed, split, model_kind, progress) -> dict[str, SecondStage]:
     """The second stages to measure, with every statistic and model from `impressions` only.
 
-    `rerank` is what the pipeline would run: the corpus's saved model kind refitted on training users when
-    it has one (the saved model itself saw test users), else the default blend with a prior counted here.
+    `rerank` is what the pipeline would run: the corpus's saved model (its kind and features) refitted on
+    training users when it has one (the saved model itself saw test users), else the default blend with a
+    prior counted here.
     """
     if recommender is None or not ({"retrieval", "rerank", "learned"} & set(names)):
         return {}
@@ -218,9 +219,10 @@ def _stages(names, impressions, recommender, seed, split, model_kind, progress) 
     stages: dict[str, SecondStage] = {}
     trained = {}
 
-    def learned(kind: str) -> SecondStage:
-        if kind not in trained:
-            fit = train(recommender, impressions, kind, seed, progress)
+    def learned(kind: str, features: list[str] | None = None) -> SecondStage:
+        key = (kind, tuple(features or ()))
+        if key not in trained:
+            fit = train(recommender, impressions, kind, seed, progress, features)
             model = SavedModel(
                 ranker=fit.ranker,
                 corpus=recommender.corpus.name,
@@ -229,13 +231,13 @@ def _stages(names, impressions, recommender, seed, split, model_kind, progress) 
                 reranker=recommender.reranker.name,
                 embedder=recommender.embedder.name,
             )
-            trained[kind] = LearnedStage(model, fit.builder, recommender.embedder, recommender.lexical)
-        return trained[kind]
+            trained[key] = LearnedStage(model, fit.builder, recommender.embedder, recommender.lexical)
+        return trained[key]
 
     if "learned" in names:
         stages["learned"] = learned(model_kind)
     if saved is not None:
-        stages["rerank"] = learned(saved.ranker.kind)
+        stages["rerank"] = learned(saved.ranker.kind, saved.ranker.features)  # the saved model's choice
     else:
         prior = ExposurePopularity.fit(impressions, recommender.corpus.news) if impressions else None
         stages["rerank"] = BlendStage(recommender.reranker, prior, recommender.settings.prior_weight)
