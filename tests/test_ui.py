@@ -101,17 +101,8 @@ def test_side_by_side_marks_moves_between_the_lists():
     assert "new · #7" in right and 'data-action="relevant"' in right
 
 
-def test_file_linker_serves_only_corpus_files(tmp_path):
-    (tmp_path / "images").mkdir()
-    (tmp_path / "images" / "a.png").write_bytes(b"png")
-    (tmp_path / "secret.txt").write_text("no")
-    link = cards.file_linker(tmp_path / "images")
-    assert link(ImageRef("a.png")) == f"gradio_api/file={tmp_path / 'images' / 'a.png'}"
-    assert link(ImageRef("../secret.txt")) is None  # outside the corpus folder
-    assert link(ImageRef("missing.png")) is None
-    assert link(ImageRef("https://example.com/a.jpg")) is None  # remote images are opt-in
-    assert cards.file_linker(tmp_path, allow_remote=True)(ImageRef("https://example.com/a.jpg")).startswith("https")
-    assert cards.file_linker(tmp_path, allow_remote=True)(ImageRef("file:///etc/passwd")) is None
+def test_a_story_without_a_served_picture_gets_a_category_placeholder():
+    link = cards.no_images
     no_image = cards.thumbnail(item("n", category="sports"), link)
     assert "placeholder cat-sports" in no_image and "<img" not in no_image
 

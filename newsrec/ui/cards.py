@@ -9,10 +9,9 @@ for clicks on itself (see app.py), which keeps the markup free of script.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 from newsrec.types import ImageRef, NewsItem, Recommendation, RecommendResult, User
 from newsrec.ui import reasons, scores
@@ -35,26 +34,6 @@ class Marks:
     liked: set[str] = field(default_factory=set)
     brought_by: Mapping[str, str] = field(default_factory=dict)  # news id -> title of the liked story it resembles
     languages: Mapping[str, str] = field(default_factory=dict)  # news id -> language, for duplicate notes
-
-
-def file_linker(corpus_root: Path, allowed: Sequence[Path] = (), allow_remote: bool = False) -> ImageLinker:
-    """Map corpus images to Gradio's file route; only files under the corpus folder (or `allowed`) are linked.
-
-    Gradio serves `gradio_api/file=<absolute path>` for paths passed to `launch(allowed_paths=...)`; the URL
-    is relative so the page also works behind a proxy prefix (Spaces, root_path).
-    """
-    roots = [Path(corpus_root).resolve(), *(Path(p).resolve() for p in allowed)]
-
-    def link(image: ImageRef) -> str | None:
-        if "://" in image.uri:
-            return image.uri if allow_remote and image.uri.startswith(("http://", "https://")) else None
-        path = Path(image.uri) if Path(image.uri).is_absolute() else roots[0] / image.uri
-        path = path.resolve()
-        if not any(path.is_relative_to(root) for root in roots) or not path.is_file():
-            return None
-        return "gradio_api/file=" + str(path)
-
-    return link
 
 
 def no_images(image: ImageRef) -> str | None:
