@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,17 @@ def fake_embedder() -> HashingEmbedder:
 # --- servers on loopback ports (issue 11) --------------------------------------------------------------
 
 
+def stop(process: subprocess.Popen, log=None, timeout: float = 20) -> None:
+    """End a server a test started: terminate, then kill if it lingers; close its log."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    if log is not None:
+        log.close()
+
+
 def free_port() -> int:
     """A loopback TCP port nobody listens on right now."""
     import socket
@@ -107,7 +119,6 @@ def chroma_server(tmp_path_factory):
     or the server does not come up.
     """
     import shutil
-    import subprocess
     import sys
     import time
     import urllib.request
@@ -138,12 +149,7 @@ def chroma_server(tmp_path_factory):
             time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        stop(process, log)
 
 
 @pytest.fixture(params=["embedded", "server"])

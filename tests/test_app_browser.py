@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_port, stop
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -42,12 +42,6 @@ START_TIMEOUT_S = 180  # the first run embeds the demo corpus on CPU
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]  # fmt: skip
 FIGURES: dict[str, float] = {}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def shoot(page, name: str, full_page: bool = False) -> None:
@@ -126,12 +120,7 @@ def server(tmp_path_factory):
         report("app start (process -> page served)", time.perf_counter() - started)
         yield url, started, home
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        stop(process, log)
 
 
 # What the page shows while it loads: the status trackers showing progress right now (the block they sit

@@ -222,7 +222,7 @@ def _stages(names, impressions, recommender, seed, split, model_kind, progress) 
     def learned(kind: str, features: list[str] | None = None) -> SecondStage:
         key = (kind, tuple(features or ()))
         if key not in trained:
-            fit = train(recommender, impressions, kind, seed, progress, features)
+            fit = train(recommender, impressions, kind, progress, features)
             model = SavedModel(
                 ranker=fit.ranker,
                 corpus=recommender.corpus.name,

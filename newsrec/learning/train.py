@@ -127,7 +127,6 @@ def train(
     recommender: Recommender,
     impressions: Sequence[Impression],
     kind: str = "auto",
-    seed: int = 0,
     progress: Progress | None = None,
     features: Sequence[str] | None = None,
 ) -> Trained:
@@ -192,4 +191,4 @@ def user_folds(users: np.ndarray) -> list[np.ndarray]:
 def train_split(recommender: Recommender, impressions: Sequence[Impression], kind: str, seed: int, progress=None):
     """(trained on training users, the split): what `train` saves and `evaluate --scorer learned` uses."""
     split = split_users(impressions, seed)
-    return train(recommender, split.train, kind, seed, progress), split
+    return train(recommender, split.train, kind, progress), split
