@@ -105,13 +105,23 @@ def build_profile(
     subcategories: Counter[str] = Counter()
     for item, weight in zip(items, weights, strict=True):
         categories[item.category or "uncategorised"] += float(weight) / total
-        subcategories[item.subcategory or item.category or "uncategorised"] += float(weight) / total
+        subcategories[subcategory_key(item)] += float(weight) / total
     profile.categories = dict(categories.most_common())
     profile.subcategories = dict(subcategories.most_common())
     profile.keywords = salient_terms(items, weights, idf, top=12)
     profile.images = representative_images(items, weights)
     profile.summary = summarise(profile, items, weights)
     return profile
+
+
+def subcategory_key(item: NewsItem) -> str:
+    """An item's key in `UserProfile.subcategories`: "category/subcategory", or the category alone.
+
+    A subcategory name means something only inside its category: the demo's "ev-battery" holds funding
+    rounds under finance and cell tests under autos.
+    """
+    category = item.category or "uncategorised"
+    return f"{category}/{item.subcategory}" if item.subcategory else category
 
 
 def representative_images(items: Sequence[NewsItem], weights: np.ndarray) -> list[ImageRef]:

@@ -96,7 +96,7 @@ class UserProfile:
     user_id: str
     interests: list[Interest] = field(default_factory=list)
     categories: dict[str, float] = field(default_factory=dict)  # recency-weighted share per category
-    subcategories: dict[str, float] = field(default_factory=dict)  # ... per subcategory (the category if none)
+    subcategories: dict[str, float] = field(default_factory=dict)  # ... per "category/subcategory"
     keywords: list[str] = field(default_factory=list)  # salient terms of the history, strongest first
     summary: str = ""  # one short paragraph for a reranker prompt
     read_ids: set[str] = field(default_factory=set)  # excluded from recommendations

@@ -23,6 +23,7 @@ import numpy as np
 
 from newsrec.embedders import Embedder
 from newsrec.lexical import LexicalIndex
+from newsrec.profiles import subcategory_key
 from newsrec.relevance import CosineScale, query_relevance, related_scale
 from newsrec.rerankers import register_reranker
 from newsrec.types import Candidate, Interest, RerankRequest, UserProfile
@@ -133,15 +134,19 @@ def _category_affinity(candidates: Sequence[Candidate], profile: UserProfile, in
     A category alone is often ambiguous: finance holds an apple grower's crop prices and battery-recycling
     deals alike, so "finance is 52% of reading" must not lift a battery story into his feed. An item whose
     subcategory the reader never read gets half its category's relative share, and only as far as it
-    resembles the reading (interest affinity). Items without a subcategory count by their category, so
+    resembles the reading (interest affinity). A subcategory counts within its category
+    (`subcategory_key`): an investor's battery funding rounds (finance/ev-battery) say nothing for cell
+    tests (autos/ev-battery). Items without a subcategory count by their category, so
     where subcategories are absent or map one-to-one onto categories (NeMig) this is the category share.
     """
-    shares = profile.subcategories or profile.categories  # a hand-built profile may have categories only
+    by_subcategory = bool(profile.subcategories)  # a hand-built profile may have categories only
+    shares = profile.subcategories if by_subcategory else profile.categories
     top_share = max(shares.values())
     top_category = max(profile.categories.values())
     affinity = np.zeros(len(candidates))
     for i, candidate in enumerate(candidates):
-        share = shares.get(candidate.item.subcategory or _category(candidate), 0.0)
+        key = subcategory_key(candidate.item) if by_subcategory else _category(candidate)
+        share = shares.get(key, 0.0)
         if share:
             affinity[i] = share / top_share
         else:

@@ -124,6 +124,7 @@ LABELS: dict[str, dict[str, str]] = {
     "why_other": {"en": "Also counts: {detail}.", "zh": "其他因素：{detail}。"},
     "why_query_plain": {"en": "Matches the search.", "zh": "符合搜索内容。"},
     "why_interest_plain": {"en": "Fits the reader's interests.", "zh": "符合读者的兴趣。"},
+    "why_weak_plain": {"en": "Only loosely like their reading.", "zh": "与常读内容只是略有相似。"},
     "why_history_plain": {"en": "Close to stories they read.", "zh": "与读过的新闻相近。"},
     "why_category_plain": {"en": "From a category they read often.", "zh": "来自常读的类别。"},
     "why_popularity_plain": {"en": "Popular with readers right now.", "zh": "近期读者关注度高。"},

@@ -18,7 +18,9 @@ from newsrec.ui.i18n import t
 
 MAX_REASONS = 3
 QUOTE_WIDTH = 48  # display columns; CJK characters take two
-KNOWN = ("read", "query", "interest", "history", "category", "publisher", "popularity", "fresh", "model", "avoid")
+KNOWN = (
+    "read", "query", "interest", "history", "category", "publisher", "popularity", "fresh", "model", "avoid", "weak",
+)  # fmt: skip
 _SEPARATORS = re.compile(r"\s*[·,;/|、，]\s*")
 
 
