@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _TOKEN_RE = re.compile(rf"(?P<cjk>[{_CJK}]+)|(?P<word>[^\W_{_CJK}]+)")
 _HAN_RE = re.compile(rf"^[{_CJK}]+$")
+_JOINS_WORDS = re.compile(r"[\s\-]+")  # what may stand between two words of a phrase: spaces, hyphens
 
 # Small, hand-picked lists: function words only, so topical words ("border", "政策") always survive; plus
 # the words that ask for recency or news as such (latest, 最新, 消息): every story in a news corpus is
@@ -76,19 +77,30 @@ def tokenize(text: str, *, bigrams: bool = False) -> list[str]:
     are words on their own, e.g. 车, 税). With `bigrams`, each Chinese run of 3+ characters also yields
     its character bigrams. Those match across jieba's segmentation choices (it keeps 汽车销量 as one word,
     so the query 汽车 would miss it); BM25 turns them on, while keyword display keeps them off.
+    `bigrams` also adds word bigrams ("box office") for two kept words next to each other (only spaces
+    or a hyphen between them): a phrase term, so a query's words side by side in an item ("box office")
+    outweigh the same words scattered ("office suite ... a box"). Character bigrams already do this
+    for Chinese.
     """
     if not text:
         return []
     # NFKC folds full-width Latin letters and digits (common in Chinese text) into ASCII.
     text = unicodedata.normalize("NFKC", text).lower()
     terms: list[str] = []
+    previous: re.Match | None = None  # the last kept word, for word bigrams
     for match in _TOKEN_RE.finditer(text):
         run = match.group("cjk")
         if run is None:
             word = match.group("word")
             if (len(word) > 1 or word.isdigit()) and word not in STOPWORDS:
                 terms.append(word)
+                if bigrams and previous is not None and _JOINS_WORDS.fullmatch(text, previous.end(), match.start()):
+                    terms.append(f"{previous.group()} {word}")
+                previous = match
+            else:
+                previous = None
             continue
+        previous = None
         terms.extend(w for w in _segmenter().lcut(run) if _HAN_RE.match(w) and w not in STOPWORDS)
         if bigrams and len(run) > 2:
             terms.extend(pair for pair in (run[i : i + 2] for i in range(len(run) - 1)) if pair not in STOPWORDS)
@@ -155,11 +167,13 @@ class LexicalIndex:
 
         A CJK term that no item has is dropped rather than counted as missed: jieba keeps compounds whole
         (收购价格) and bigrams straddle words (果收), while the bigrams that do occur (收购, 购价) already
-        carry the meaning, which is how 收购价格 matches an item that says 收购价. An unknown Latin word
-        counts, with the largest weight: `zxqv apple` must match `apple` only partly.
+        carry the meaning, which is how 收购价格 matches an item that says 收购价. So is a word bigram no
+        item has: a phrase adds weight where the words stand together, and costs nothing where no item
+        has them so. An unknown Latin word counts, with the largest weight: `zxqv apple` must match
+        `apple` only partly.
         """
         terms = dict.fromkeys(tokenize(text, bigrams=self.bigrams))
-        return {term: self.idf(term) for term in terms if term in self._df or not is_cjk(term)}
+        return {term: self.idf(term) for term in terms if term in self._df or not (is_cjk(term) or " " in term)}
 
     def match(self, text: str, n: int | None = None) -> list[tuple[str, float]]:
         """Up to `n` (news_id, coverage) pairs, best first: the IDF-weighted share of the query matched, in [0, 1].

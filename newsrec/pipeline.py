@@ -298,7 +298,8 @@ class Recommender:
             cosines.update(zip(only_lexical, (vectors @ query_vector).tolist(), strict=True))
         ids = list(cosines)
         cos = np.array([cosines[i] for i in ids])
-        scores = query_relevance(cos, np.array([lexical.get(i, 0.0) for i in ids]), self.embedder)
+        coverage = np.array([lexical.get(i, 0.0) for i in ids])
+        scores = query_relevance(cos, coverage, self.embedder, [self.corpus.news[i].category for i in ids])
         # Only what matches: a short honest list beats cards that claim a match they do not have.
         order = [i for i in np.lexsort((-cos, -scores)) if scores[i] > 0][:n]
         return [(ids[i], float(scores[i])) for i in order], matches(cos, len(lexical), self.embedder)

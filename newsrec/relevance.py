@@ -14,15 +14,23 @@ a dense 5th that was truly about the query.
 
 A query matches nothing when no item shares a topical term with it and no item's cosine reaches the
 threshold; the pipeline then says so and shows the reader's For-you feed (`query_matched`).
+
+The query's sense: USE puts "Apple launch event" as close to apple wholesale prices as to the MacBook
+launch (cosine 0.35 both), and the word "apple" is in both, so neither side tells Apple from apples.
+The items that match most of the query's terms do: given the items' categories, a partial match
+(under SENSE_COVERAGE) in a category none of the full matches has counts OFF_SENSE of its relevance.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 DENSE_SHARE = 0.5  # the two sides count alike: each catches what the other misses
+SENSE_COVERAGE = 0.5  # an item with this share of the query's (IDF-weighted) terms is a full match
+OFF_SENSE = 0.5  # what a partial match outside the full matches' categories keeps of its relevance
 
 
 @dataclass(frozen=True)
@@ -49,10 +57,32 @@ def related_scale(embedder: object | None) -> CosineScale:
     return getattr(embedder, "related_scale", None) or CosineScale()
 
 
-def query_relevance(cosines: np.ndarray, coverage: np.ndarray, embedder: object | None) -> np.ndarray:
-    """(N,) in [0, 1] from query-item cosines and lexical coverage (LexicalIndex.match), both (N,)."""
-    dense = query_scale(embedder)(cosines)
-    return DENSE_SHARE * dense + (1 - DENSE_SHARE) * np.asarray(coverage, dtype=np.float64)
+def query_relevance(
+    cosines: np.ndarray, coverage: np.ndarray, embedder: object | None, categories: Sequence[str] | None = None
+) -> np.ndarray:
+    """(N,) in [0, 1] from query-item cosines and lexical coverage (LexicalIndex.match), both (N,).
+
+    With the items' `categories`, partial matches outside the full matches' categories count less
+    (`sense_factor`).
+    """
+    coverage = np.asarray(coverage, dtype=np.float64)
+    relevance = DENSE_SHARE * query_scale(embedder)(cosines) + (1 - DENSE_SHARE) * coverage
+    return relevance if categories is None else relevance * sense_factor(coverage, categories)
+
+
+def sense_factor(coverage: np.ndarray, categories: Sequence[str]) -> np.ndarray:
+    """(N,): 1, or OFF_SENSE for a partial match in a category that none of the full matches has.
+
+    Without a full match (a one-word query the items only mention, a query answered in another
+    language) nothing says which sense is meant, and every item keeps its relevance.
+    """
+    coverage = np.asarray(coverage, dtype=np.float64)
+    categories = np.asarray(list(categories), dtype=object)
+    full = coverage >= SENSE_COVERAGE
+    if not full.any():
+        return np.ones(len(coverage))
+    in_sense = np.isin(categories, list(set(categories[full])))
+    return np.where(full | in_sense, 1.0, OFF_SENSE)
 
 
 def matches(cosines: np.ndarray, lexical_hits: int, embedder: object | None) -> bool:

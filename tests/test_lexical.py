@@ -169,3 +169,31 @@ def test_coverage_edge_cases(coverage_index):
     assert 0 < only_partly["harvest"] < dict(coverage_index.match("harvest"))["harvest"]
     assert len(coverage_index.match("prices", 2)) == 2
     assert LexicalIndex.build([]).match("prices") == []
+
+
+# --- phrases: words side by side beat the same words apart --------------------------------------------------
+
+PHRASE_CORPUS = {
+    "film": ("Space drama tops the box office", "The film opened to $86 million."),
+    "suite": ("Open-source office suite passes 100 million users", "Downloads of the box set of tools rose."),
+    "pears": ("Pear prices fall", "Growers ship fewer boxes."),
+    "gold": ("Gold climbs", "Central banks keep buying."),
+}
+
+
+def test_word_bigrams_are_phrase_terms_only_between_adjacent_words():
+    assert "box office" in tokenize("tops the box office", bigrams=True)
+    assert "box office" in tokenize("a box-office record", bigrams=True)
+    assert "box office" not in tokenize("a box. Office", bigrams=True)  # a full stop ends the phrase
+    assert "box office" not in tokenize("box of office", bigrams=True)  # a stopword between: not a phrase
+    assert "box office" not in tokenize("tops the box office")  # keyword display keeps words only
+
+
+def test_a_phrase_outweighs_its_words_scattered():
+    index = LexicalIndex.build(_items(PHRASE_CORPUS))
+    hits = dict(index.match("box office"))
+    assert hits["film"] > 0.9 and hits["suite"] < 0.7 * hits["film"]
+    # a phrase no item has costs nothing: it is left out of the query's terms, like an unseen CJK bigram
+    assert "box office" in index.query_terms("box office")
+    assert set(index.query_terms("gold banks")) == {"gold", "banks"}
+    assert dict(index.match("gold banks"))["gold"] == pytest.approx(1.0)

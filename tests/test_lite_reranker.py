@@ -1,6 +1,7 @@
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+import pytest
 
 from newsrec.rerankers.lite import FOR_YOU, WITH_QUERY, LiteReranker
 from newsrec.types import Candidate, Interest, NewsItem, RerankRequest, UserProfile
@@ -54,3 +55,37 @@ def test_freshness_and_rejections_lower_the_score():
     assert fresh > old
     rejected = UserProfile(**{**PROFILE.__dict__, "avoid": [Interest(label="x", vector=_unit(1, 0, 0), weight=1.0)]})
     assert LiteReranker().score(RerankRequest(query="", profile=rejected, now=NOW), [BATTERY])[0] < fresh
+
+
+def test_a_subcategory_counts_only_inside_its_category():
+    """An investor's battery funding rounds (finance/ev-battery) are no reason for a cell test (autos/ev-battery)."""
+    from newsrec.profiles import build_profile
+    from newsrec.types import HistoryEntry
+
+    reads = [
+        NewsItem("h1", "Cell startup raises $600 million", category="finance", subcategory="ev-battery"),
+        NewsItem("h2", "Stocks hit a record", category="finance", subcategory="markets"),
+        NewsItem("h3", "Gold climbs", category="finance", subcategory="markets"),
+    ]
+    vectors = np.stack([_unit(1, 0, 0), _unit(0, 1, 0), _unit(0, 1, 0.1)])
+    profile = build_profile("u", [HistoryEntry(r.id) for r in reads], {r.id: r for r in reads}, vectors)
+    assert set(profile.subcategories) == {"finance/ev-battery", "finance/markets"}
+    deal = _candidate("d", "Battery maker raises funds", _unit(1, 0, 0), category="finance")
+    cell = _candidate("c", "Battery cell passes nail test", _unit(1, 0, 0), category="autos")
+    deal.item.subcategory = cell.item.subcategory = "ev-battery"
+    request = RerankRequest(query="", profile=profile, now=NOW)
+    deal_parts, cell_parts = LiteReranker().score_components(request, [deal, cell])
+    assert deal_parts["category"] > 0 and cell_parts["category"] == 0  # autos: a category never read
+
+
+def test_a_partial_match_in_another_sense_counts_less():
+    """ "Apple launch event": the one full match is tech, so "apple" alone in a finance story (the fruit's
+    prices) counts half, while "apple" alone in another tech story counts in full."""
+    launch = _candidate("l", "Apple unveils laptops at its launch event", _unit(1, 0, 0), category="tech")
+    headset = _candidate("h", "Apple headset drops to 480 grams", _unit(1, 0, 0), category="tech")
+    fruit = _candidate("f", "Apple prices slide at wholesale markets", _unit(1, 0, 0), category="finance")
+    request = RerankRequest(query="Apple launch event", profile=None, now=NOW, query_vector=_unit(1, 0, 0))
+    parts = LiteReranker().score_components(request, [launch, headset, fruit])
+    launch_q, headset_q, fruit_q = (p["query"] for p in parts)
+    assert launch_q > headset_q > fruit_q > 0
+    assert fruit_q == pytest.approx(headset_q / 2)

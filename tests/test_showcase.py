@@ -13,8 +13,9 @@ import pytest
 from newsrec.config import Settings
 from newsrec.pipeline import Recommender
 
-# Apple growing: harvests, crop prices, exports, storage, picking robots, pruning.
-APPLE_GROWING = {"n037", "n038", "n039", "n040", "n041", "n042", "n043", "n044", "n045"}
+# Apple growing: harvests, crop prices, exports, storage, picking robots, pruning, cold stores, cull-fruit
+# prices, dwarf high-density orchards, drip fertigation, apple futures, a co-op selling to supermarkets.
+APPLE_GROWING = {f"n{i:03d}" for i in (*range(37, 46), *range(177, 183))}
 # Farming at large: the above, plus oranges, pears, cotton-field drones, fertiliser, frost in orchards.
 FARMING = APPLE_GROWING | {"n065", "n105", "n106", "n107", "n108"}
 # Apple the company (launches, headset, revenue, modem chips, AirPods) and other gadgets (phones, earbuds).
@@ -28,6 +29,12 @@ BATTERY = {f"n{i:03d}" for i in range(1, 15)}
 BATTERY_RECYCLING, YOUTH_SAVINGS = "n014", "n104"
 # The same story in Chinese and English: the opening-night game, the NBA Cup game, Apple's launch, the quake.
 BILINGUAL_PAIRS = [("n015", "n016"), ("n025", "n026"), ("n029", "n030"), ("n046", "n047")]
+# Box-office stories: two English ones say "box office", two Chinese ones 票房 / 贺岁档; and one that
+# only shares a word ("Open-source office suite").
+BOX_OFFICE, OFFICE_SUITE = {"n154", "n168", "n155", "n169"}, "n079"
+# Battery technology stories outside finance (cells, road tests, gigafactories): an investor's two
+# battery funding/factory reads (finance/ev-battery) are no reason for them.
+BATTERY_TECHNOLOGY = {item for item in BATTERY if item not in {"n005", "n008", "n014"}}
 
 pytestmark = pytest.mark.slow  # embeds the demo corpus with the real lite model once (~5-20 s on 2 cores)
 
@@ -66,13 +73,84 @@ def test_apple_grower_for_you_is_farming_not_his_categories_share(recommender):
     result = recommender.recommend("u07")
     top = ids(result.reranked)
     read = recommender.profile("u07").read_ids
-    unread_farming = FARMING - read
-    # The issue asks for >= 5 farming stories of 10; the demo corpus has only these 4 he has not read.
-    assert unread_farming == {"n043", "n044", "n045", "n108"}
-    assert len(set(top[:5]) & unread_farming) >= 3, top
-    assert set(top) >= unread_farming, top
+    assert len(FARMING - read) == 10  # the stories he has not read yet
+    assert not set(top) & read, top
+    assert len(set(top) & FARMING) >= 5, top  # the issue's target: >= 5 of 10
+    assert set(top[:5]) <= FARMING, top
     assert BATTERY_RECYCLING not in top and YOUTH_SAVINGS not in top, top
     assert not set(top[:5]) & GADGETS, top
+
+
+def test_reasons_claim_an_interest_only_when_the_story_is_close_to_it(recommender):
+    """USE finds Chinese texts broadly alike: 老李's filler (a music festival, 双十一, Apple revenue) was
+    "close to the interest 果农 · apple · 苹果". A reason claims an interest only from INTEREST_MATCH on."""
+    from newsrec.explain import INTEREST_MATCH
+
+    profile = recommender.profile("u07")
+    feed = recommender.recommend("u07", k=30).reranked
+    claims = {r.item.id: r for r in feed if any(reason.kind == "interest" for reason in r.reasons)}
+    for card in claims.values():
+        vector = recommender.index.embeddings([card.item.id])[0]
+        assert max(float(interest.vector @ vector) for interest in profile.interests) >= INTEREST_MATCH
+    filler = {"n167", "n101", "n032", "n008"}  # music festival, 双十一, Apple revenue, a sodium battery plant
+    listed = [r for r in feed if r.item.id in filler]
+    assert listed, ids(feed)  # they are still in a long feed, as filler ...
+    for card in listed:  # ... and say so, instead of claiming his apple interest
+        assert "close to the interest" not in card.explanation, (card.item.id, card.explanation)
+        assert {reason.kind for reason in card.reasons} & {"weak", "fresh", "category", "history"}, card.item.id
+
+
+def test_interest_claim_floor_is_calibrated(recommender):
+    """The calibration behind newsrec/explain.py's INTEREST_MATCH: on-topic stories (by the persona rules
+    of tests/test_demo_corpus.py) reach it far more often than the rest, and a lower floor lets filler in."""
+    from test_demo_corpus import PERSONAS, on_topic
+
+    from newsrec.explain import INTEREST_MATCH
+
+    news_ids = list(recommender.corpus.news)
+    vectors = recommender.index.embeddings(news_ids)  # (N, D)
+    on, off = [], []
+    for user_id, rule in PERSONAS.items():
+        profile = recommender.profile(user_id)
+        closest = (vectors @ np.stack([i.vector for i in profile.interests]).T).max(axis=1)  # (N,)
+        for news_id, cosine in zip(news_ids, closest, strict=True):
+            if news_id not in profile.read_ids:
+                (on if on_topic(recommender.corpus.news[news_id], rule) else off).append(cosine)
+    on, off = np.array(on), np.array(off)
+    assert (on >= INTEREST_MATCH).mean() >= 0.5 and (off >= INTEREST_MATCH).mean() <= 0.03
+    assert (off >= INTEREST_MATCH - 0.05).mean() > 0.05  # 0.40 would let twice as much through
+    apple_interest = recommender.profile("u07").interests[0].vector
+    for filler in ("n101", "n032"):  # 双十一 and Apple revenue sit just under the floor for 老李
+        vector = recommender.index.embeddings([filler])[0]
+        assert INTEREST_MATCH - 0.1 < float(apple_interest @ vector) < INTEREST_MATCH, filler
+
+
+def test_apple_launch_event_means_the_company_not_the_fruit(recommender):
+    """USE puts "Apple launch event" as close to apple wholesale prices as to the MacBook launch, and both
+    say "apple"; the full match (the MacBook launch, tech) tells which Apple is meant."""
+    result = recommender.recommend("u01", query="Apple launch event")
+    retrieval, reranked = ids(result.retrieval), ids(result.reranked)
+    assert retrieval[0] == reranked[0] == "n029", (retrieval, reranked)
+    assert set(retrieval[:2]) <= APPLE_COMPANY, retrieval  # the first stage still has the fruit 3rd
+    assert set(reranked[:3]) <= APPLE_COMPANY, reranked  # what the page shows: it was 2nd
+
+
+def test_box_office_finds_films_before_an_office_suite(recommender):
+    """The phrase "box office" outweighs "office" alone: the Chinese box-office reports come first too."""
+    result = recommender.recommend("u09", query="box office")
+    for stories in (ids(result.retrieval), ids(result.reranked)):
+        assert set(stories[:4]) == BOX_OFFICE, stories
+        assert OFFICE_SUITE not in stories or stories.index(OFFICE_SUITE) >= len(BOX_OFFICE), stories
+
+
+def test_investor_for_you_keeps_to_finance(recommender):
+    """Grace (u03) reads markets, earnings and commodities, and two battery funding stories (finance). Battery
+    recycling (finance/ev-battery, the newest) is fair; cell tests and gigafactories (autos, tech) are not."""
+    result = recommender.recommend("u03")
+    top = ids(result.reranked)
+    assert not set(top) & BATTERY_TECHNOLOGY, top
+    assert {recommender.corpus.news[i].category for i in top} <= set(recommender.profile("u03").categories), top
+    assert BATTERY_RECYCLING in top[:3], top
 
 
 def test_battery_engineer_gets_battery_stories_for_generic_chinese_words(recommender):

@@ -102,7 +102,7 @@ class LiteReranker:
         lexical = self.lexical or LexicalIndex.build([c.item for c in candidates])
         coverage = dict(lexical.match(request.query))
         terms = np.array([coverage.get(c.item.id, 0.0) for c in candidates])
-        return query_relevance(cosines, terms, self.embedder)
+        return query_relevance(cosines, terms, self.embedder, [c.item.category for c in candidates])
 
 
 def _interest_affinity(
