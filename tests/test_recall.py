@@ -175,3 +175,21 @@ def test_ingest_of_a_small_log_says_why_it_did_not_train(tmp_path, fake_embedder
     folder = _mind_log(tmp_path / "few", users=10)
     assert main(["ingest", str(folder), "--format", "mind", "--json"]) == 0
     assert "10 users" in json.loads(capsys.readouterr().out)["model"]
+
+
+def test_weight_sweep_reads_training_users_only(demo_recommender):
+    from newsrec.evaluation.demo_logs import build_demo_impressions
+    from newsrec.evaluation.sweep import sweep
+
+    impressions = build_demo_impressions(demo_recommender.corpus, readers_per_user=6)
+    test_users = split_users(impressions, seed=0).test_users
+    flipped = [
+        Impression(i.id, i.user_id, i.history, i.candidates, [1 - label for label in i.labels])
+        if i.user_id in test_users
+        else i
+        for i in impressions
+    ]
+    grid = sweep(demo_recommender, impressions)
+    assert grid == sweep(demo_recommender, flipped)
+    first = grid["first stage: cosine + w x clipped prior"]
+    assert first["0.2"] > first["0.0"]  # the demo readers' clicks follow each story's appeal too

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-train",
         action="store_true",
-        help="do not fit the learned ranker on the corpus's impression log (default: fit it, lite mode, 50+ users)",
+        help="do not fit the learned ranker on the corpus's impression log (default: fit it; lite reranker, 50+ users)",
     )
     parser.add_argument("--embedder", help="embedder for the index (default: auto)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
