@@ -132,6 +132,8 @@ class Settings:
     category_cap: int = 0  # 0 = off; else at most N results per category
     # second stage without a learned model: reranker score + prior_weight x CTR log-odds (corpora with impressions)
     prior_weight: float = 0.3
+    # For-you first stage: closest-interest cosine + trend_weight x clipped CTR log-odds (newsrec/recall.py); 0 = off
+    trend_weight: float = 0.2
     # --- serving (issue 11): a remote reranker server and a Chroma server's auth headers ---
     reranker_url: str = ""  # e.g. http://rerank:8000 (`newsrec serve` or `vllm serve`); set = the remote reranker
     reranker_timeout: float = 30.0  # seconds per remote rerank request (a 100-candidate page on a GPU takes ~1 s)

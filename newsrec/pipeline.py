@@ -26,6 +26,7 @@ from newsrec.learning.stage import SecondStage, build_stage
 from newsrec.lexical import LexicalIndex
 from newsrec.profiles import build_profile, idf_table
 from newsrec.ranking import cap_categories, freshness_decay, mmr_order
+from newsrec.recall import ForYouRecall
 from newsrec.relevance import matches, query_relevance
 from newsrec.rerankers import Reranker, get_reranker
 from newsrec.types import (
@@ -97,6 +98,7 @@ class Recommender:
         self.stage: SecondStage = build_stage(
             settings.home, corpus, reranker, embedder, settings.prior_weight, self.lexical
         )
+        self.recall = ForYouRecall(self.stage.prior, corpus.news, settings.trend_weight)  # + trending, if a log
 
     @classmethod
     def from_settings(
@@ -266,17 +268,24 @@ class Recommender:
             dense = usable(self.index.search(query_vector, fetch, where=filters.where()))
             lexical = dict(usable(self.lexical.match(query, fetch)))
             ranked, matched = self._fuse(query_vector, dense, lexical, n)
-        elif profile.interests:
+        elif profile.interests:  # interest neighbours plus trending items (recall.py), by one fused score
             best: dict[str, float] = {}
             for interest in profile.interests:
                 share = max(10, math.ceil(fetch * min(1.0, 1.5 * interest.weight)))
                 for news_id, similarity in usable(self.index.search(interest.vector, share, where=filters.where())):
                     best[news_id] = max(best.get(news_id, -1.0), similarity)
-            ranked = sorted(best.items(), key=lambda kv: -kv[1])[:n]
-        else:  # no query and no history: the newest stories
+            trending = self.recall.trending(n, lambda i: i not in best and self.index.has(i) and usable([(i, 0)]))
+            if trending:
+                centres = np.stack([interest.vector for interest in profile.interests])  # (I, D)
+                cosines = (self.index.embeddings(trending) @ centres.T).max(axis=1)
+                best.update(zip(trending, cosines.tolist(), strict=True))
+            ids = list(best)
+            fused = self.recall.score(ids, np.array([best[i] for i in ids]))
+            ranked = sorted(zip(ids, fused.tolist(), strict=True), key=lambda kv: -kv[1])[:n]
+        else:  # no query and no history: the trending stories (with a log), then the newest
             items = [item for item in self.corpus.news.values() if item.id not in excluded and filters.accepts(item)]
             items.sort(key=lambda item: format_time(item.published_at) or "", reverse=True)
-            ranked = [(item.id, 1.0 / (rank + 1)) for rank, item in enumerate(items[:n])]
+            ranked = self.recall.cold_start([item.id for item in items[:n]], n, lambda i: bool(usable([(i, 0)])))
         ranked = [(news_id, score) for news_id, score in ranked if self.index.has(news_id)]
         embeddings = self.index.embeddings([news_id for news_id, _ in ranked]) if ranked else []
         pool = [
@@ -379,12 +388,13 @@ class Recommender:
         query: str = "",
         stage: SecondStage | None = None,
         leave_out: Impression | None = None,
+        recall: ForYouRecall | None = None,
     ) -> tuple[list[float], list[float]]:
         """(retrieval, second-stage) scores for a fixed candidate list, e.g. one logged impression.
 
-        Retrieval scores are the first stage's similarity (to the query, else to the closest interest);
-        the second stage is `stage` (default: the pipeline's), with `leave_out` kept out of its CTR prior.
-        Ids missing from the corpus score 0 in both.
+        Retrieval scores are the first stage's (similarity to the query; else to the closest interest,
+        fused with `recall`'s prior term, default the pipeline's); the second stage is `stage` (default:
+        the pipeline's). `leave_out` is kept out of both CTR priors. Ids missing from the corpus score 0.
         """
         query = _clean_query(query)
         known = [i for i, news_id in enumerate(news_ids) if news_id in self.corpus.news and self.index.has(news_id)]
@@ -400,6 +410,8 @@ class Recommender:
             first = (vectors @ np.stack([interest.vector for interest in profile.interests]).T).max(axis=1)
         else:
             first = np.zeros(len(known))
+        if query_vector is None:  # For-you: the trending term too (recall.py), for readers with or without history
+            first = (recall or self.recall).score([news_ids[i] for i in known], first, leave_out)
         candidates = [
             Candidate(item=self.corpus.news[news_ids[i]], retrieval_score=float(s), retrieval_rank=0, embedding=v)
             for i, s, v in zip(known, first, vectors, strict=True)

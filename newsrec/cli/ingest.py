@@ -48,6 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="when another ingest is writing this corpus, wait at most this long (default: wait until it ends)",
     )
     parser.add_argument("--no-index", action="store_true", help="write the corpus only; index it later")
+    parser.add_argument(
+        "--no-train",
+        action="store_true",
+        help="do not fit the learned ranker on the corpus's impression log (default: fit it; lite reranker, 50+ users)",
+    )
     parser.add_argument("--embedder", help="embedder for the index (default: auto)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run_ingest)
@@ -79,11 +84,18 @@ def run_ingest(args: argparse.Namespace) -> int:
         lock_timeout=args.lock_timeout,
     )
     index = None if args.no_index else update_index(settings, report.corpus, quiet=args.json)
+    model = None
+    if not (args.no_index or args.no_train) and report.impressions:
+        from newsrec.cli.train import train_after_ingest
+
+        model = train_after_ingest(settings, report.corpus, quiet=args.json)
     if args.json:
         stats = dataclasses.asdict(index) if dataclasses.is_dataclass(index) else index
-        print_json({**dataclasses.asdict(report), "index": stats})
+        print_json({**dataclasses.asdict(report), "index": stats, "model": model})
     else:
         print_report(report, index)
+        if model:
+            Console().print(f"model: {model}")
     return 0
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 from newsrec.config import Settings
 from newsrec.errors import InputError
 from newsrec.evaluation import metrics
+from newsrec.recall import ForYouRecall
 from newsrec.types import Impression, NewsItem
 
 if TYPE_CHECKING:
@@ -96,6 +97,8 @@ class PipelineScores:
         self.recommender = recommender
         self.profiles = profiles if profiles is not None else {}  # impression id -> profile, shared by stages
         self.stage = stage or recommender.stage
+        # the first stage's trending term counts what the stage's prior counted (training users' clicks)
+        self.recall = ForYouRecall(self.stage.prior, recommender.corpus.news, recommender.settings.trend_weight)
         self.counted = counted or {}  # impressions the stage's prior counted: each is left out of its own scores
         self.max_cached = max_cached
         self._cache: dict[str, tuple[list[float], list[float]]] = {}
@@ -111,7 +114,11 @@ class PipelineScores:
                 self.profiles[impression.id] = self.recommender.profile_from_history(history, impression.user_id)
             profile = self.profiles[impression.id]
             scores = self.recommender.score_candidates(
-                profile, impression.candidates, stage=self.stage, leave_out=self.counted.get(impression.id)
+                profile,
+                impression.candidates,
+                stage=self.stage,
+                leave_out=self.counted.get(impression.id),
+                recall=self.recall,
             )
             self.seconds += time.perf_counter() - started
             if len(self._cache) >= self.max_cached:
@@ -121,7 +128,7 @@ class PipelineScores:
 
 
 class RetrievalScorer:
-    """The first stage's score: similarity of each candidate to the closest interest of the profile."""
+    """The first stage's score: similarity to the profile's closest interest plus the bounded prior term."""
 
     name = "retrieval"
 

@@ -1,6 +1,6 @@
 """Named features of (reader, candidate) pairs: what the learned ranker weighs.
 
-    retrieval   first-stage score of a For-you list: cosine to the reader's closest interest centre
+    retrieval   cosine to the reader's closest interest centre (the For-you first stage's content part)
     interest    the lite reranker's interest affinity (closest interest or history item, by its weight)
     category    the item's category share in the reader's history
     fresh       the lite reranker's freshness (halves each week of age)

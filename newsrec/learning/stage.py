@@ -33,6 +33,7 @@ QUERY_WEIGHT = 8.0
 
 class SecondStage(Protocol):
     name: str  # shown with the results and part of what identifies a score
+    prior: ExposurePopularity | None  # the CTR prior it scores with (the first stage's trending source too)
 
     def score(
         self,
@@ -69,6 +70,7 @@ class LearnedStage:
 
     def __init__(self, saved: store.SavedModel, builder: FeatureBuilder, embedder=None, lexical=None):
         self.saved, self.builder = saved, builder
+        self.prior = builder.prior
         self.query_part = LiteReranker(embedder=embedder, lexical=lexical)  # lexical: the corpus's IDF weights
         self.name = f"learned:{saved.model_id}"
 
