@@ -60,6 +60,23 @@ def salient_terms(items: Sequence[NewsItem], weights: Sequence[float], idf: Mapp
     return [term for term, _ in scores.most_common(top)]
 
 
+def repeated_terms(items: Sequence[NewsItem], weights: Sequence[float], idf: Mapping[str, float]) -> dict[str, float]:
+    """Title terms found in at least two reads, weighted by the reads' recency share x idf, strongest first.
+
+    A theme the embedder misses shows up as a word the reader's titles keep repeating ("AI" across
+    medical-imaging, translation and farm-drone stories); a word of a single read says little.
+    """
+    reads: Counter[str] = Counter()
+    scores: Counter[str] = Counter()
+    total = float(sum(weights)) or 1.0
+    for item, weight in zip(items, weights, strict=True):
+        for term in set(tokenize(item.title)):
+            if len(term) > 1 and not term.isdigit():
+                reads[term] += 1
+                scores[term] += float(weight) / total * idf.get(term, 1.0)
+    return {term: score for term, score in scores.most_common() if reads[term] >= 2}
+
+
 def build_profile(
     user_id: str,
     history: Sequence[HistoryEntry],
@@ -109,6 +126,7 @@ def build_profile(
     profile.categories = dict(categories.most_common())
     profile.subcategories = dict(subcategories.most_common())
     profile.keywords = salient_terms(items, weights, idf, top=12)
+    profile.terms = repeated_terms(items, weights, idf)
     profile.images = representative_images(items, weights)
     profile.summary = summarise(profile, items, weights)
     return profile

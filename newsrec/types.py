@@ -98,6 +98,7 @@ class UserProfile:
     categories: dict[str, float] = field(default_factory=dict)  # recency-weighted share per category
     subcategories: dict[str, float] = field(default_factory=dict)  # ... per "category/subcategory"
     keywords: list[str] = field(default_factory=list)  # salient terms of the history, strongest first
+    terms: dict[str, float] = field(default_factory=dict)  # title terms repeated across reads -> weight
     summary: str = ""  # one short paragraph for a reranker prompt
     read_ids: set[str] = field(default_factory=set)  # excluded from recommendations
     images: list[ImageRef] = field(default_factory=list)  # representative history images, for VL rerankers
@@ -114,6 +115,7 @@ class UserProfile:
             "categories": {name: round(share, 6) for name, share in self.categories.items()},
             "subcategories": {name: round(share, 6) for name, share in self.subcategories.items()},
             "weights": [round(interest.weight, 6) for interest in self.interests],
+            "terms": {term: round(weight, 6) for term, weight in self.terms.items()},
         }
         digest.update(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode())
         for interest in [*self.interests, *self.avoid]:

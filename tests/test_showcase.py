@@ -153,6 +153,19 @@ def test_investor_for_you_keeps_to_finance(recommender):
     assert BATTERY_RECYCLING in top[:3], top
 
 
+# Stories about AI at work or AI products (Lena, u10, follows practical AI applications).
+AI_STORIES = {"n036", "n067", "n068", "n069", "n070", "n081", "n100"}
+
+
+def test_ai_reader_for_you_leads_with_ai_not_orchards(recommender):
+    """Lena (u10) read two AI farm-drone stories among eight AI ones: the encoder puts every orchard story
+    near those two, while "AI" in most of her titles says what she follows (profiles.repeated_terms)."""
+    result = recommender.recommend("u10")
+    top = ids(result.reranked)
+    assert "ai" in recommender.profile("u10").terms
+    assert len(set(top[:3]) & AI_STORIES) >= 2, top
+
+
 def test_battery_engineer_gets_battery_stories_for_generic_chinese_words(recommender):
     result = recommender.recommend("u01", query="最新电池技术突破")
     assert set(ids(result.reranked)[:3]) <= BATTERY, ids(result.reranked)

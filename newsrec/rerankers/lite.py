@@ -2,7 +2,8 @@
 
     score = w_query    * query relevance      (newsrec/relevance.py: multilingual cosine fused with the
                                                IDF-weighted share of the query's terms the item has)
-          + w_interest * interest affinity    (best cosine to one of the reader's interests, scaled by its weight)
+          + w_interest * interest affinity    (best cosine to one of the reader's interests, scaled by its weight,
+                                               blended with the title words the reading repeats)
           + w_category * category affinity    (the item's subcategory share in the reader's history; an unread
                                                subcategory counts half its category, as far as the item resembles
                                                the reading)
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from newsrec.embedders import Embedder
-from newsrec.lexical import LexicalIndex
+from newsrec.lexical import LexicalIndex, tokenize
 from newsrec.profiles import subcategory_key
 from newsrec.relevance import CosineScale, query_relevance, related_scale
 from newsrec.rerankers import register_reranker
@@ -45,6 +46,10 @@ WITH_QUERY = LiteWeights(query=0.45, interest=0.2, category=0.3, fresh=0.05)
 # proportion below it: personalisation reorders what matches; it brings in nothing that does not.
 QUERY_GATE = 0.25
 FOR_YOU = LiteWeights(query=0.0, interest=0.65, category=0.25, fresh=0.1)
+# Share of the interest part taken by the reading's repeated title words (profiles.repeated_terms): the
+# multilingual encoder puts every orchard story near an AI-farm-drone read, while the word "AI" in eight
+# of ten titles says what the reader follows.
+TERM_SHARE = 0.3
 
 
 class LiteReranker:
@@ -53,6 +58,7 @@ class LiteReranker:
     def __init__(self, embedder: Embedder | None = None, lexical: LexicalIndex | None = None):
         self.embedder = embedder  # its match range scales cosines; it embeds the query if a request has no vector
         self.lexical = lexical  # the corpus's lexical index (IDF weights); without it, one over the candidates
+        self._title_terms: dict[str, frozenset[str]] = {}  # title -> its terms (jieba is not free)
 
     def score(self, request: RerankRequest, candidates: Sequence[Candidate]) -> list[float]:
         return [sum(parts.values()) for parts in self.score_components(request, candidates)]
@@ -76,6 +82,9 @@ class LiteReranker:
             if profile.interests:
                 ids = [c.item.id for c in candidates]
                 parts["interest"] = _interest_affinity(docs, ids, profile.interests, related_scale(self.embedder))
+                if profile.terms:
+                    words = self._term_affinity(candidates, profile.terms)
+                    parts["interest"] = (1 - TERM_SHARE) * parts["interest"] + TERM_SHARE * words
             if profile.categories:
                 parts["category"] = _category_affinity(candidates, profile, parts["interest"])
                 # The mirror image: a story in a category the reader never opens counts half its content
@@ -93,6 +102,18 @@ class LiteReranker:
             {name: float(getattr(weights, name) * values[i]) for name, values in parts.items()}
             for i in range(len(candidates))
         ]
+
+    def _term_affinity(self, candidates: Sequence[Candidate], terms: dict[str, float]) -> np.ndarray:
+        """(N,) in [0, 1]: weight of the reading's repeated title words the item's title has, relative to the top one."""
+        top = max(terms.values())
+        affinity = np.zeros(len(candidates))
+        for i, candidate in enumerate(candidates):
+            title = candidate.item.title
+            own = self._title_terms.get(title)
+            if own is None:
+                own = self._title_terms[title] = frozenset(tokenize(title))
+            affinity[i] = min(sum(terms.get(term, 0.0) for term in own) / top, 1.0)
+        return affinity
 
     def _query_relevance(self, request: RerankRequest, candidates: Sequence[Candidate], docs: np.ndarray) -> np.ndarray:
         query_vector = request.query_vector
