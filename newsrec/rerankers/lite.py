@@ -104,7 +104,7 @@ class LiteReranker:
         ]
 
     def _term_affinity(self, candidates: Sequence[Candidate], terms: dict[str, float]) -> np.ndarray:
-        """(N,) in [0, 1]: weight of the reading's repeated title words the item's title has, relative to the top one."""
+        """(N,) in [0, 1]: weight of the reading's repeated title words in the item's title, relative to the top one."""
         top = max(terms.values())
         affinity = np.zeros(len(candidates))
         for i, candidate in enumerate(candidates):
