@@ -83,7 +83,7 @@ class _Metrics:
 def create_app(scorer: PairScorer, limits: ServeLimits | None = None, api_token: str = "") -> FastAPI:
     limits = limits or ServeLimits()
     metrics = _Metrics()
-    batcher = Batcher(scorer.score, limits.max_batch_pairs, limits.max_wait_ms, metrics.on_batch)
+    batcher = Batcher(scorer.score_many, limits.max_batch_pairs, limits.max_wait_ms, metrics.on_batch)
     decoder = ImageDecoder(scorer.max_pixels, limits.max_image_bytes) if scorer.max_pixels else None
 
     @asynccontextmanager
@@ -122,8 +122,10 @@ def create_app(scorer: PairScorer, limits: ServeLimits | None = None, api_token:
     async def api_error(_request: Request, error: ApiError):
         return _error(error.status, str(error))
 
-    async def score_pairs(body: Any, queries: list[Any], documents: list[Any]) -> list[float]:
-        """Validate, decode images, group by query, and wait for the batcher; scores in document order."""
+    async def score_pairs(body: Any, queries: list[Any], documents: list[Any]) -> tuple[list[float], int]:
+        """Validate, decode images, group by query, and wait for the batcher.
+
+        Returns the scores in document order and the prompt tokens of all pairs (vLLM's usage count)."""
         if body.model and body.model != scorer.name:
             raise ApiError(404, f"model {body.model!r} is not served here; this server serves {scorer.name!r}")
         if not documents:
@@ -169,9 +171,9 @@ def create_app(scorer: PairScorer, limits: ServeLimits | None = None, api_token:
             log.exception("scoring failed")
             raise ApiError(500, f"scoring failed: {type(error).__name__}: {error}") from None
         for rows, result in zip(by_query.values(), results, strict=True):
-            for index, value in zip(rows, result, strict=True):
+            for index, value in zip(rows, result.scores, strict=True):
                 scores[index] = value
-        return scores
+        return scores, sum(sum(result.tokens) for result in results)
 
     @app.post("/v1/score")
     @app.post("/score")
@@ -180,14 +182,14 @@ def create_app(scorer: PairScorer, limits: ServeLimits | None = None, api_token:
             queries, documents = body.pairs()
         except ValueError as error:
             raise ApiError(400, str(error)) from None
-        values = await score_pairs(body, queries, documents)
+        values, tokens = await score_pairs(body, queries, documents)
         return {
             "id": f"score-{uuid.uuid4().hex}",
             "object": "list",
             "created": int(time.time()),
             "model": scorer.name,
             "data": [{"index": i, "object": "score", "score": value} for i, value in enumerate(values)],
-            "usage": {"prompt_tokens": 0, "total_tokens": 0},  # token counts are not tracked
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
     @app.post("/v1/rerank")
@@ -195,7 +197,7 @@ def create_app(scorer: PairScorer, limits: ServeLimits | None = None, api_token:
     @app.post("/v2/rerank")
     async def rerank(body: RerankBody):
         documents = body.document_list()
-        values = await score_pairs(body, [body.query] * len(documents), documents)
+        values, tokens = await score_pairs(body, [body.query] * len(documents), documents)
         order = sorted(range(len(values)), key=lambda i: -values[i])
         if body.top_n:
             order = order[: body.top_n]
@@ -209,7 +211,7 @@ def create_app(scorer: PairScorer, limits: ServeLimits | None = None, api_token:
         return {
             "id": f"rerank-{uuid.uuid4().hex}",
             "model": scorer.name,
-            "usage": {"total_tokens": 0},
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             "results": results,
         }
 
