@@ -349,15 +349,17 @@ class RerankEngine:
                 if layer_index == len(keys):
                     keys.append([])
                     values.append([])
-                keys[layer_index].append(torch.nn.functional.pad(layer.keys, sides))
-                values[layer_index].append(torch.nn.functional.pad(layer.values, sides))
-        back = torch.tensor(np.argsort(order), device=self.device)  # batch order -> prefix order
-        return _Prefixes(
-            [torch.cat(parts).index_select(0, back) for parts in keys],
-            [torch.cat(parts).index_select(0, back) for parts in values],
-            [len(row) for row in rows],
-            left,
-        )
+                keys[layer_index].append(torch.nn.functional.pad(layer.keys, sides) if pad else layer.keys)
+                values[layer_index].append(torch.nn.functional.pad(layer.values, sides) if pad else layer.values)
+        if len(keys[0]) > 1:  # several prefix batches: side by side, back in prefix order
+            back = torch.tensor(np.argsort(order), device=self.device)
+            keys = [[torch.cat(parts).index_select(0, back)] for parts in keys]
+            values = [[torch.cat(parts).index_select(0, back)] for parts in values]
+        elif order != sorted(order):  # one batch, sorted by length
+            back = torch.tensor(np.argsort(order), device=self.device)
+            keys = [[parts[0].index_select(0, back)] for parts in keys]
+            values = [[parts[0].index_select(0, back)] for parts in values]
+        return _Prefixes([parts[0] for parts in keys], [parts[0] for parts in values], [len(row) for row in rows], left)
 
     def _score_batch(self, rows: list[_Row], slots: list[int], prefixes: _Prefixes | None, stats: EngineStats):
         """Scores of `rows`, each reading prefix `slots[i]` (-1: none)."""
