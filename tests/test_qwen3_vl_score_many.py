@@ -22,16 +22,22 @@ from newsrec.qwen3_vl.prompt import Side  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from qwen3_vl_reference import reference_inputs, reference_scores  # noqa: E402
-from test_qwen3_vl_reranker import (  # noqa: E402
-    IMAGE_DOCS,
-    INSTRUCTION,
-    PICS,
-    TEXT_DOCS,
-    TOL,
-    assert_close,
-    checkpoint,  # noqa: F401 - fixture
-    loaded,  # noqa: F401 - fixture
-)
+from test_qwen3_vl_reranker import DEVICE, FILES, IMAGE_DOCS, INSTRUCTION, PICS, TEXT_DOCS, TOL, assert_close  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    """The tiny random checkpoint of test_qwen3_vl_reranker.py (same seed), loaded in fp32."""
+    if not FILES.exists():
+        pytest.skip(f"{FILES} is absent: these tests need the real Qwen3-VL tokenizer files (../shared)")
+    from newsrec.qwen3_vl.loading import build_processor, load_model
+    from newsrec.qwen3_vl.random_model import make_random_checkpoint
+
+    checkpoint = make_random_checkpoint(tmp_path_factory.mktemp("tiny-qwen3-vl"), "tiny", FILES, seed=0)
+    if DEVICE.startswith("cuda"):
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    return load_model(checkpoint, device=DEVICE, dtype=torch.float32), build_processor(checkpoint)
 
 
 def sides(documents):
