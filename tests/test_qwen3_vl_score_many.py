@@ -135,3 +135,23 @@ def test_a_row_seeing_prefix_pads_is_caught(loaded, padding_side):
     engine._debug_drop_mask = True  # rows of short prefixes attend to the pads after (or before) them
     got = engine.score_many(REQUESTS[:4])
     assert max(np.max(np.abs(np.asarray(g.scores) - w)) for g, w in zip(got, want, strict=True)) > 100 * TOL
+
+
+def test_out_of_memory_splits_a_mixed_batch(loaded, monkeypatch):
+    model, processor = loaded
+    engine = RerankEngine(model, processor)
+    want = [r.scores for r in engine.score_many(REQUESTS)]
+    forward = engine.language_model.forward
+    calls = []
+
+    def flaky(*args, **kwargs):
+        rows = kwargs["inputs_embeds"].shape[0]
+        calls.append(rows)
+        if rows > 2 and kwargs[engine._cache_arg] is not None:  # suffix batches (rows of several prefixes)
+            raise torch.OutOfMemoryError("simulated")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine.language_model, "forward", flaky)
+    for got, expected in zip(engine.score_many(REQUESTS)[:-1], want[:-1], strict=True):
+        assert_close(got.scores, expected)
+    assert max(calls) > 2  # big mixed batches were tried, failed and were split

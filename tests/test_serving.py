@@ -266,6 +266,13 @@ def test_pair_budget_splits_turns():
     assert batcher.stats.batches >= 3
 
 
+def test_request_budget_splits_turns():
+    scorer = FakeScorer(delay=0.02)
+    batcher = Batcher(scorer.score_many, max_batch_pairs=100, max_wait_ms=5, max_batch_requests=2)
+    run_callers(batcher, [(f"q{i}", [f"d{i}"]) for i in range(7)])
+    assert max(len(call) for call in scorer.calls) == 2 and len(scorer.calls) >= 4
+
+
 def test_usage_counts_the_prompt_tokens(client, scorer):
     url = data_url()
     body = {"query": "solar power record", "documents": ["grid operators", image_doc(url), "grid operators"]}

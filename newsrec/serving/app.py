@@ -39,6 +39,7 @@ class ServeLimits:
     max_images: int = 8  # per query or document
     max_image_bytes: int = 10 * 2**20
     max_batch_pairs: int = 512  # pairs per worker turn across concurrent requests
+    max_batch_requests: int = 64  # requests per worker turn (each distinct query's prefix KV stays in memory)
     max_wait_ms: float = 2.0  # how long the worker waits for companions before a turn
 
 
@@ -83,7 +84,9 @@ class _Metrics:
 def create_app(scorer: PairScorer, limits: ServeLimits | None = None, api_token: str = "") -> FastAPI:
     limits = limits or ServeLimits()
     metrics = _Metrics()
-    batcher = Batcher(scorer.score_many, limits.max_batch_pairs, limits.max_wait_ms, metrics.on_batch)
+    batcher = Batcher(
+        scorer.score_many, limits.max_batch_pairs, limits.max_wait_ms, metrics.on_batch, limits.max_batch_requests
+    )
     decoder = ImageDecoder(scorer.max_pixels, limits.max_image_bytes) if scorer.max_pixels else None
 
     @asynccontextmanager

@@ -1,7 +1,8 @@
 """Server-side batching: requests from concurrent callers become one engine call per worker turn.
 
 One worker owns the engine (it is not thread-safe, and one GPU runs one batch at a time). While it
-scores, new requests queue; when it is free it takes everything queued, up to a pair budget, and:
+scores, new requests queue; when it is free it takes everything queued, up to a pair budget and a
+request budget, and:
 - merges requests with the same (instruction, query side) into one request, so their documents share
   one prefix KV cache (app replicas asking for the same feed, the same search, or a guest page), and
   scores a document once when several of them send it;
@@ -59,9 +60,12 @@ class Batcher:
         max_batch_pairs: int = 512,
         max_wait_ms: float = 2.0,
         on_batch: Callable[[int, int, float], None] | None = None,
+        max_batch_requests: int = 64,
     ):
         self._score_many = score_many
         self.max_batch_pairs = max(1, int(max_batch_pairs))
+        # Requests per turn: each distinct query keeps its prefix keys/values in memory for the whole call.
+        self.max_batch_requests = max(1, int(max_batch_requests))
         self.max_wait = max(0.0, max_wait_ms) / 1000
         self.on_batch = on_batch  # (pairs requested, pairs scored, seconds) per worker turn, for metrics
         self.stats = BatchStats()
@@ -99,7 +103,7 @@ class Batcher:
             if self.max_wait:
                 await asyncio.sleep(self.max_wait)  # let callers that arrived together join this turn
             pairs = len(jobs[0].documents)
-            while not self._queue.empty() and pairs < self.max_batch_pairs:
+            while not self._queue.empty() and pairs < self.max_batch_pairs and len(jobs) < self.max_batch_requests:
                 job = self._queue.get_nowait()
                 jobs.append(job)
                 pairs += len(job.documents)
