@@ -149,6 +149,7 @@ class Settings:
     reranker_url: str = ""  # e.g. http://rerank:8000 (`newsrec serve` or `vllm serve`); set = the remote reranker
     reranker_timeout: float = 30.0  # seconds per remote rerank request (a 100-candidate page on a GPU takes ~1 s)
     chroma_headers: dict[str, str] = field(default_factory=dict)  # sent to the Chroma server (auth proxy)
+    embedder_url: str = ""  # e.g. http://embed:8000 (`newsrec serve --serve-embedder`); set = the remote embedder
     # Records per Chroma read page, write batch and query: Chroma Cloud and distributed Chroma answer at most
     # 300 results per query and take 300 records per write; whole-collection reads page with limit/offset.
     chroma_page_size: int = CHROMA_PAGE_SIZE
@@ -168,6 +169,7 @@ class Settings:
             reranker_timeout=_seconds(env.get("NEWSREC_RERANKER_TIMEOUT", ""), 30.0),
             chroma_headers=parse_headers(env.get("NEWSREC_CHROMA_HEADERS", "")),
             chroma_page_size=_page_size(env.get("NEWSREC_CHROMA_PAGE_SIZE", "")),
+            embedder_url=env.get("NEWSREC_EMBEDDER_URL", ""),
             visual_tokens=_visual_tokens(env.get("NEWSREC_VISUAL_TOKENS", "256")),
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
@@ -179,6 +181,8 @@ class Settings:
 
     @property
     def resolved_embedder(self) -> str:
+        if self.embedder_url:
+            return "remote"
         return self.embedder if self.embedder != "auto" else _auto_model("qwen3-vl-embedding-2b", self.embedder_model)
 
     @property

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -233,6 +234,7 @@ def test_recommend_through_newsrec_serve_equals_in_process(tmp_path, qwen_files_
     env.pop("NEWSREC_RERANKER_URL", None)
     command = [sys.executable, "-m", "newsrec", "serve", "--port", str(port), "--device", "cpu"]
     command += ["--reranker", "qwen3-vl-reranker-2b", "--reranker-model", str(checkpoint), "--embedder", "lite"]
+    command += ["--serve-embedder"]  # the lite embedder at /v1/embeddings too: compared below
     server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         settings = Settings.from_env(corpus="eq", embedder="lite")
@@ -266,6 +268,7 @@ def test_recommend_through_newsrec_serve_equals_in_process(tmp_path, qwen_files_
             diff = max(abs(a.score - b.score) for a, b in zip(got.reranked, want.reranked, strict=True))
             assert diff <= 1e-5, diff
         concurrent_callers_equal_in_process(f"http://127.0.0.1:{port}", local, root)
+        remote_embedder_equals_in_process(f"http://127.0.0.1:{port}", settings, corpus)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -312,6 +315,19 @@ def concurrent_callers_equal_in_process(url: str, local, root: Path) -> None:
         assert np.max(np.abs(np.asarray(got) - want.scores)) <= 1e-5
         assert answer["usage"]["prompt_tokens"] == sum(want.tokens)
     assert turns < len(queries)  # some callers shared a worker turn (one score_many call)
+
+
+def remote_embedder_equals_in_process(url: str, settings: Settings, corpus: Corpus) -> None:
+    """NEWSREC_EMBEDDER_URL: the served lite embedder gives the in-process lite vectors, same name and size."""
+    from newsrec.embedders import get_embedder
+
+    local = get_embedder("lite", settings=settings)
+    remote = get_embedder("remote", settings=replace(settings, embedder_url=url), image_root=corpus.root)
+    assert (remote.name, remote.dim) == (local.name, local.dim)
+    items = list(corpus.news.values())  # some with photos (sent, and ignored by lite as in-process)
+    np.testing.assert_allclose(remote.embed_documents(items), local.embed_documents(items), atol=1e-5)
+    queries = ["flood rescue", "", "选举之夜"]
+    np.testing.assert_allclose(remote.embed_queries(queries), local.embed_queries(queries), atol=1e-5)
 
 
 def _metric(url: str, name: str) -> float:

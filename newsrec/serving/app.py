@@ -1,6 +1,7 @@
 """`newsrec serve`: the reranker over HTTP, speaking vLLM's score/rerank APIs (FastAPI + uvicorn).
 
-Routes: POST /v1/score, /v1/rerank, /rerank, /v2/rerank; GET /v1/models, /health, /metrics (Prometheus).
+Routes: POST /v1/score, /v1/rerank, /rerank, /v2/rerank (and /v1/embeddings with --serve-embedder);
+GET /v1/models, /health, /metrics (Prometheus).
 Errors are 4xx with {"error": {"message", "type", "code"}}; with a token configured every route but
 /health needs `Authorization: Bearer <token>`.
 """
@@ -23,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from newsrec.errors import InputError
 from newsrec.serving.batcher import Batcher
+from newsrec.serving.embeddings import EmbeddingBody, EmbeddingService
 from newsrec.serving.protocol import RerankBody, ScoreBody, WireSide, to_side, to_wire
 from newsrec.serving.scorers import ImageDecoder, PairScorer, sides
 
@@ -81,7 +83,10 @@ class _Metrics:
         self.batch_seconds.observe(seconds)
 
 
-def create_app(scorer: PairScorer, limits: ServeLimits | None = None, api_token: str = "") -> FastAPI:
+def create_app(
+    scorer: PairScorer, limits: ServeLimits | None = None, api_token: str = "", embedder: Any = None
+) -> FastAPI:
+    """The server; with `embedder`, also POST /v1/embeddings (newsrec/serving/embeddings.py)."""
     limits = limits or ServeLimits()
     metrics = _Metrics()
     batcher = Batcher(
@@ -218,9 +223,28 @@ def create_app(scorer: PairScorer, limits: ServeLimits | None = None, api_token:
             "results": results,
         }
 
+    embeddings = None
+    if embedder is not None:
+        embeddings = EmbeddingService(embedder, limits.max_documents, limits.max_text_chars, limits.max_images)
+
+        @app.post("/v1/embeddings")
+        async def embed(body: EmbeddingBody):
+            if body.model and body.model != embeddings.name:
+                raise ApiError(
+                    404, f"model {body.model!r} is not served here; embeddings come from {embeddings.name!r}"
+                )
+            try:
+                sides = embeddings.validate(body)
+                return await asyncio.to_thread(embeddings.embed, body, sides)
+            except InputError as error:
+                raise ApiError(400, str(error)) from None
+
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [{"id": scorer.name, "object": "model", "owned_by": "newsrec"}]}
+        served = [{"id": scorer.name, "object": "model", "owned_by": "newsrec"}]
+        if embeddings is not None:  # the reranker stays first: remote rerankers take data[0]
+            served.append({"id": embeddings.name, "object": "model", "owned_by": "newsrec"})
+        return {"object": "list", "data": served}
 
     @app.get("/health")
     async def health():
