@@ -31,6 +31,7 @@ CANDIDATES_RANGE = (10, 300)
 DIVERSITY_RANGE = (0.0, 1.0)  # CLI --diversity is the MMR lambda, the slider 1 - lambda: the same interval
 HALF_LIFE_RANGE = (0.0, 30.0)  # days; 0 = off
 CATEGORY_CAP_RANGE = (0, 30)  # 0 = off
+CHROMA_PAGE_SIZE = 300  # Chroma Cloud's limit on results per query and records per write
 
 DEFAULT_INSTRUCTION = (
     "Given the reader's query and reading interests, judge whether this news article is one the reader "
@@ -88,6 +89,18 @@ def parse_headers(text: str) -> dict[str, str]:
     return headers
 
 
+def _page_size(text: str) -> int:
+    from newsrec.errors import InputError
+
+    try:
+        value = int(text) if text.strip() else CHROMA_PAGE_SIZE
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InputError(f"NEWSREC_CHROMA_PAGE_SIZE must be a whole number of records >= 1, not {text!r}")
+    return value
+
+
 def _seconds(text: str, default: float) -> float:
     try:
         value = float(text) if text.strip() else default
@@ -138,6 +151,10 @@ class Settings:
     reranker_url: str = ""  # e.g. http://rerank:8000 (`newsrec serve` or `vllm serve`); set = the remote reranker
     reranker_timeout: float = 30.0  # seconds per remote rerank request (a 100-candidate page on a GPU takes ~1 s)
     chroma_headers: dict[str, str] = field(default_factory=dict)  # sent to the Chroma server (auth proxy)
+    embedder_url: str = ""  # e.g. http://embed:8000 (`newsrec serve --serve-embedder`); set = the remote embedder
+    # Records per Chroma read page, write batch and query: Chroma Cloud and distributed Chroma answer at most
+    # 300 results per query and take 300 records per write; whole-collection reads page with limit/offset.
+    chroma_page_size: int = CHROMA_PAGE_SIZE
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -153,6 +170,8 @@ class Settings:
             reranker_url=env.get("NEWSREC_RERANKER_URL", ""),
             reranker_timeout=_seconds(env.get("NEWSREC_RERANKER_TIMEOUT", ""), 30.0),
             chroma_headers=parse_headers(env.get("NEWSREC_CHROMA_HEADERS", "")),
+            chroma_page_size=_page_size(env.get("NEWSREC_CHROMA_PAGE_SIZE", "")),
+            embedder_url=env.get("NEWSREC_EMBEDDER_URL", ""),
             visual_tokens=_visual_tokens(env.get("NEWSREC_VISUAL_TOKENS", "256")),
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
@@ -164,6 +183,8 @@ class Settings:
 
     @property
     def resolved_embedder(self) -> str:
+        if self.embedder_url:
+            return "remote"
         return self.embedder if self.embedder != "auto" else _auto_model("qwen3-vl-embedding-2b", self.embedder_model)
 
     @property

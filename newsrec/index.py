@@ -14,7 +14,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -171,6 +171,7 @@ class NewsIndex:
         self.corpus_name = corpus_name
         self.embedder = embedder
         self.name = collection_name(corpus_name, embedder.name)
+        self.page_size = max(1, int(settings.chroma_page_size))
         if client is None:
             index_health.ensure_healthy(settings)  # a damaged store is moved aside (and rebuilt), not opened
         self.client = client if client is not None else chroma_client(settings)
@@ -243,11 +244,21 @@ class NewsIndex:
         return stats
 
     def _stored_hashes(self) -> dict[str, str]:
-        result = self.collection.get(include=["metadatas"])
         return {
             news_id: str((meta or {}).get("content_hash", ""))
-            for news_id, meta in zip(result["ids"], result["metadatas"], strict=True)
+            for page in self._pages(["metadatas"])
+            for news_id, meta in zip(page["ids"], page["metadatas"], strict=True)
         }
+
+    def _pages(self, include: list[str]) -> Iterator[dict[str, Any]]:
+        """The whole collection, `chroma_page_size` records per get (Chroma Cloud answers at most 300)."""
+        size, offset = self.page_size, 0
+        while True:
+            page = self.collection.get(include=include, limit=size, offset=offset)
+            yield page
+            if len(page["ids"]) < size:
+                return
+            offset += size
 
     def _embed_and_upsert(
         self,
@@ -258,7 +269,7 @@ class NewsIndex:
         batch_size: int,
     ) -> None:
         total = len(items)
-        batch_size = max(1, min(int(batch_size), int(self.client.get_max_batch_size())))
+        batch_size = max(1, min(int(batch_size), self._write_batch()))
         if on_progress:
             on_progress(0, total)
         if not total:
@@ -297,8 +308,12 @@ class NewsIndex:
             raise RuntimeError(f"embedder {self.embedder.name} returned non-finite vectors for {ids[:5]}")
         return vectors
 
+    def _write_batch(self) -> int:
+        """Records per upsert or delete: the server's own batch limit and the page size, whichever is lower."""
+        return max(1, min(int(self.client.get_max_batch_size()), self.page_size))
+
     def _chunks(self, ids: list[str]) -> list[list[str]]:
-        size = max(1, int(self.client.get_max_batch_size()))
+        size = self._write_batch()
         return [ids[i : i + size] for i in range(0, len(ids), size)]
 
     # --- search --------------------------------------------------------------------------------------
@@ -314,6 +329,9 @@ class NewsIndex:
             raise InputError(f"query vector has {query.size} values; this index holds {self.embedder.dim}-d vectors")
         if n <= 0:
             return []
+        if n > self.page_size:
+            log.warning("asked for %d nearest items; Chroma answers at most %d (chroma_page_size)", n, self.page_size)
+            n = self.page_size
         count = self.collection.count()
         if not count:
             return []
@@ -335,15 +353,20 @@ class NewsIndex:
             if self._matrix is not None:
                 return
             start = time.perf_counter()
-            result = self.collection.get(include=["embeddings"])
-            ids = list(result["ids"])
-            embeddings = result["embeddings"]
+            ids: list[str] = []
+            blocks = []
             dim = int(self.embedder.dim)
-            matrix = (
-                np.asarray(embeddings, dtype=np.float32).reshape(len(ids), dim)
-                if ids
-                else np.zeros((0, dim), np.float32)
-            )
+            for page in self._pages(["embeddings"]):
+                if page["ids"]:
+                    ids += page["ids"]
+                    blocks.append(np.asarray(page["embeddings"], dtype=np.float32).reshape(len(page["ids"]), dim))
+            matrix = np.concatenate(blocks) if ids else np.zeros((0, dim), np.float32)
+            # Another process writing between two pages shifts the offsets: a repeated record is dropped here,
+            # a skipped one is missing until the next load (as with any read of a collection being written).
+            if len(set(ids)) != len(ids):
+                first = {news_id: row for row, news_id in reversed(list(enumerate(ids)))}
+                keep = sorted(first.values())
+                ids, matrix = [ids[row] for row in keep], matrix[keep]
             matrix.setflags(write=False)  # shared with callers through matrix(); nobody may edit it
             self._ids, self._rows, self._matrix = ids, {news_id: row for row, news_id in enumerate(ids)}, matrix
             log.debug("loaded %d vectors of %s in %.2f s", len(ids), self.name, time.perf_counter() - start)

@@ -397,6 +397,68 @@ def test_chroma_server_going_down_mid_run_is_a_clear_error(chroma_server, fake_e
         index.search(fake_embedder.embed_queries(["border"])[0], 3)
 
 
+def test_reads_and_writes_page_within_chroma_clouds_limits(chroma_server, fake_embedder, monkeypatch):
+    """Against a real server that refuses, as Chroma Cloud does, more than N results per read or query and
+    more than N records per write: with chroma_page_size = N everything pages; without, the build fails."""
+    monkeypatch.setenv("NEWSREC_CHROMA_URL", chroma_server)
+    monkeypatch.setenv("NEWSREC_CHROMA_PAGE_SIZE", "7")
+    settings = Settings.from_env()
+    assert settings.chroma_page_size == 7
+    titles = {f"n{i}": (f"story {i} about {['border', 'battery', 'rates'][i % 3]} news", "world") for i in range(1, 31)}
+    corpus = make_corpus(titles)
+    calls: list[tuple[str, int]] = []
+    index = NewsIndex(settings, "paged", fake_embedder, client=_CloudLimits(chroma_client(settings), 7, calls))
+    assert index.sync(corpus).added == 30
+    assert sorted(index.all_ids()) == sorted(titles)  # the whole collection, read 7 at a time
+    vectors = np.asarray(fake_embedder.embed_documents([corpus.news[i] for i in index.all_ids()]))
+    np.testing.assert_allclose(index.matrix(), vectors, atol=1e-6)
+    assert {name for name, _ in calls} >= {"get", "upsert"} and max(n for _, n in calls) == 7
+    # A second sync reads the stored hashes in pages and deletes in chunks.
+    changed = dict(list(titles.items())[:18])
+    changed["n2"] = ("a rewritten headline", "world")
+    stats = index.sync(make_corpus(changed))
+    assert (stats.removed, stats.updated, stats.unchanged) == (12, 1, 17)
+    assert len(index) == 18 and sorted(index.all_ids()) == sorted(changed)
+    assert len(index.search(fake_embedder.embed_queries(["border"])[0], 20)) == 7  # capped at the page size
+
+    monkeypatch.setenv("NEWSREC_CHROMA_PAGE_SIZE", "1000")  # no paging against the same limits: refused
+    unpaged = NewsIndex(Settings.from_env(), "unpaged", fake_embedder, client=_CloudLimits(chroma_client(settings), 7))
+    with pytest.raises(ValueError, match="Chroma Cloud"):
+        unpaged.sync(corpus)
+    with pytest.raises(InputError, match="NEWSREC_CHROMA_PAGE_SIZE"):
+        monkeypatch.setenv("NEWSREC_CHROMA_PAGE_SIZE", "0")
+        Settings.from_env()
+
+
+class _CloudLimits:
+    """A Chroma client, or one of its collections, refusing what Chroma Cloud refuses: a read or query of
+    more than `limit` results (a get without a limit reads everything), a write of more than `limit`."""
+
+    def __init__(self, target, limit: int, calls: list | None = None):
+        self._target, self._limit, self._calls = target, limit, calls if calls is not None else []
+
+    def __getattr__(self, name):
+        attribute = getattr(self._target, name)
+        if name.endswith("collection") and name != "delete_collection":
+            return lambda *args, **kwargs: _CloudLimits(attribute(*args, **kwargs), self._limit, self._calls)
+        if name not in {"get", "query", "upsert", "add", "update", "delete"}:
+            return attribute
+
+        def call(*args, **kwargs):
+            if name == "get":
+                size = len(kwargs["ids"]) if kwargs.get("ids") is not None else kwargs.get("limit") or 10**9
+            elif name == "query":
+                size = kwargs.get("n_results", 10)
+            else:
+                size = len(kwargs.get("ids") or [])
+            if size > self._limit:
+                raise ValueError(f"Chroma Cloud: {name} of {size} records; the limit is {self._limit}")
+            self._calls.append((name, size))
+            return attribute(*args, **kwargs)
+
+        return call
+
+
 class _SmallBatches:
     def __init__(self, client, size):
         self._client, self._size = client, size

@@ -19,7 +19,7 @@ pytest.importorskip("transformers")
 
 from PIL import Image  # noqa: E402
 
-from newsrec.qwen3_vl.engine import EngineOptions, EngineStats, RerankEngine  # noqa: E402
+from newsrec.qwen3_vl.engine import EngineOptions, EngineStats, RerankEngine, ScoreRequest  # noqa: E402
 from newsrec.qwen3_vl.prompt import Side, render_pair, truncate  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -77,6 +77,10 @@ def engine_scores(engine, query_text, query_images, documents):
     return engine.score(INSTRUCTION, Side(query_text, query_images), [Side(t, images) for t, images in documents])
 
 
+def build_rows(engine, instruction, query, documents):
+    return engine._build_rows([ScoreRequest(instruction, query, documents)], EngineStats())[0]
+
+
 def assert_close(got, want, tol=TOL):
     got, want = np.asarray(got), np.asarray(want)
     assert got.shape == want.shape
@@ -111,7 +115,7 @@ def test_mrope_positions_match_transformers(loaded):
     model, processor = loaded
     engine = RerankEngine(model, processor)
     query, doc = Side("rates", [PICS[2]]), Side("two pictures", [PICS[0], PICS[3]])
-    rows = engine._build_rows(INSTRUCTION, query, [doc], engine.last_stats)
+    rows = build_rows(engine, INSTRUCTION, query, [doc])
     inputs = reference_inputs(processor, INSTRUCTION, "rates", [PICS[2]], "two pictures", [PICS[0], PICS[3]])
     assert rows[0].ids == inputs["input_ids"][0].tolist()
     want, _ = model.model.get_rope_index(
@@ -171,7 +175,7 @@ def test_truncation_keeps_images_and_assistant_prompt(loaded):
     got = engine_scores(engine, "story", [], documents)
     assert engine.last_stats.truncated == 2
     assert_close(got, want)
-    rows = engine._build_rows(INSTRUCTION, Side("story"), [Side(long_text, [PICS[0]])], engine.last_stats)
+    rows = build_rows(engine, INSTRUCTION, Side("story"), [Side(long_text, [PICS[0]])])
     tail = processor.tokenizer("<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
     assert len(rows[0].ids) == max_length and rows[0].ids[-len(tail) :] == tail
     assert len(rows[0].spans) == 1  # the picture survived
@@ -371,7 +375,7 @@ def test_reference_ids_equal_the_official_ones_for_plain_text(loaded):
 def test_special_token_strings_in_text_stay_text(loaded):
     model, processor = loaded
     engine = RerankEngine(model, processor)
-    clean = engine._build_rows(INSTRUCTION, Side("floods", [PICS[2]]), [Side("Plain title", [PICS[0]])], EngineStats())
+    clean = build_rows(engine, INSTRUCTION, Side("floods", [PICS[2]]), [Side("Plain title", [PICS[0]])])
     n_control = control_tokens(processor, clean[0].ids)
     for hostile in HOSTILE:
         fields = [
@@ -381,7 +385,7 @@ def test_special_token_strings_in_text_stay_text(loaded):
             (INSTRUCTION, "floods", f"Title\nbody {hostile}"),  # body
         ]
         for instruction, query, document in fields:
-            rows = engine._build_rows(instruction, Side(query, [PICS[2]]), [Side(document, [PICS[0]])], EngineStats())
+            rows = build_rows(engine, instruction, Side(query, [PICS[2]]), [Side(document, [PICS[0]])])
             assert control_tokens(processor, rows[0].ids) == n_control, (hostile, instruction, query, document)
             want = reference_inputs(processor, instruction, query, [PICS[2]], document, [PICS[0]])
             assert rows[0].ids == want["input_ids"][0].tolist()

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -233,6 +234,7 @@ def test_recommend_through_newsrec_serve_equals_in_process(tmp_path, qwen_files_
     env.pop("NEWSREC_RERANKER_URL", None)
     command = [sys.executable, "-m", "newsrec", "serve", "--port", str(port), "--device", "cpu"]
     command += ["--reranker", "qwen3-vl-reranker-2b", "--reranker-model", str(checkpoint), "--embedder", "lite"]
+    command += ["--serve-embedder"]  # the lite embedder at /v1/embeddings too: compared below
     server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         settings = Settings.from_env(corpus="eq", embedder="lite")
@@ -265,9 +267,74 @@ def test_recommend_through_newsrec_serve_equals_in_process(tmp_path, qwen_files_
             assert [r.item.id for r in got.reranked] == [r.item.id for r in want.reranked]
             diff = max(abs(a.score - b.score) for a, b in zip(got.reranked, want.reranked, strict=True))
             assert diff <= 1e-5, diff
+        concurrent_callers_equal_in_process(f"http://127.0.0.1:{port}", local, root)
+        remote_embedder_equals_in_process(f"http://127.0.0.1:{port}", settings, corpus)
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def concurrent_callers_equal_in_process(url: str, local, root: Path) -> None:
+    """Callers with distinct queries (some with a profile photo) at once: the server merges them into
+    shared decoder calls (score_many); each still gets the in-process engine's scores and token counts."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from newsrec.qwen3_vl.prompt import ScoreRequest, Side
+    from newsrec.serving.scorers import ImageDecoder
+
+    photo_url = "data:image/jpeg;base64," + base64.b64encode((root / "images" / "0.jpg").read_bytes()).decode()
+    documents = ["flood rescue in the valley", {"content": [{"type": "image_url", "image_url": {"url": photo_url}}]}]
+    documents += [f"election night report {i}" for i in range(3)]
+    queries: list = [f"news about topic {i} " * (1 + i % 3) for i in range(12)]  # prefixes of different lengths
+    queries[1::3] = [{"content": [{"type": "image_url", "image_url": {"url": photo_url}}, {"type": "text", "text": q}]}
+                     for q in queries[1::3]]  # fmt: skip
+
+    def ask(query) -> dict:
+        body = {"query": query, "documents": documents, "return_documents": False}
+        return httpx.post(f"{url}/v1/rerank", json=body, timeout=120).json()
+
+    turns_before = _metric(url, "newsrec_batch_pairs_count")
+    with ThreadPoolExecutor(len(queries)) as pool:
+        answers = list(pool.map(ask, queries))
+    turns = _metric(url, "newsrec_batch_pairs_count") - turns_before
+    decoder = ImageDecoder(local.engine.options.max_pixels, 2**24)
+    photo = decoder.decode(photo_url)
+
+    def side(item) -> Side:
+        if isinstance(item, str):
+            return Side(item)
+        texts = [part["text"] for part in item["content"] if part["type"] == "text"]
+        return Side("".join(texts), [photo])
+
+    sides = [side(d) for d in documents]
+    for query, answer in zip(queries, answers, strict=True):
+        want = local.engine.score_many([ScoreRequest(local.settings.instruction, side(query), sides)])[0]
+        got = [0.0] * len(documents)
+        for result in answer["results"]:
+            got[result["index"]] = result["relevance_score"]
+        assert np.max(np.abs(np.asarray(got) - want.scores)) <= 1e-5
+        assert answer["usage"]["prompt_tokens"] == sum(want.tokens)
+    assert turns < len(queries)  # some callers shared a worker turn (one score_many call)
+
+
+def remote_embedder_equals_in_process(url: str, settings: Settings, corpus: Corpus) -> None:
+    """NEWSREC_EMBEDDER_URL: the served lite embedder gives the in-process lite vectors, same name and size."""
+    from newsrec.embedders import get_embedder
+
+    local = get_embedder("lite", settings=settings)
+    remote = get_embedder("remote", settings=replace(settings, embedder_url=url), image_root=corpus.root)
+    assert (remote.name, remote.dim) == (local.name, local.dim)
+    items = list(corpus.news.values())  # some with photos (sent, and ignored by lite as in-process)
+    np.testing.assert_allclose(remote.embed_documents(items), local.embed_documents(items), atol=1e-5)
+    queries = ["flood rescue", "", "选举之夜"]
+    np.testing.assert_allclose(remote.embed_queries(queries), local.embed_queries(queries), atol=1e-5)
+
+
+def _metric(url: str, name: str) -> float:
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
 
 
 def _wait_for(url: str, process: subprocess.Popen, seconds: float = 240) -> None:

@@ -21,7 +21,9 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from newsrec.errors import InputError  # noqa: E402
 from newsrec.images import smart_resize  # noqa: E402
+from newsrec.qwen3_vl.prompt import ScoreResult  # noqa: E402
 from newsrec.serving import ServeLimits, create_app  # noqa: E402
 from newsrec.serving.batcher import Batcher  # noqa: E402
 
@@ -33,14 +35,16 @@ def recorded(name: str) -> dict:
 
 
 class FakeScorer:
-    """score = f(instruction, query, document, image sizes): deterministic, different for every input."""
+    """score = f(instruction, query, document, image sizes): deterministic, different for every input.
+
+    Its token count of a pair is the words of instruction, query and document plus 10 per image."""
 
     name = "fake-vl"
     default_instruction = "default instruction"
     max_pixels = 64 * 32 * 32
 
     def __init__(self, delay: float = 0.0):
-        self.calls: list[tuple[str, str, int]] = []  # (instruction, query text, documents)
+        self.calls: list[list[tuple[str, str, int]]] = []  # per score_many call: (instruction, query, documents)
         self.delay = delay
         self.lock = threading.Lock()
         self.fail = False
@@ -49,14 +53,27 @@ class FakeScorer:
         digest = hash((instruction, query_text, tuple(query_sizes), document_text, tuple(document_sizes)))
         return (digest % 10_000) / 10_000
 
-    def score(self, instruction, query, documents):
+    @staticmethod
+    def tokens(instruction, query_text, n_query_images, document_text, n_document_images) -> int:
+        words = len(f"{instruction} {query_text} {document_text}".split())
+        return words + 10 * (n_query_images + n_document_images)
+
+    def score_many(self, requests):
         with self.lock:
-            self.calls.append((instruction, query.text, len(documents)))
+            self.calls.append([(r.instruction, r.query.text, len(r.documents)) for r in requests])
         if self.fail:
             raise RuntimeError("CUDA error")
+        if any(r.query.text == "poison" for r in requests):
+            raise InputError("a poisoned query")
         time.sleep(self.delay)
-        sizes = [image.size for image in query.images]
-        return [self.value(instruction, query.text, sizes, d.text, [i.size for i in d.images]) for d in documents]
+        results = []
+        for r in requests:
+            sizes = [image.size for image in r.query.images]
+            docs = r.documents
+            scores = [self.value(r.instruction, r.query.text, sizes, d.text, [i.size for i in d.images]) for d in docs]
+            counts = [self.tokens(r.instruction, r.query.text, len(sizes), d.text, len(d.images)) for d in docs]
+            results.append(ScoreResult(scores, counts))
+        return results
 
 
 def data_url(width: int = 64, height: int = 48, fmt: str = "PNG") -> str:
@@ -193,46 +210,80 @@ def test_bearer_token(scorer):
 # --- batching across callers ----------------------------------------------------------------------------
 
 
-def test_concurrent_callers_share_engine_calls_and_get_their_own_scores():
-    scorer = FakeScorer(delay=0.05)
-    batcher = Batcher(scorer.score, max_batch_pairs=100, max_wait_ms=5)
+def run_callers(batcher: Batcher, calls: list[tuple[str, list[str]]]) -> list:
+    """Submit (query, documents) from concurrent callers; their results or exceptions, in order."""
 
     async def main():
         batcher.start()
-        jobs = []
-        for i in range(12):
-            query = f"q{i % 3}"  # three distinct queries among twelve callers
-            docs = [f"d{i}", "shared"]
-            jobs.append(batcher.submit("ins", query, _Side(query), docs, [_Side(d) for d in docs]))
-        results = await asyncio.gather(*jobs)
+        jobs = [batcher.submit("ins", query, _Side(query), docs, [_Side(d) for d in docs]) for query, docs in calls]
+        results = await asyncio.gather(*jobs, return_exceptions=True)
         await batcher.stop()
         return results
 
-    results = asyncio.run(main())
-    for i, scores in enumerate(results):
-        query = f"q{i % 3}"
-        assert scores == pytest.approx([scorer.value("ins", query, [], d, []) for d in (f"d{i}", "shared")])
-    assert len(scorer.calls) < 12  # merged: the first caller runs alone, the rest join groups per query
+    return asyncio.run(main())
+
+
+def test_concurrent_callers_share_engine_calls_and_get_their_own_scores():
+    scorer = FakeScorer(delay=0.05)
+    batcher = Batcher(scorer.score_many, max_batch_pairs=100, max_wait_ms=5)
+    calls = [(f"q{i % 3}", [f"d{i}", "shared"]) for i in range(12)]  # three distinct queries among twelve callers
+    results = run_callers(batcher, calls)
+    for (query, docs), result in zip(calls, results, strict=True):
+        assert result.scores == pytest.approx([scorer.value("ins", query, [], d, []) for d in docs])
+        assert result.tokens == [scorer.tokens("ins", query, 0, d, 0) for d in docs]
+    assert len(scorer.calls) < 12  # merged: the first caller runs alone, the rest join one call
+    assert max(len(call) for call in scorer.calls) == 3  # ... as one request per query
     assert batcher.stats.pairs_scored < batcher.stats.pairs_requested  # "shared" scored once per query group
+
+
+def test_callers_with_distinct_queries_share_one_engine_call():
+    scorer = FakeScorer(delay=0.05)
+    batcher = Batcher(scorer.score_many, max_batch_pairs=100, max_wait_ms=5)
+    calls = [(f"query {i}", [f"d{i}", f"e{i}"]) for i in range(10)]
+    results = run_callers(batcher, calls)
+    for (query, docs), result in zip(calls, results, strict=True):
+        assert result.scores == pytest.approx([scorer.value("ins", query, [], d, []) for d in docs])
+    assert len(scorer.calls) <= 3 and batcher.stats.engine_calls == len(scorer.calls)
+    assert max(len(call) for call in scorer.calls) >= 5  # one call scored many callers' distinct queries
+
+
+def test_a_bad_request_fails_alone_when_merged():
+    scorer = FakeScorer(delay=0.05)
+    batcher = Batcher(scorer.score_many, max_batch_pairs=100, max_wait_ms=5)
+    calls = [("first", ["a"]), ("q1", ["b"]), ("poison", ["c"]), ("q2", ["d"])]
+    results = run_callers(batcher, calls)
+    assert isinstance(results[2], InputError)
+    for (query, docs), result in zip(calls[:2] + calls[3:], results[:2] + results[3:], strict=True):
+        assert result.scores == pytest.approx([scorer.value("ins", query, [], d, []) for d in docs])
+    assert any(len(call) > 1 for call in scorer.calls)  # the merged call was tried, then one by one
 
 
 def test_pair_budget_splits_turns():
     scorer = FakeScorer(delay=0.02)
-    batcher = Batcher(scorer.score, max_batch_pairs=4, max_wait_ms=5)
-
-    async def main():
-        batcher.start()
-        await asyncio.gather(
-            *[
-                batcher.submit("ins", "q", _Side("q"), [f"d{i}", f"e{i}"], [_Side(f"d{i}"), _Side(f"e{i}")])
-                for i in range(6)
-            ]
-        )
-        await batcher.stop()
-
-    asyncio.run(main())
-    assert max(n for _, _, n in scorer.calls) <= 4
+    batcher = Batcher(scorer.score_many, max_batch_pairs=4, max_wait_ms=5)
+    run_callers(batcher, [(f"q{i}", [f"d{i}", f"e{i}"]) for i in range(6)])
+    assert max(sum(n for _, _, n in call) for call in scorer.calls) <= 4
     assert batcher.stats.batches >= 3
+
+
+def test_request_budget_splits_turns():
+    scorer = FakeScorer(delay=0.02)
+    batcher = Batcher(scorer.score_many, max_batch_pairs=100, max_wait_ms=5, max_batch_requests=2)
+    run_callers(batcher, [(f"q{i}", [f"d{i}"]) for i in range(7)])
+    assert max(len(call) for call in scorer.calls) == 2 and len(scorer.calls) >= 4
+
+
+def test_usage_counts_the_prompt_tokens(client, scorer):
+    url = data_url()
+    body = {"query": "solar power record", "documents": ["grid operators", image_doc(url), "grid operators"]}
+    payload = client.post("/v1/rerank", json=body).json()
+    q = "default instruction", "solar power record"
+    want = 2 * scorer.tokens(*q, 0, "grid operators", 0) + scorer.tokens(*q, 0, "", 1)  # a repeat still counts
+    assert payload["usage"] == {"prompt_tokens": want, "total_tokens": want} and want > 0
+    body = {"queries": ["q one", "q two three"], "documents": ["d1", "d2 d3"], "instruction": "news"}
+    usage = client.post("/v1/score", json=body).json()["usage"]
+    want = scorer.tokens("news", "q one", 0, "d1", 0) + scorer.tokens("news", "q two three", 0, "d2 d3", 0)
+    assert usage["prompt_tokens"] == usage["total_tokens"] == want
 
 
 def test_a_failing_batch_fails_its_callers_not_the_server(client, scorer):

@@ -6,10 +6,13 @@ The same list of rerank requests is sent twice: one at a time, then by N concurr
 ratio of pairs/s is what server-side batching buys. Two workloads:
 - "shared": a few searches, each with its own pool of recalled stories, every request reranking part
   of its search's pool (popular searches, guest feeds, app replicas asking for the same page): the
-  case where cross-request batching merges requests into one engine call and scores a repeated
+  case where cross-request batching merges requests into one engine request and scores a repeated
   (query, story) pair once;
-- "distinct": every request has its own query; the batcher can only queue them, and what concurrency
-  gains comes from overlapping HTTP and JSON work with the engine.
+- "distinct": every request has its own query; a worker turn hands all queued requests to one
+  `score_many` call, whose decoder batches mix documents of different queries.
+Besides wall-clock pairs/s, each phase reports the server process's CPU seconds (when the bench
+started the server, or with --pid): pairs per server CPU second is the engine's own gain from merging,
+steadier than wall time on a shared machine, but blind to what overlapping HTTP work with scoring buys.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="the server's torch CPU threads (0 = torch default)")
     parser.add_argument("--url", default="", help="bench a running server instead of starting one")
+    parser.add_argument("--pid", type=int, default=0, help="with --url: the server's process id, for its CPU time")
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=60, help="requests per phase")
     parser.add_argument("--documents", type=int, default=20, help="documents per request")
@@ -56,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory() as scratch:
         server, url, model = _start(args, Path(scratch)) if not args.url else (None, args.url.rstrip("/"), "")
+        pid = server.pid if server is not None else args.pid
         try:
             figures: dict = {
                 "reranker": model or args.url,
@@ -66,14 +71,17 @@ def run(args: argparse.Namespace) -> int:
             workloads = ["shared", "distinct"] if args.workload == "both" else [args.workload]
             for workload in workloads:
                 bodies = _requests(args, workload)
-                _phase(url, bodies[:3], 1)  # warm-up: model, tokenizer, first-call allocations
-                sequential = _phase(url, bodies, 1)
-                concurrent = _phase(url, bodies, args.clients)
+                _phase(url, bodies[:3], 1, pid)  # warm-up: model, tokenizer, first-call allocations
+                sequential = _phase(url, bodies, 1, pid)
+                concurrent = _phase(url, bodies, args.clients, pid)
                 figures[workload] = {
                     "sequential": sequential,
                     "concurrent": concurrent,
                     "speedup": round(concurrent["pairs_per_s"] / sequential["pairs_per_s"], 2),
                 }
+                if pid:
+                    cpu = concurrent["pairs_per_server_cpu_s"] / sequential["pairs_per_server_cpu_s"]
+                    figures[workload]["server_cpu_speedup"] = round(cpu, 2)
             figures["load_average"] = os.getloadavg()[0]
         finally:
             if server is not None:
@@ -146,8 +154,11 @@ def _requests(args: argparse.Namespace, workload: str) -> list[dict]:
     return bodies
 
 
-def _phase(url: str, bodies: list[dict], clients: int) -> dict:
+def _phase(url: str, bodies: list[dict], clients: int, pid: int = 0) -> dict:
     import httpx
+    import psutil
+
+    server_process = psutil.Process(pid) if pid else None
 
     latencies: list[float] = []
     errors = 0
@@ -164,6 +175,7 @@ def _phase(url: str, bodies: list[dict], clients: int) -> dict:
         errors += not ok
 
     before = _server_counters(url)
+    cpu_before = sum(server_process.cpu_times()[:2]) if server_process else 0.0  # user + system, all threads
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         sessions = [httpx.Client(base_url=url, timeout=300) for _ in range(clients)]
@@ -171,10 +183,11 @@ def _phase(url: str, bodies: list[dict], clients: int) -> dict:
         for session in sessions:
             session.close()
     seconds = time.perf_counter() - started
+    cpu = sum(server_process.cpu_times()[:2]) - cpu_before if server_process else 0.0
     pairs = sum(len(body["documents"]) for body in bodies)
     after = _server_counters(url)
     server = {name: after[name] - before.get(name, 0.0) for name in after}
-    return {
+    figures = {
         "requests": len(bodies),
         "errors": errors,
         "seconds": round(seconds, 2),
@@ -186,6 +199,10 @@ def _phase(url: str, bodies: list[dict], clients: int) -> dict:
         "server_turns": int(server.get("newsrec_batch_pairs_count", 0)),
         "server_pairs_scored": int(server.get("newsrec_pairs_scored_total", 0)),
     }
+    if server_process:
+        figures["server_cpu_s"] = round(cpu, 2)
+        figures["pairs_per_server_cpu_s"] = round(pairs / max(cpu, 1e-9), 1)
+    return figures
 
 
 def _server_counters(url: str) -> dict[str, float]:

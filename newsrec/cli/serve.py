@@ -1,4 +1,4 @@
-"""`serve`: the configured reranker over HTTP (vLLM-compatible /v1/score and /v1/rerank)."""
+"""`serve`: the configured reranker over HTTP (vLLM-compatible /v1/score and /v1/rerank), optionally the embedder."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (0 = torch's default; 1 on a busy shared CPU)"
     )
+    parser.add_argument(
+        "--serve-embedder",
+        action="store_true",
+        help="also serve the configured embedder (--embedder) at POST /v1/embeddings (OpenAI/vLLM shape)",
+    )
     add_model_flags(parser)
     parser.set_defaults(func=run)
 
@@ -34,7 +39,17 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     scorer = build_scorer(settings, device=args.device)
     limits = ServeLimits(max_batch_pairs=args.max_batch_pairs, max_documents=args.max_documents)
-    app = create_app(scorer, limits, api_token=os.environ.get("NEWSREC_API_TOKEN", ""))
-    print(f"serving {scorer.name} on http://{args.host}:{args.port} (POST /v1/score, /v1/rerank)", flush=True)
+    embedder = None
+    if args.serve_embedder:
+        from newsrec.embedders import get_embedder
+        from newsrec.errors import InputError
+
+        if settings.resolved_embedder == "remote":
+            raise InputError("`newsrec serve --serve-embedder` serves a local embedder: unset NEWSREC_EMBEDDER_URL")
+        options = {"settings": settings, **({"model": settings.embedder_model} if settings.embedder_model else {})}
+        embedder = get_embedder(settings.resolved_embedder, **options)
+    app = create_app(scorer, limits, api_token=os.environ.get("NEWSREC_API_TOKEN", ""), embedder=embedder)
+    routes = "POST /v1/score, /v1/rerank" + (f", /v1/embeddings ({embedder.name})" if embedder else "")
+    print(f"serving {scorer.name} on http://{args.host}:{args.port} ({routes})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

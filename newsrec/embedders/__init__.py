@@ -57,4 +57,4 @@ def get_embedder(name: str, **options) -> Embedder:
 
 def _load_builtin() -> None:
     # Importing the modules runs their @register_embedder; heavy imports stay inside the factories.
-    from newsrec.embedders import lite, multilingual, qwen3_vl  # noqa: F401
+    from newsrec.embedders import lite, multilingual, qwen3_vl, remote  # noqa: F401

@@ -11,6 +11,10 @@ Where the time goes in the plain algorithm, and what this engine does instead:
    bucketing), padded on the right by default: with a causal model a real token never sees a later pad,
    so no pair leaks into another and the score is read at each row's last real token. Left padding is
    available too; it needs (and gets) an attention mask that hides the pads.
+   Several requests (`score_many`: concurrent callers of `newsrec serve`) share decoder calls: their
+   distinct prefixes run as one padded batch, and document suffixes of different requests fill the same
+   length buckets, each row reading its own prefix's keys/values (gathered per row, the shorter
+   prefixes' pads masked) with positions that continue its own prefix.
 3. Vision cache. Each picture goes through the vision tower once per pixel budget (vision_cache.py);
    its merged embeddings are scattered into the <|image_pad|> slots and its deepstack features are
    handed to the decoder with the matching visual-position mask, as Qwen3VLModel does.
@@ -35,11 +39,20 @@ import numpy as np
 import torch
 
 from newsrec.errors import InputError
-from newsrec.qwen3_vl.prompt import ASSISTANT_TAIL, NO_TOKEN, YES_TOKEN, Side, pair_pieces, truncate
+from newsrec.qwen3_vl.prompt import (
+    ASSISTANT_TAIL,
+    NO_TOKEN,
+    YES_TOKEN,
+    ScoreRequest,
+    ScoreResult,
+    Side,
+    pair_pieces,
+    truncate,
+)
 from newsrec.qwen3_vl.tokens import PromptTokenizer
 from newsrec.qwen3_vl.vision_cache import VisionCache, VisionEncoder, VisionFeatures
 
-__all__ = ["EngineOptions", "RerankEngine", "mrope_positions"]
+__all__ = ["EngineOptions", "RerankEngine", "ScoreRequest", "ScoreResult", "mrope_positions"]
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +163,7 @@ class RerankEngine:
         self.last_stats = EngineStats()
         self._debug_position_shift = 0  # tests only: shift the document positions to prove the tests bite
         self._debug_drop_mask = False  # tests only: forget the padding mask
+        self._debug_prefix_shift = 0  # tests only: rows read the keys/values of another request's prefix
 
     @property
     def device(self) -> torch.device:
@@ -157,33 +171,60 @@ class RerankEngine:
 
     # --- public ---------------------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def score(self, instruction: str, query: Side, documents: Sequence[Side]) -> list[float]:
         """Relevance probability of each document for the query, as the reranker checkpoint defines it."""
+        return self.score_many([ScoreRequest(instruction, query, documents)])[0].scores
+
+    @torch.inference_mode()
+    def score_many(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        """Score several requests (each its own instruction, query and documents) in shared decoder calls.
+
+        Each request's prefix is computed once (all distinct prefixes in padded batches); then document
+        suffixes of different requests share batches, every row reading its own prefix's keys/values
+        (gathered per row, pads masked). Scores equal `score` per request.
+        """
         started = time.perf_counter()
-        stats = EngineStats(pairs=len(documents))
-        if not documents:
+        stats = EngineStats(pairs=sum(len(request.documents) for request in requests))
+        results = [ScoreResult([], []) for _ in requests]
+        live = [r for r, request in enumerate(requests) if request.documents]
+        if not live:
             self.last_stats = stats
-            return []
-        rows = self._build_rows(instruction, query, documents, stats)
-        prefix_len = self._shared_prefix(rows, len(query.images)) if self.options.prefix_reuse else 0
-        cache = None
-        if prefix_len:
-            prefix = _slice(rows[0], 0, prefix_len)
-            cache = self._forward([prefix], None, 0, stats, keep_cache=True)
-            stats.prefix_tokens = prefix_len
-        suffixes = [_slice(row, prefix_len, len(row)) for row in rows]
-        scores = torch.empty(len(rows), dtype=torch.float32)
-        for batch in self._batches(suffixes, prefix_len):
-            scores[batch] = self._score_batch([suffixes[i] for i in batch], cache, prefix_len, stats)
+            return results
+        built = self._build_rows([requests[r] for r in live], stats)
+        prefix_rows, suffixes, owners = [], [], []  # owners: (request, document, prefix index or -1)
+        for r, rows in zip(live, built, strict=True):
+            prefix_len = self._shared_prefix(rows, len(requests[r].query.images)) if self.options.prefix_reuse else 0
+            slot = -1
+            if prefix_len:
+                slot = len(prefix_rows)
+                prefix_rows.append(_slice(rows[0], 0, prefix_len))
+                stats.prefix_tokens += prefix_len
+            for d, row in enumerate(rows):
+                suffix = _slice(row, prefix_len, len(row))
+                if prefix_len and self._debug_position_shift:
+                    suffix.positions = suffix.positions + self._debug_position_shift
+                suffixes.append(suffix)
+                owners.append((r, d, slot))
+            results[r] = ScoreResult([0.0] * len(rows), [len(row) for row in rows])
+        prefixes = self._run_prefixes(prefix_rows, stats) if prefix_rows else None
+        slots = [slot for _, _, slot in owners]
+        if prefixes is not None and self._debug_prefix_shift:  # tests only: read a neighbour's prefix
+            slots = [(slot + self._debug_prefix_shift) % len(prefix_rows) if slot >= 0 else -1 for slot in slots]
+        widths = [prefixes.lengths[slot] if slot >= 0 else 0 for slot in slots] if prefixes else [0] * len(slots)
+        for batch in self._batches(suffixes, widths):
+            scores = self._score_batch([suffixes[i] for i in batch], [slots[i] for i in batch], prefixes, stats)
+            for i, value in zip(batch, scores.tolist(), strict=True):
+                r, d, _ = owners[i]
+                results[r].scores[d] = value
         stats.seconds = time.perf_counter() - started
         stats.extra = {
+            "requests": len(live),
             "vision_cache_hits": self.vision.cache.hits,
             "vision_cache_misses": self.vision.cache.misses,
             "vision_store_hits": self.vision.store_hits,
         }
         self.last_stats = stats
-        return scores.tolist()
+        return results
 
     def prepare(self, images: Sequence) -> list[str]:
         """Encode photos into the persistent feature store (index time); returns their keys."""
@@ -196,29 +237,43 @@ class RerankEngine:
 
     # --- building the token rows ------------------------------------------------------------------------
 
-    def _build_rows(self, instruction: str, query: Side, documents: Sequence[Side], stats: EngineStats) -> list[_Row]:
-        token_lists = self.prompt_tokens.encode([pair_pieces(instruction, query, document) for document in documents])
-        query_features = self.vision.encode(list(query.images))
-        doc_images = [image for document in documents for image in document.images]
-        doc_features = iter(self.vision.encode(doc_images))
-        rows = []
-        for document, ids in zip(documents, token_lists, strict=True):
-            features = query_features + [next(doc_features) for _ in document.images]
-            array = np.asarray(ids)
-            repeats = np.ones(len(array), dtype=np.int64)
-            repeats[array == self.image_pad_id] = [feature.n_tokens for feature in features]
-            expanded = np.repeat(array, repeats).tolist()  # each image's pad -> one per visual token
-            stats.pair_tokens += len(expanded)
+    def _build_rows(self, requests: Sequence[ScoreRequest], stats: EngineStats) -> list[list[_Row]]:
+        """Token rows of every pair of every request: one tokenizer call and one vision call for all."""
+        pieces = [
+            pair_pieces(request.instruction, request.query, document)
+            for request in requests
+            for document in request.documents
+        ]
+        token_lists = iter(self.prompt_tokens.encode(pieces))
+        images = [
+            image for request in requests for side in (request.query, *request.documents) for image in side.images
+        ]
+        features = iter(self.vision.encode(images))
+        built = []
+        for request in requests:
+            query_features = [next(features) for _ in request.query.images]
+            rows = []
+            for document in request.documents:
+                row_features = query_features + [next(features) for _ in document.images]
+                rows.append(self._pair_row(next(token_lists), row_features, stats))
+            built.append(rows)
+        return built
+
+    def _pair_row(self, ids: list[int], features: list[VisionFeatures], stats: EngineStats) -> _Row:
+        array = np.asarray(ids)
+        repeats = np.ones(len(array), dtype=np.int64)
+        repeats[array == self.image_pad_id] = [feature.n_tokens for feature in features]
+        expanded = np.repeat(array, repeats).tolist()  # each image's pad -> one per visual token
+        stats.pair_tokens += len(expanded)
+        if len(expanded) > self.options.max_length:
+            expanded = truncate(expanded, self.protected, self.options.max_length, self.tail)
+            stats.truncated += 1
             if len(expanded) > self.options.max_length:
-                expanded = truncate(expanded, self.protected, self.options.max_length, self.tail)
-                stats.truncated += 1
-                if len(expanded) > self.options.max_length:
-                    raise InputError(
-                        f"a reranker input has {len(expanded)} tokens of images and markup alone, above "
-                        f"max_length={self.options.max_length}: lower the per-image pixel budget or the image count"
-                    )
-            rows.append(self._row(expanded, features))
-        return rows
+                raise InputError(
+                    f"a reranker input has {len(expanded)} tokens of images and markup alone, above "
+                    f"max_length={self.options.max_length}: lower the per-image pixel budget or the image count"
+                )
+        return self._row(expanded, features)
 
     def _row(self, ids: list[int], features: list[VisionFeatures]) -> _Row:
         """Attach each image to its run of <|image_pad|> tokens and compute the M-RoPE positions."""
@@ -250,32 +305,67 @@ class RerankEngine:
                     common = start
         return max(common, 0)
 
-    def _batches(self, rows: list[_Row], prefix_len: int) -> list[list[int]]:
+    def _batches(self, rows: list[_Row], prefix_widths: list[int]) -> list[list[int]]:
         """Indices grouped by similar length, longest first, within the padded-token budget.
 
-        A batch also closes when the next row is much shorter than its longest (length bucketing), so
-        padding stays small without making batches tiny.
+        A row costs its own tokens plus the prefix columns it reads (the batch's longest prefix). A batch
+        also closes when the next row is much shorter than its longest (length bucketing), so padding
+        stays small without making batches tiny.
         """
         budget = self.options.batch_tokens or (32768 if self.device.type == "cuda" else 8192)
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True)
         batches: list[list[int]] = []
+        widest = 0  # longest prefix read by the open batch
         for index in order:
             if batches:
                 batch = batches[-1]
-                longest = len(rows[batch[0]]) + prefix_len
+                prefix = max(widest, prefix_widths[index])
+                longest = len(rows[batch[0]]) + prefix
                 fits = len(batch) < self.options.max_batch and (len(batch) + 1) * longest <= budget
-                similar = len(batch) < 8 or len(rows[index]) + prefix_len >= 0.8 * longest
+                similar = len(batch) < 8 or len(rows[index]) + prefix_widths[index] >= 0.8 * longest
                 if fits and similar:
                     batch.append(index)
+                    widest = prefix
                     continue
             batches.append([index])
+            widest = prefix_widths[index]
         return batches
 
     # --- running the decoder ----------------------------------------------------------------------------
 
-    def _score_batch(self, rows: list[_Row], cache, prefix_len: int, stats: EngineStats) -> torch.Tensor:
+    def _run_prefixes(self, rows: list[_Row], stats: EngineStats) -> _Prefixes:
+        """Run the distinct prefixes (padded batches) and keep their keys/values side by side."""
+        left = self.options.padding_side == "left"
+        width = max(len(row) for row in rows)
+        order: list[int] = []
+        keys: list[list[torch.Tensor]] = []
+        values: list[list[torch.Tensor]] = []
+        for batch in self._batches(rows, [0] * len(rows)):
+            cache = self._forward([rows[i] for i in batch], None, stats, keep_cache=True)
+            order += batch
+            for layer_index, layer in enumerate(cache.layers):
+                pad = width - layer.keys.shape[2]  # (b, kv_heads, batch width, head_dim) -> call width
+                sides = (0, 0, pad, 0) if left else (0, 0, 0, pad)
+                if layer_index == len(keys):
+                    keys.append([])
+                    values.append([])
+                keys[layer_index].append(torch.nn.functional.pad(layer.keys, sides) if pad else layer.keys)
+                values[layer_index].append(torch.nn.functional.pad(layer.values, sides) if pad else layer.values)
+        if len(keys[0]) > 1:  # several prefix batches: side by side, back in prefix order
+            back = torch.tensor(np.argsort(order), device=self.device)
+            keys = [[torch.cat(parts).index_select(0, back)] for parts in keys]
+            values = [[torch.cat(parts).index_select(0, back)] for parts in values]
+        elif order != sorted(order):  # one batch, sorted by length
+            back = torch.tensor(np.argsort(order), device=self.device)
+            keys = [[parts[0].index_select(0, back)] for parts in keys]
+            values = [[parts[0].index_select(0, back)] for parts in values]
+        return _Prefixes([parts[0] for parts in keys], [parts[0] for parts in values], [len(row) for row in rows], left)
+
+    def _score_batch(self, rows: list[_Row], slots: list[int], prefixes: _Prefixes | None, stats: EngineStats):
+        """Scores of `rows`, each reading prefix `slots[i]` (-1: none)."""
         try:
-            hidden = self._forward(rows, cache, prefix_len, stats)
+            past = prefixes.gather(slots) if prefixes is not None else None
+            hidden = self._forward(rows, past, stats)
         except torch.OutOfMemoryError:
             if len(rows) == 1:
                 raise
@@ -284,15 +374,15 @@ class RerankEngine:
             log.warning("out of GPU memory scoring %d pairs; retrying in two halves", len(rows))
             return torch.cat(
                 [
-                    self._score_batch(rows[:half], cache, prefix_len, stats),
-                    self._score_batch(rows[half:], cache, prefix_len, stats),
+                    self._score_batch(rows[:half], slots[:half], prefixes, stats),
+                    self._score_batch(rows[half:], slots[half:], prefixes, stats),
                 ]
             )
         logits = hidden.float() @ self.score_row
         return torch.sigmoid(logits).cpu()
 
-    def _forward(self, rows: list[_Row], cache, prefix_len: int, stats: EngineStats, keep_cache: bool = False):
-        """Run the decoder on `rows` after an optional shared prefix cache.
+    def _forward(self, rows: list[_Row], past, stats: EngineStats, keep_cache: bool = False):
+        """Run the decoder on `rows` after optional prefix keys/values `past` = (cache, mask (B, P)).
 
         Returns the final-norm hidden state of each row's last real token, or with keep_cache the new cache.
         """
@@ -307,7 +397,7 @@ class RerankEngine:
         for b, row in enumerate(rows):
             offset = width - len(row) if left else 0
             ids[b, offset : offset + len(row)] = torch.tensor(row.ids)
-            positions[:, b, offset : offset + len(row)] = row.positions + self._debug_position_shift * (prefix_len > 0)
+            positions[:, b, offset : offset + len(row)] = row.positions
             real[b, offset : offset + len(row)] = True
             for start, features in row.spans:  # row-major order, as hidden_states[visual] enumerates
                 visual[b, offset + start : offset + start + features.n_tokens] = True
@@ -320,7 +410,8 @@ class RerankEngine:
             flat = torch.cat(embeds_list).to(device, inputs_embeds.dtype)
             inputs_embeds = inputs_embeds.masked_scatter(visual[..., None], flat)
             deepstack = list(torch.cat(stacks, dim=1).to(device, inputs_embeds.dtype).unbind(0))
-        mask = torch.cat([torch.ones((batch, prefix_len), dtype=torch.long), real.long()], dim=1)
+        cache, prefix_mask = past if past is not None else (None, torch.zeros((batch, 0), dtype=torch.long))
+        mask = torch.cat([prefix_mask, real.long()], dim=1)
         if self._debug_drop_mask:
             mask = torch.ones_like(mask)
         kwargs = {
@@ -330,7 +421,7 @@ class RerankEngine:
             "use_cache": keep_cache or cache is not None,
             "visual_pos_masks": visual if deepstack is not None else None,
             "deepstack_visual_embeds": deepstack,
-            self._cache_arg: _expand_cache(cache, batch) if cache is not None else None,
+            self._cache_arg: cache,
         }
         output = self.language_model(**kwargs)
         stats.batches += 1
@@ -347,16 +438,49 @@ def _slice(row: _Row, start: int, end: int) -> _Row:
     return _Row(row.ids[start:end], row.positions[:, start:end], spans)
 
 
-def _expand_cache(cache, batch: int):
-    """A fresh DynamicCache holding the prefix keys/values broadcast over `batch` rows."""
-    from transformers import DynamicCache
+@dataclass
+class _Prefixes:
+    """One call's prefix keys/values side by side: per layer (P, kv_heads, width, head_dim), each prefix's
+    real tokens at the start (right padding) or the end (left padding) of its row; pads are masked."""
 
-    expanded = DynamicCache()
-    for index, layer in enumerate(cache.layers):
-        expanded.update(layer.keys, layer.values, index)  # one row: the layer's own copy of the prefix
-        # ... seen by every row as a broadcast view. update() would cat the expanded tensor, copying the
-        # prefix once per row and layer before the decoder's own update copies it again.
-        target = expanded.layers[index]
-        target.keys = target.keys.expand(batch, -1, -1, -1)
-        target.values = target.values.expand(batch, -1, -1, -1)
-    return expanded
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    lengths: list[int]
+    left: bool
+
+    def gather(self, slots: list[int]):
+        """(cache, mask (B, span)) for rows reading prefixes `slots` (-1: none), or None if none reads one.
+
+        The cache spans the longest of those prefixes; each row's mask marks its own prefix's tokens. One
+        prefix for all rows (one request) is a broadcast view; several are gathered, a copy per row.
+        """
+        from transformers import DynamicCache
+
+        used = [slot for slot in slots if slot >= 0]
+        if not used:
+            return None
+        span, width = max(self.lengths[slot] for slot in used), self.keys[0].shape[2]
+        columns = slice(width - span, width) if self.left else slice(0, span)
+        mask = torch.zeros((len(slots), span), dtype=torch.long)
+        for b, slot in enumerate(slots):
+            if slot >= 0 and self.left:
+                mask[b, span - self.lengths[slot] :] = 1
+            elif slot >= 0:
+                mask[b, : self.lengths[slot]] = 1
+        cache = DynamicCache()
+        single = len(set(slots)) == 1
+        index = torch.tensor([max(slot, 0) for slot in slots], device=self.keys[0].device)
+        for layer, (keys, values) in enumerate(zip(self.keys, self.values, strict=True)):
+            if single:  # the layer's own copy of the prefix, seen by every row as a broadcast view (update()
+                # would cat the expanded tensor, copying the prefix per row before the decoder copies it again)
+                cache.update(
+                    keys[slots[0] : slots[0] + 1, :, columns], values[slots[0] : slots[0] + 1, :, columns], layer
+                )
+                target = cache.layers[layer]
+                target.keys = target.keys.expand(len(slots), -1, -1, -1)
+                target.values = target.values.expand(len(slots), -1, -1, -1)
+            else:
+                cache.update(
+                    keys[:, :, columns].index_select(0, index), values[:, :, columns].index_select(0, index), layer
+                )
+        return cache, mask

@@ -67,6 +67,21 @@ class Side:
         return not self.text.strip() and not self.images
 
 
+@dataclass(frozen=True)
+class ScoreRequest:
+    """One query's documents to score (one HTTP request, one feed): what `RerankEngine.score_many` takes."""
+
+    instruction: str
+    query: Side
+    documents: Sequence[Side]
+
+
+@dataclass
+class ScoreResult:
+    scores: list[float]
+    tokens: list[int]  # each pair's prompt tokens as the model reads them (images expanded, after truncation)
+
+
 def query_text(query: str, summary: str = "") -> str:
     """The reader's side as text: typed query first, then the interest summary (see module docstring)."""
     parts = [query.strip()]

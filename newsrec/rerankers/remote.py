@@ -244,27 +244,34 @@ class RemoteReranker:
         return tuple(urls)
 
     def _data_url(self, ref: ImageRef) -> str | None:
-        """The image's original bytes as a data URL, or None when the in-process reranker would skip it too."""
-        from PIL import Image
+        return image_data_url(ref, self.settings, self.image_root)
 
-        from newsrec.images import fetch_remote_image, load_image, smart_resize
 
-        try:
-            if "://" in ref.uri:
-                data = fetch_remote_image(ref.uri, self.settings)
-                image = load_image(data)
-            else:
-                path = Path(ref.uri)
-                if self.image_root is not None and not path.is_absolute():
-                    path = self.image_root / path
-                image = load_image(path)  # the checks (existence, size) the in-process reranker applies
-                data = path.read_bytes()
-            smart_resize(image.height, image.width, factor=IMAGE_FACTOR, min_pixels=MIN_PIXELS, max_pixels=1 << 30)
-            kind = (Image.open(io.BytesIO(data)).format or "jpeg").lower()
-        except (InputError, OSError) as error:
-            log.warning("skipping image %s: %s", ref.uri, error)
-            return None
-        return f"data:image/{kind};base64,{base64.b64encode(data).decode()}"
+def image_data_url(ref: ImageRef, settings: Settings, image_root: Path | None) -> str | None:
+    """The image's original bytes as a data URL, or None when the in-process model would skip it too.
+
+    Shared with the remote embedder: both servers decode and resize the very bytes the in-process model reads.
+    """
+    from PIL import Image
+
+    from newsrec.images import fetch_remote_image, load_image, smart_resize
+
+    try:
+        if "://" in ref.uri:
+            data = fetch_remote_image(ref.uri, settings)
+            image = load_image(data)
+        else:
+            path = Path(ref.uri)
+            if image_root is not None and not path.is_absolute():
+                path = image_root / path
+            image = load_image(path)  # the checks (existence, size) the in-process model applies
+            data = path.read_bytes()
+        smart_resize(image.height, image.width, factor=IMAGE_FACTOR, min_pixels=MIN_PIXELS, max_pixels=1 << 30)
+        kind = (Image.open(io.BytesIO(data)).format or "jpeg").lower()
+    except (InputError, OSError) as error:
+        log.warning("skipping image %s: %s", ref.uri, error)
+        return None
+    return f"data:image/{kind};base64,{base64.b64encode(data).decode()}"
 
 
 def _parse_results(response: Any, n: int) -> list[float]:

@@ -1,7 +1,8 @@
 """The reranker as a service: `python -m newsrec serve`, speaking vLLM's score/rerank APIs.
 
 protocol.py holds the wire format, scorers.py what is served (the Qwen3-VL engine or lite), batcher.py
-the cross-request batching, app.py the FastAPI routes. The client side is newsrec/rerankers/remote.py.
+the cross-request batching, embeddings.py the optional /v1/embeddings, app.py the FastAPI routes. The
+client sides are newsrec/rerankers/remote.py and newsrec/embedders/remote.py.
 """
 
 from __future__ import annotations

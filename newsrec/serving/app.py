@@ -1,6 +1,7 @@
 """`newsrec serve`: the reranker over HTTP, speaking vLLM's score/rerank APIs (FastAPI + uvicorn).
 
-Routes: POST /v1/score, /v1/rerank, /rerank, /v2/rerank; GET /v1/models, /health, /metrics (Prometheus).
+Routes: POST /v1/score, /v1/rerank, /rerank, /v2/rerank (and /v1/embeddings with --serve-embedder);
+GET /v1/models, /health, /metrics (Prometheus).
 Errors are 4xx with {"error": {"message", "type", "code"}}; with a token configured every route but
 /health needs `Authorization: Bearer <token>`.
 """
@@ -23,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from newsrec.errors import InputError
 from newsrec.serving.batcher import Batcher
+from newsrec.serving.embeddings import EmbeddingBody, EmbeddingService
 from newsrec.serving.protocol import RerankBody, ScoreBody, WireSide, to_side, to_wire
 from newsrec.serving.scorers import ImageDecoder, PairScorer, sides
 
@@ -39,6 +41,7 @@ class ServeLimits:
     max_images: int = 8  # per query or document
     max_image_bytes: int = 10 * 2**20
     max_batch_pairs: int = 512  # pairs per worker turn across concurrent requests
+    max_batch_requests: int = 64  # requests per worker turn (each distinct query's prefix KV stays in memory)
     max_wait_ms: float = 2.0  # how long the worker waits for companions before a turn
 
 
@@ -80,10 +83,15 @@ class _Metrics:
         self.batch_seconds.observe(seconds)
 
 
-def create_app(scorer: PairScorer, limits: ServeLimits | None = None, api_token: str = "") -> FastAPI:
+def create_app(
+    scorer: PairScorer, limits: ServeLimits | None = None, api_token: str = "", embedder: Any = None
+) -> FastAPI:
+    """The server; with `embedder`, also POST /v1/embeddings (newsrec/serving/embeddings.py)."""
     limits = limits or ServeLimits()
     metrics = _Metrics()
-    batcher = Batcher(scorer.score, limits.max_batch_pairs, limits.max_wait_ms, metrics.on_batch)
+    batcher = Batcher(
+        scorer.score_many, limits.max_batch_pairs, limits.max_wait_ms, metrics.on_batch, limits.max_batch_requests
+    )
     decoder = ImageDecoder(scorer.max_pixels, limits.max_image_bytes) if scorer.max_pixels else None
 
     @asynccontextmanager
@@ -122,8 +130,10 @@ def create_app(scorer: PairScorer, limits: ServeLimits | None = None, api_token:
     async def api_error(_request: Request, error: ApiError):
         return _error(error.status, str(error))
 
-    async def score_pairs(body: Any, queries: list[Any], documents: list[Any]) -> list[float]:
-        """Validate, decode images, group by query, and wait for the batcher; scores in document order."""
+    async def score_pairs(body: Any, queries: list[Any], documents: list[Any]) -> tuple[list[float], int]:
+        """Validate, decode images, group by query, and wait for the batcher.
+
+        Returns the scores in document order and the prompt tokens of all pairs (vLLM's usage count)."""
         if body.model and body.model != scorer.name:
             raise ApiError(404, f"model {body.model!r} is not served here; this server serves {scorer.name!r}")
         if not documents:
@@ -169,9 +179,9 @@ def create_app(scorer: PairScorer, limits: ServeLimits | None = None, api_token:
             log.exception("scoring failed")
             raise ApiError(500, f"scoring failed: {type(error).__name__}: {error}") from None
         for rows, result in zip(by_query.values(), results, strict=True):
-            for index, value in zip(rows, result, strict=True):
+            for index, value in zip(rows, result.scores, strict=True):
                 scores[index] = value
-        return scores
+        return scores, sum(sum(result.tokens) for result in results)
 
     @app.post("/v1/score")
     @app.post("/score")
@@ -180,14 +190,14 @@ def create_app(scorer: PairScorer, limits: ServeLimits | None = None, api_token:
             queries, documents = body.pairs()
         except ValueError as error:
             raise ApiError(400, str(error)) from None
-        values = await score_pairs(body, queries, documents)
+        values, tokens = await score_pairs(body, queries, documents)
         return {
             "id": f"score-{uuid.uuid4().hex}",
             "object": "list",
             "created": int(time.time()),
             "model": scorer.name,
             "data": [{"index": i, "object": "score", "score": value} for i, value in enumerate(values)],
-            "usage": {"prompt_tokens": 0, "total_tokens": 0},  # token counts are not tracked
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
     @app.post("/v1/rerank")
@@ -195,7 +205,7 @@ def create_app(scorer: PairScorer, limits: ServeLimits | None = None, api_token:
     @app.post("/v2/rerank")
     async def rerank(body: RerankBody):
         documents = body.document_list()
-        values = await score_pairs(body, [body.query] * len(documents), documents)
+        values, tokens = await score_pairs(body, [body.query] * len(documents), documents)
         order = sorted(range(len(values)), key=lambda i: -values[i])
         if body.top_n:
             order = order[: body.top_n]
@@ -209,13 +219,32 @@ def create_app(scorer: PairScorer, limits: ServeLimits | None = None, api_token:
         return {
             "id": f"rerank-{uuid.uuid4().hex}",
             "model": scorer.name,
-            "usage": {"total_tokens": 0},
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             "results": results,
         }
 
+    embeddings = None
+    if embedder is not None:
+        embeddings = EmbeddingService(embedder, limits.max_documents, limits.max_text_chars, limits.max_images)
+
+        @app.post("/v1/embeddings")
+        async def embed(body: EmbeddingBody):
+            if body.model and body.model != embeddings.name:
+                raise ApiError(
+                    404, f"model {body.model!r} is not served here; embeddings come from {embeddings.name!r}"
+                )
+            try:
+                sides = embeddings.validate(body)
+                return await asyncio.to_thread(embeddings.embed, body, sides)
+            except InputError as error:
+                raise ApiError(400, str(error)) from None
+
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [{"id": scorer.name, "object": "model", "owned_by": "newsrec"}]}
+        served = [{"id": scorer.name, "object": "model", "owned_by": "newsrec"}]
+        if embeddings is not None:  # the reranker stays first: remote rerankers take data[0]
+            served.append({"id": embeddings.name, "object": "model", "owned_by": "newsrec"})
+        return {"object": "list", "data": served}
 
     @app.get("/health")
     async def health():

@@ -1,11 +1,13 @@
 """What `newsrec serve` runs: the configured reranker, seen as a scorer of (instruction, query, documents).
 
 The wire carries text and images, not NewsItems, so the server scores prompt sides directly:
-- Qwen3-VL: the reranker's engine (`engine.score(instruction, query, documents)`), so its shared-prefix
-  KV cache and its vision cache serve every caller. Images are decoded and resized exactly as the
-  in-process reranker does, so a remote score equals the in-process one.
-- lite: text only (images ignored); documents are embedded on the fly and scored by the lite formula
-  with the query side as the query (no profile travels over the wire).
+- Qwen3-VL: the reranker's engine (`engine.score_many(requests)`: a worker turn's requests, whatever
+  their queries, in shared decoder calls), so its prefix KV caches and its vision cache serve every
+  caller. Images are decoded and resized exactly as the in-process reranker does, so a remote score
+  equals the in-process one. Token counts are the pairs' prompt tokens as the model reads them.
+- lite: text only (images ignored); documents are embedded on the fly (one embedder call per turn) and
+  scored by the lite formula with the query side as the query (no profile travels over the wire). It
+  reads no prompt, so its token counts are the words of query and document.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from newsrec.errors import InputError
-from newsrec.qwen3_vl.prompt import Side
+from newsrec.qwen3_vl.prompt import ScoreRequest, ScoreResult, Side
 from newsrec.rerankers.qwen3_vl import IMAGE_FACTOR, MIN_PIXELS
 from newsrec.serving.protocol import WireSide
 
@@ -35,7 +37,9 @@ class PairScorer(Protocol):
     default_instruction: str
     max_pixels: int  # per-image budget; 0 = the scorer reads no images
 
-    def score(self, instruction: str, query: Side, documents: Sequence[Side]) -> list[float]: ...
+    def score_many(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        """Scores and prompt tokens of each request's documents, one result per request, in order."""
+        ...
 
 
 class ImageDecoder:
@@ -92,8 +96,8 @@ class EngineScorer:
         self.default_instruction = reranker.settings.instruction
         self.max_pixels = int(self.engine.options.max_pixels)
 
-    def score(self, instruction: str, query: Side, documents: Sequence[Side]) -> list[float]:
-        return self.engine.score(instruction, query, list(documents))
+    def score_many(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
+        return self.engine.score_many(requests)
 
 
 class LiteScorer:
@@ -109,16 +113,19 @@ class LiteScorer:
         self.name = f"{self.reranker.name}+{embedder.name}"
         self.default_instruction = instruction
 
-    def score(self, instruction: str, query: Side, documents: Sequence[Side]) -> list[float]:
+    def score_many(self, requests: Sequence[ScoreRequest]) -> list[ScoreResult]:
         from newsrec.types import Candidate, NewsItem, RerankRequest
 
-        items = [NewsItem(id=str(i), title=doc.text) for i, doc in enumerate(documents)]
-        vectors = self.embedder.embed_documents(items) if items else []
-        candidates = [
-            Candidate(item, 0.0, i + 1, vector) for i, (item, vector) in enumerate(zip(items, vectors, strict=True))
-        ]
-        request = RerankRequest(query=query.text or " ")
-        return self.reranker.score(request, candidates)
+        items = [[NewsItem(id=str(i), title=doc.text) for i, doc in enumerate(r.documents)] for r in requests]
+        flat = [item for group in items for item in group]
+        vectors = iter(self.embedder.embed_documents(flat) if flat else [])
+        results = []
+        for request, group in zip(requests, items, strict=True):
+            candidates = [Candidate(item, 0.0, i + 1, next(vectors)) for i, item in enumerate(group)]
+            scores = self.reranker.score(RerankRequest(query=request.query.text or " "), candidates)
+            words = len(request.query.text.split())
+            results.append(ScoreResult(list(scores), [words + len(doc.text.split()) for doc in request.documents]))
+        return results
 
 
 def build_scorer(settings: Any, device: str | None = None) -> PairScorer:
