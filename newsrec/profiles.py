@@ -169,11 +169,13 @@ def apply_feedback(profile: UserProfile, item: NewsItem, embedding: np.ndarray, 
     embedding = np.asarray(embedding, dtype=np.float32)
     if not liked:
         avoid = Interest(label=item.title[:60], vector=embedding, weight=1.0, news_ids=[item.id])
+        rejected = set(tokenize(item.title))  # its words no longer speak for the reader's interests
         return replace(
             profile,
             disliked_ids=[*profile.disliked_ids, item.id],
             avoid=[*profile.avoid, avoid],
             read_ids=profile.read_ids | {item.id},
+            terms={term: weight for term, weight in profile.terms.items() if term not in rejected},
         )
     interests = [replace(interest) for interest in profile.interests]
     similarities = [float(interest.vector @ embedding) for interest in interests]

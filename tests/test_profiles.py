@@ -97,3 +97,12 @@ def test_not_interested_excludes_the_item_and_records_the_direction():
     assert "n1" in disliked.read_ids and disliked.disliked_ids == ["n1"]
     assert len(disliked.avoid) == 1 and profile.avoid == []
     assert disliked.fingerprint() != profile.fingerprint()
+
+
+def test_repeated_title_words_need_two_reads_and_a_dislike_drops_its_words():
+    profile = _profile(["b1", "b2", "b3", "n1", "n2"], [5, 4, 3, 2, 1])
+    assert {"battery", "solid", "state", "lakers", "warriors"} <= set(profile.terms)
+    assert "sodium" not in profile.terms and "curry" not in profile.terms  # one read each
+    disliked = apply_feedback(profile, NEWS["n1"], VECTORS["n1"], liked=False)
+    assert "lakers" not in disliked.terms and "warriors" not in disliked.terms
+    assert "battery" in disliked.terms and "lakers" in profile.terms  # the original stays untouched
