@@ -50,14 +50,23 @@ def cluster_interests(vectors: np.ndarray, max_interests: int = MAX_INTERESTS) -
     return labels - 1
 
 
-def salient_terms(items: Sequence[NewsItem], weights: Sequence[float], idf: Mapping[str, float], top: int) -> list[str]:
-    """Terms of the items' titles ranked by recency-weighted tf-idf."""
+def _title_term_scores(
+    items: Sequence[NewsItem], weights: Sequence[float], idf: Mapping[str, float]
+) -> tuple[Counter[str], Counter[str]]:
+    """Recency-weighted tf-idf of the items' title terms, and how many titles hold each term."""
     scores: Counter[str] = Counter()
+    titles: Counter[str] = Counter()
     for item, weight in zip(items, weights, strict=True):
         for term in set(tokenize(item.title)):
             if len(term) > 1 and not term.isdigit():
-                scores[term] += weight * idf.get(term, 1.0)
-    return [term for term, _ in scores.most_common(top)]
+                scores[term] += float(weight) * idf.get(term, 1.0)
+                titles[term] += 1
+    return scores, titles
+
+
+def salient_terms(items: Sequence[NewsItem], weights: Sequence[float], idf: Mapping[str, float], top: int) -> list[str]:
+    """Terms of the items' titles ranked by recency-weighted tf-idf."""
+    return [term for term, _ in _title_term_scores(items, weights, idf)[0].most_common(top)]
 
 
 def repeated_terms(items: Sequence[NewsItem], weights: Sequence[float], idf: Mapping[str, float]) -> dict[str, float]:
@@ -66,15 +75,9 @@ def repeated_terms(items: Sequence[NewsItem], weights: Sequence[float], idf: Map
     A theme the embedder misses shows up as a word the reader's titles keep repeating ("AI" across
     medical-imaging, translation and farm-drone stories); a word of a single read says little.
     """
-    reads: Counter[str] = Counter()
-    scores: Counter[str] = Counter()
+    scores, titles = _title_term_scores(items, weights, idf)
     total = float(sum(weights)) or 1.0
-    for item, weight in zip(items, weights, strict=True):
-        for term in set(tokenize(item.title)):
-            if len(term) > 1 and not term.isdigit():
-                reads[term] += 1
-                scores[term] += float(weight) / total * idf.get(term, 1.0)
-    return {term: score for term, score in scores.most_common() if reads[term] >= 2}
+    return {term: score / total for term, score in scores.most_common() if titles[term] >= 2}
 
 
 def build_profile(

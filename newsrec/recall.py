@@ -72,7 +72,8 @@ class ForYouRecall:
         if not self.active:
             return [(news_id, 1.0 / rank) for rank, news_id in enumerate(newest[:n], 1)]
         popular = self.trending(n, usable, share=1.0)
-        ids = popular + [news_id for news_id in newest if news_id not in set(popular)][: n - len(popular)]
+        taken = set(popular)
+        ids = popular + [news_id for news_id in newest if news_id not in taken][: n - len(popular)]
         return list(zip(ids, self.bonus(ids).tolist(), strict=True))
 
     def trending(self, n: int, usable: Callable[[str], bool], share: float = TREND_SHARE) -> list[str]:

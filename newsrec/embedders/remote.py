@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import numpy as np
 from newsrec.config import Settings
 from newsrec.embedders import register_embedder
 from newsrec.errors import InputError, ServiceUnavailableError
-from newsrec.rerankers.remote import TRANSIENT, _base_url, _message, image_data_url
+from newsrec.rerankers.remote import _base_url, _message, image_data_url, post_with_retries
 from newsrec.serving.protocol import WireSide, to_wire
 from newsrec.types import NewsItem
 
@@ -83,31 +82,19 @@ class RemoteEmbedder:
         return np.concatenate(blocks)
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        import httpx
-
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-            try:
-                response = self.http.post("/v1/embeddings", json=body)
-            except httpx.HTTPError as error:
-                last = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-                continue
-            if response.status_code in TRANSIENT:
-                last = f"HTTP {response.status_code}"
-                continue
-            if response.status_code in (400, 413):
-                raise InputError(f"the embedding server refused the input: {_message(response)}")
-            if response.status_code != 200:
-                raise ServiceUnavailableError(
-                    f"the embedding server at {self.url} answered HTTP {response.status_code}: {_message(response)}"
-                )
-            try:
-                return response.json()
-            except ValueError:
-                raise ServiceUnavailableError(f"the embedding server at {self.url} sent a non-JSON answer") from None
-        raise ServiceUnavailableError(f"the embedding server at {self.url} is unavailable ({last})")
+        response, last = post_with_retries(self.http, "/v1/embeddings", body, self.retries, self.backoff_seconds)
+        if response is None:
+            raise ServiceUnavailableError(f"the embedding server at {self.url} is unavailable ({last})")
+        if response.status_code in (400, 413):
+            raise InputError(f"the embedding server refused the input: {_message(response)}")
+        if response.status_code != 200:
+            raise ServiceUnavailableError(
+                f"the embedding server at {self.url} answered HTTP {response.status_code}: {_message(response)}"
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise ServiceUnavailableError(f"the embedding server at {self.url} sent a non-JSON answer") from None
 
     def _data_url(self, ref) -> str | None:
         return image_data_url(ref, self.settings, self.image_root)

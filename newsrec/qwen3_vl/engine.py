@@ -351,15 +351,14 @@ class RerankEngine:
                     values.append([])
                 keys[layer_index].append(torch.nn.functional.pad(layer.keys, sides) if pad else layer.keys)
                 values[layer_index].append(torch.nn.functional.pad(layer.values, sides) if pad else layer.values)
-        if len(keys[0]) > 1:  # several prefix batches: side by side, back in prefix order
+        # Side by side (batches run longest first), then back in prefix order.
+        merged_keys = [torch.cat(parts) if len(parts) > 1 else parts[0] for parts in keys]
+        merged_values = [torch.cat(parts) if len(parts) > 1 else parts[0] for parts in values]
+        if order != sorted(order):
             back = torch.tensor(np.argsort(order), device=self.device)
-            keys = [[torch.cat(parts).index_select(0, back)] for parts in keys]
-            values = [[torch.cat(parts).index_select(0, back)] for parts in values]
-        elif order != sorted(order):  # one batch, sorted by length
-            back = torch.tensor(np.argsort(order), device=self.device)
-            keys = [[parts[0].index_select(0, back)] for parts in keys]
-            values = [[parts[0].index_select(0, back)] for parts in values]
-        return _Prefixes([parts[0] for parts in keys], [parts[0] for parts in values], [len(row) for row in rows], left)
+            merged_keys = [tensor.index_select(0, back) for tensor in merged_keys]
+            merged_values = [tensor.index_select(0, back) for tensor in merged_values]
+        return _Prefixes(merged_keys, merged_values, [len(row) for row in rows], left)
 
     def _score_batch(self, rows: list[_Row], slots: list[int], prefixes: _Prefixes | None, stats: EngineStats):
         """Scores of `rows`, each reading prefix `slots[i]` (-1: none)."""

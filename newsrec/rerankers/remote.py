@@ -180,26 +180,14 @@ class RemoteReranker:
     # --- HTTP -----------------------------------------------------------------------------------------
 
     def _post_rerank(self, body: dict[str, Any]) -> list[float]:
-        import httpx
-
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-            try:
-                response = self.http.post("/v1/rerank", json=body)
-            except httpx.HTTPError as error:
-                last = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-                continue
-            if response.status_code in TRANSIENT:
-                last = f"HTTP {response.status_code}"
-                continue
-            if response.status_code != 200:
-                self.breaker.failure()
-                raise _ServerError(f"HTTP {response.status_code}: {_message(response)}", transient=False)
-            return _parse_results(response, len(body["documents"]))
-        self.breaker.failure()
-        raise _ServerError(last, transient=True)
+        response, last = post_with_retries(self.http, "/v1/rerank", body, self.retries, self.backoff_seconds)
+        if response is None:
+            self.breaker.failure()
+            raise _ServerError(last, transient=True)
+        if response.status_code != 200:
+            self.breaker.failure()
+            raise _ServerError(f"HTTP {response.status_code}: {_message(response)}", transient=False)
+        return _parse_results(response, len(body["documents"]))
 
     def _discover_model(self, raise_errors: bool = False) -> str:
         """The served model id from GET /v1/models (vLLM and newsrec serve both list it)."""
@@ -272,6 +260,30 @@ def image_data_url(ref: ImageRef, settings: Settings, image_root: Path | None) -
         log.warning("skipping image %s: %s", ref.uri, error)
         return None
     return f"data:image/{kind};base64,{base64.b64encode(data).decode()}"
+
+
+def post_with_retries(http: Any, path: str, body: dict[str, Any], retries: int, backoff: float) -> tuple[Any, str]:
+    """(the first answer that is not a transient error, "") or, once the retries are spent, (None, last error).
+
+    Transient: connection errors, timeouts and the TRANSIENT statuses, retried after backoff x 2^(n-1) s.
+    Shared by the remote reranker and the remote embedder; each decides what a final non-200 answer means.
+    """
+    import httpx
+
+    last = ""
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(backoff * 2 ** (attempt - 1))
+        try:
+            response = http.post(path, json=body)
+        except httpx.HTTPError as error:
+            last = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            continue
+        if response.status_code in TRANSIENT:
+            last = f"HTTP {response.status_code}"
+            continue
+        return response, ""
+    return None, last
 
 
 def _parse_results(response: Any, n: int) -> list[float]:
