@@ -11,7 +11,14 @@ from rich.table import Table
 
 from newsrec.cli.common import print_json, settings_from_args
 from newsrec.config import DEMO_CORPUS
-from newsrec.evaluation.judged import FOR_YOU, GroupSummary, JudgedReport, evaluate_judgments, load_judgments
+from newsrec.evaluation.judged import (
+    FOR_YOU,
+    GroupSummary,
+    JudgedReport,
+    check_known,
+    evaluate_judgments,
+    load_judgments,
+)
 from newsrec.pipeline import GUEST, Recommender
 
 
@@ -24,9 +31,10 @@ def run_judged(args: argparse.Namespace) -> int:
         embedder=args.embedder or "lite",
         reranker=args.reranker or "lite",
     )
+    judged = load_judgments(args.judgments)  # a malformed file fails before the models load
     recommender = Recommender.from_settings(settings, show_progress=not args.json)
     corpus = recommender.corpus
-    judged = load_judgments(args.judgments, news_ids=corpus.news, users=[*corpus.users, GUEST])
+    check_known(judged, corpus.news, [*corpus.users, GUEST], args.judgments)
     progress = None
     if not args.json:
         from rich.progress import Progress
