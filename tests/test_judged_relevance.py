@@ -68,9 +68,11 @@ def test_development_set_is_representative():
 
 
 def test_prints_the_scores_by_kind(report, capsys):
+    from rich.console import Console
+
     from newsrec.cli.judged import print_judged
 
-    print_judged(report)
+    print_judged(report, Console(width=120))
     table = capsys.readouterr().out
     with capsys.disabled():
         print("\n" + table)
@@ -95,7 +97,7 @@ def test_floor(report, name, measure, op, floor):
     value = measure(report)
     failing = [
         f"{s.judged.kind} line {s.judged.line} {s.judged.user} {s.judged.query!r}: nDCG@10 {s.ndcg10:.2f}"
-        for s in report.lines
+        for s in sorted(report.lines, key=lambda s: s.ndcg10)
         if s.ndcg10 < 0.5
     ]
     ok = value >= floor if op == ">=" else value <= floor

@@ -56,13 +56,13 @@ def run_judged(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_judged(report: JudgedReport) -> None:
+def print_judged(report: JudgedReport, console: Console | None = None) -> None:
     about = report.about
     table = Table(
         title=f"judged relevance · {about.get('judgments', '')} · {about.get('mode', '')} "
         f"(reranker {about.get('reranker', '')}, embedder {about.get('embedder', '')})"
     )
-    for column in ("kind", "lines", "covered", "nDCG@10", "P@5", "P@10*", "uncovered: said nothing", "wrongly nothing"):
+    for column in ("kind", "lines", "covered", "nDCG@10", "P@5", "P@10*", "said nothing†", "wrongly nothing‡"):
         table.add_column(column, justify="left" if column == "kind" else "right")
     table.add_row(*_cells(report.queries), style="bold")
     for summary in report.by_kind.values():
@@ -70,12 +70,12 @@ def print_judged(report: JudgedReport) -> None:
     if report.for_you.lines:
         table.add_section()
         table.add_row(*_cells(report.for_you), style="bold")
-    console = Console()
+    console = console or Console()
     console.print(table)
     console.print(
         "nDCG@10 (gain 2^grade-1) and P@5 over covered lines (some grade > 0); *P@10 of For-you lines divides by "
-        "min(10, the reader's judged relevant unread stories). 'said nothing': uncovered lines answered "
-        "'nothing matches' (higher is better); 'wrongly nothing': covered lines answered so (lower is better). "
+        "min(10, the reader's judged relevant unread stories). †uncovered lines (no grade > 0) answered "
+        "'nothing matches' (higher is better); ‡covered lines answered so (lower is better). "
         f"{len(report.lines)} lines in {report.seconds:.1f} s."
     )
 
