@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 
 from rich.console import Console
 from rich.table import Table
@@ -70,7 +71,8 @@ def print_judged(report: JudgedReport, console: Console | None = None) -> None:
     if report.for_you.lines:
         table.add_section()
         table.add_row(*_cells(report.for_you), style="bold")
-    console = console or Console()
+    # piped output (CI logs, files) gets a width that fits the table; a terminal keeps its own
+    console = console or Console(width=None if sys.stdout.isatty() else 120)
     console.print(table)
     console.print(
         "nDCG@10 (gain 2^grade-1) and P@5 over covered lines (some grade > 0); *P@10 of For-you lines divides by "
