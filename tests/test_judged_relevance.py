@@ -141,3 +141,5 @@ def test_evaluate_judgments_refuses_bad_files_with_exit_code_2(tmp_path, capsys)
     assert "bad.jsonl, line 2: missing field 'labels'" in capsys.readouterr().err
     assert main(["evaluate", "--judgments", str(tmp_path / "missing.jsonl")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main(["evaluate", "--judgments", str(bad), "--scorer", "popularity", "--limit", "5"]) == 2
+    assert "it takes no log flags (--limit, --scorer)" in capsys.readouterr().err

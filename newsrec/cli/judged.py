@@ -12,6 +12,7 @@ from rich.table import Table
 
 from newsrec.cli.common import print_json, settings_from_args
 from newsrec.config import DEMO_CORPUS
+from newsrec.errors import InputError
 from newsrec.evaluation.judged import (
     FOR_YOU,
     GroupSummary,
@@ -22,8 +23,14 @@ from newsrec.evaluation.judged import (
 )
 from newsrec.pipeline import GUEST, Recommender
 
+# flags of the log evaluation that mean nothing for judged lines: refused rather than silently ignored
+LOG_ONLY_FLAGS = ("news", "behaviors", "scorer", "split", "limit", "dump_scores")
+
 
 def run_judged(args: argparse.Namespace) -> int:
+    given = sorted(f"--{name.replace('_', '-')}" for name in LOG_ONLY_FLAGS if getattr(args, name) is not None)
+    if given:
+        raise InputError(f"--judgments scores judged lines, not a log; it takes no log flags ({', '.join(given)})")
     settings = settings_from_args(args)
     # lite unless asked otherwise: the judged floors are set for the CPU pipeline CI runs
     settings = dataclasses.replace(
