@@ -33,6 +33,17 @@ def score_key(
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
+def move_aside(path: Path, what: str) -> Path:
+    """Move a damaged SQLite file (and its WAL/SHM) to `*.corrupt-<time>` and say so; returns the new name."""
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    for suffix in ("", "-wal", "-shm"):
+        source = Path(f"{path}{suffix}")
+        if source.exists():
+            source.replace(Path(f"{aside}{suffix}"))
+    log.warning("%s: %s was damaged; moved to %s and started empty", what, path, aside.name)
+    return aside
+
+
 def plausible(score: object) -> bool:
     return isinstance(score, (int, float)) and math.isfinite(score) and abs(score) <= SCORE_LIMIT
 
@@ -67,15 +78,10 @@ class ScoreCache:
         return db
 
     def _recreate(self, error: Exception) -> sqlite3.Connection:
-        """Move the damaged file (and its WAL/SHM) aside and start an empty cache; the scores come back on use."""
+        """Move the damaged file aside and start an empty cache; the scores come back on use."""
         if self._db is not None:
             self._db.close()
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-        for suffix in ("", "-wal", "-shm"):
-            source = Path(f"{self.path}{suffix}")
-            if source.exists():
-                source.replace(Path(f"{aside}{suffix}"))
-        log.warning("score cache %s was damaged (%s): moved to %s and started empty", self.path, error, aside.name)
+        move_aside(self.path, f"score cache ({error})")
         return self._connect()
 
     def get_many(self, keys: list[str]) -> dict[str, float]:

@@ -101,6 +101,18 @@ def _page_size(text: str) -> int:
     return value
 
 
+def _count(env, name: str) -> int:
+    """A whole number >= 0 from the environment; unset or empty = 0 (the default chosen elsewhere)."""
+    from newsrec.errors import InputError
+
+    text = env.get(name, "").strip()
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise InputError(f"{name} must be a whole number >= 0 (0 = chosen from the corpus size), not {text!r}")
+    return int(text)
+
+
 def _seconds(text: str, default: float) -> float:
     try:
         value = float(text) if text.strip() else default
@@ -155,6 +167,11 @@ class Settings:
     # Records per Chroma read page, write batch and query: Chroma Cloud and distributed Chroma answer at most
     # 300 results per query and take 300 records per write; whole-collection reads page with limit/offset.
     chroma_page_size: int = CHROMA_PAGE_SIZE
+    # HNSW settings of the index; 0 = chosen from the corpus size (newsrec/hnsw.py). A change of M or
+    # ef_construction rebuilds the collection from the vector cache on the next sync; ef_search changes in place.
+    hnsw_m: int = 0
+    hnsw_ef_construction: int = 0
+    hnsw_ef_search: int = 0
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -173,6 +190,9 @@ class Settings:
             chroma_page_size=_page_size(env.get("NEWSREC_CHROMA_PAGE_SIZE", "")),
             embedder_url=env.get("NEWSREC_EMBEDDER_URL", ""),
             visual_tokens=_visual_tokens(env.get("NEWSREC_VISUAL_TOKENS", "256")),
+            hnsw_m=_count(env, "NEWSREC_HNSW_M"),
+            hnsw_ef_construction=_count(env, "NEWSREC_HNSW_EF_CONSTRUCTION"),
+            hnsw_ef_search=_count(env, "NEWSREC_HNSW_EF_SEARCH"),
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
 

@@ -19,7 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     index = subparsers.add_parser("index", help="build or update the vector index of a corpus")
     add_model_flags(index)
-    index.add_argument("--rebuild", action="store_true", help="drop the corpus's vectors and embed everything again")
+    index.add_argument(
+        "--rebuild", action="store_true", help="drop the corpus's HNSW index and build it again from stored vectors"
+    )
+    index.add_argument(
+        "--re-encode", action="store_true", help="with --rebuild: also forget stored vectors and encode every story"
+    )
     index.set_defaults(func=build_index)
 
 
@@ -51,7 +56,7 @@ def build_index(args: argparse.Namespace) -> int:
     embedder = get_embedder(settings.resolved_embedder, **model_options(settings, settings.embedder_model, corpus))
     index = NewsIndex(settings, corpus.name, embedder)
     if args.rebuild:
-        index.clear()
+        index.clear(keep_vectors=not args.re_encode)
     stats = index.sync(corpus, progress=True)
     Console().print(f"index {corpus.name!r} with {embedder.name}: {stats}")
     if settings.resolved_reranker != "lite":  # the Qwen3-VL reranker's photo features (rerankers/qwen3_vl.py)

@@ -1,0 +1,132 @@
+"""Index settings that follow the corpus size, the vector cache that makes rebuilds cheap, and `bench scale`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import HashingEmbedder
+from test_index import make_corpus
+
+from newsrec import hnsw
+from newsrec.bench.scale import exact_top, synthetic_vectors
+from newsrec.config import Settings
+from newsrec.errors import InputError
+from newsrec.index import NewsIndex
+from newsrec.vector_cache import VectorCache
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _graph(index: NewsIndex) -> hnsw.HnswSettings:
+    return hnsw.from_configuration(index.collection.configuration)
+
+
+def test_settings_grow_with_the_corpus_and_env_overrides_them(monkeypatch):
+    small, mid, large = hnsw.hnsw_for(10_814), hnsw.hnsw_for(108_140), hnsw.hnsw_for(1_000_000)
+    assert small == hnsw.HnswSettings(max_neighbors=16, ef_construction=64, ef_search=200)  # existing indexes kept
+    assert mid.ef_search > small.ef_search and mid.same_graph(small)
+    assert large.max_neighbors > mid.max_neighbors and large.ef_search >= mid.ef_search
+    monkeypatch.setenv("NEWSREC_HNSW_M", "24")
+    monkeypatch.setenv("NEWSREC_HNSW_EF_SEARCH", "333")
+    chosen = hnsw.hnsw_for(10, Settings.from_env())
+    assert (chosen.max_neighbors, chosen.ef_construction, chosen.ef_search) == (24, 64, 333)
+    monkeypatch.setenv("NEWSREC_HNSW_M", "many")
+    with pytest.raises(InputError, match="NEWSREC_HNSW_M"):
+        Settings.from_env()
+
+
+def test_rebuild_reuses_stored_vectors_instead_of_encoding():
+    settings = Settings.from_env()
+    embedder = HashingEmbedder()
+    corpus = make_corpus()
+    index = NewsIndex(settings, corpus.name, embedder)
+    index.sync(corpus)
+    assert embedder.calls == len(corpus.news)
+    before = index.search(embedder.embed_queries(["battery"])[0], 2)  # both share "battery": no ties at 0
+    embedder.calls = 0
+
+    index.clear()  # what `index --rebuild` does
+    stats = index.sync(corpus)
+    assert stats.added == len(corpus.news) and embedder.calls == 0  # the graph is rebuilt, nothing encoded
+    assert index.search(embedder.embed_queries(["battery"])[0], 2) == before
+
+    index.clear(keep_vectors=False)  # `--rebuild --re-encode`
+    index.sync(corpus)
+    assert embedder.calls == len(corpus.news)
+
+
+def test_a_lost_collection_is_refilled_from_the_vector_cache():
+    settings = Settings.from_env()
+    corpus = make_corpus()
+    first = NewsIndex(settings, corpus.name, HashingEmbedder())
+    first.sync(corpus)
+    first.client.delete_collection(first.name)  # the store lost its vectors (damage, a reset); the cache kept them
+    fresh = HashingEmbedder()
+    stats = NewsIndex(settings, corpus.name, fresh).sync(corpus)
+    assert stats.added == len(corpus.news) and fresh.calls == 0
+
+
+def test_changed_graph_settings_rebuild_from_stored_vectors_and_search_only_changes_in_place():
+    settings = Settings.from_env()
+    embedder = HashingEmbedder()
+    corpus = make_corpus()
+    index = NewsIndex(settings, corpus.name, embedder)
+    index.sync(corpus)
+    collection_id = index.collection.id
+    embedder.calls = 0
+
+    wider = NewsIndex(replace(settings, hnsw_ef_search=321), corpus.name, embedder)
+    assert wider.sync(corpus).added == 0
+    assert _graph(wider).ef_search == 321 and wider.collection.id == collection_id  # same graph, modified
+
+    denser = NewsIndex(replace(settings, hnsw_m=24, hnsw_ef_construction=96), corpus.name, embedder)
+    stats = denser.sync(corpus)
+    graph = _graph(denser)
+    assert (graph.max_neighbors, graph.ef_construction) == (24, 96) and denser.collection.id != collection_id
+    assert stats.added == len(corpus.news) and len(denser) == len(corpus.news)
+    assert embedder.calls == 0  # rebuilt from the vectors, never encoded again
+
+
+def test_a_damaged_vector_cache_is_moved_aside_and_vectors_of_the_wrong_size_are_misses(tmp_path, caplog):
+    path = tmp_path / "vectors" / "lite.sqlite"
+    path.parent.mkdir()
+    path.write_bytes(b"this is not a database" * 100)
+    cache = VectorCache(path, dim=4)
+    assert "damaged" in caplog.text and list(path.parent.glob("lite.sqlite.corrupt-*"))
+    cache.put_many({"a": np.ones(4, np.float32), "b": np.full(4, np.nan, np.float32)})
+    assert set(cache.get_many(["a", "b", "c"])) == {"a"}  # NaN is never served
+    assert VectorCache(path, dim=8).get_many(["a"]) == {}  # another size: a miss, not a crash
+
+
+def test_exact_top_matches_a_full_sort():
+    rng = np.random.default_rng(3)
+    vectors, queries = synthetic_vectors(2_500, rng), synthetic_vectors(7, rng)
+    got = exact_top(queries, vectors, 20, chunk=600)
+    for query, rows in zip(queries, got, strict=True):
+        assert set(rows.tolist()) == set(np.argsort(-(vectors @ query))[:20].tolist())
+
+
+@pytest.mark.slow
+def test_bench_scale_keeps_recall_at_20k_vectors():
+    """The CI smoke test of issue 21: 20k synthetic vectors with the size's settings reach recall@100 >= 0.95."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-m", "newsrec", "bench", "scale", "--items", "20000", "--queries", "100", "--json"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    (figures,) = json.loads(out.stdout)
+    print(figures)
+    assert figures["items"] == 20_000 and figures["recall_at_100"] >= 0.95
+    assert figures["disk_mb"] > figures["vectors_mb"] * 0.5  # the store really holds the vectors
