@@ -26,6 +26,7 @@ from newsrec.data.corpus import corpus_root
 from newsrec.errors import NewsrecError
 from newsrec.ui import deeplink, media
 from newsrec.ui.i18n import LANGUAGES, lang_code, t
+from newsrec.ui.newsroom_tab import build_newsroom_tab, desk_factory
 from newsrec.ui.state import Controls, Dashboard, RecommenderLoader, Session, View
 
 try:  # ZeroGPU Spaces: the decorator borrows a GPU for the call; elsewhere it is absent and not needed
@@ -221,6 +222,7 @@ def _export_path(dash: Dashboard) -> str:
 LABEL_KEYS = (
     "user", "history", "query", "run", "reset", "controls", "k", "candidates", "diversity", "freshness",
     "categories", "instruction", "tab_results", "tab_side", "tab_charts", "tab_system", "evaluation", "export_csv",
+    "tab_newsroom",
 )  # fmt: skip
 BUTTON_KEYS = {"run", "reset"}  # buttons show their label as their value (a DownloadButton's value is its file)
 LANGUAGE_NAMES = {code: name for name, code in LANGUAGES.items()}
@@ -295,7 +297,7 @@ def build_demo(
                 with gr.Row(elem_id="judge-bar"):
                     judged = gr.HTML(elem_id="judged", js_on_load=None)
                     export = gr.DownloadButton(t("export_csv", lang), size="sm", elem_id="export", scale=0)
-                with gr.Tabs(elem_id="tabs"):
+                with gr.Tabs(elem_id="tabs") as tabs:
                     with gr.Tab(t("tab_results", lang), id="tab-results", elem_id="tab-results") as tab_results:
                         results = gr.HTML(elem_id="results", js_on_load=CARD_CLICKS, min_height=200)
                     with gr.Tab(t("tab_side", lang), id="tab-side", elem_id="tab-side") as tab_side:
@@ -310,6 +312,8 @@ def build_demo(
                         system = gr.HTML(elem_id="system")
                     with gr.Tab(t("evaluation", lang), id="tab-evaluation", elem_id="tab-evaluation") as tab_eval:
                         evaluation, relabel_evaluation = _evaluation_tab(get_recommender, language)
+                    with gr.Tab(t("tab_newsroom", lang), id="tab-newsroom", elem_id="tab-newsroom") as tab_newsroom:
+                        newsroom = build_newsroom_tab(desk_factory(get_dashboard), language)
 
         # --- wiring --------------------------------------------------------------------------------
         view_parts = [results, side, scores_plot, shift_plot, mix_plot, system, judged]  # View's fields, in order
@@ -332,6 +336,7 @@ def build_demo(
             tab_system,
             tab_eval,
             export,
+            tab_newsroom,
         ]  # same order as LABEL_KEYS
         knobs = [k, candidates, diversity, half_life, categories, instruction]
         # One progress indicator, on the cards, for everything that recomputes them.
@@ -357,7 +362,8 @@ def build_demo(
         reset.click(on_reset, [session, language, *knobs], [session, *view_parts], **gpu_work)
         language.change(on_language, [session, language], [header, *labelled, history, *view_parts]).then(
             lambda choice: relabel_evaluation(lang_code(choice)), language, evaluation
-        )
+        ).then(newsroom.relabel, [newsroom.state, language], [*newsroom.labelled, *newsroom.overview])
+        demo.load(newsroom.on_load, None, [tabs, *newsroom.load_outputs], show_progress="hidden")
     return demo
 
 

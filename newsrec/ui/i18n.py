@@ -7,6 +7,7 @@ and the table keeps every label next to its translation where a reviewer can che
 from __future__ import annotations
 
 from newsrec.evaluation.demo_logs import ABOUT as DEMO_ABOUT
+from newsrec.ui.newsroom_labels import LABELS as NEWSROOM_LABELS
 
 LANGUAGES = {"English": "en", "中文": "zh"}
 
@@ -291,6 +292,8 @@ LABELS: dict[str, dict[str, str]] = {
         "zh": "此版本未安装评估页。",
     },
 }
+
+LABELS.update(NEWSROOM_LABELS)  # the Newsroom tab's strings live next to each other in their own module
 
 
 def t(key: str, lang: str = "en", **values) -> str:
