@@ -7,6 +7,7 @@ components and turns `NewsrecError` into `gr.Error`.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -48,6 +49,7 @@ class Controls:
     half_life_days: float = 0.0  # 0 = no freshness decay
     categories: list[str] = field(default_factory=list)
     instruction: str = ""
+    rules: str = "live"  # the editorial rule set the feed applies: live | draft | none (newsrec/editorial)
 
 
 @dataclass
@@ -63,6 +65,7 @@ class Session:
     runs: int = 0  # recommendations shown so far in this tab
     controls: Controls | None = None  # the knobs of the list on screen (for its link and notes)
     last_feedback: feedback.Outcome | None = None  # what the latest click changed, said above the cards
+    draft: Any = None  # this tab's own editorial draft (a RuleSet) on a public Space; None = the store's draft
 
 
 class View(NamedTuple):
@@ -82,6 +85,7 @@ class Dashboard:
         self.rec = rec
         self.link = link
         self.judgments = judgments
+        self._feeds: tuple[tuple, Any] | None = None  # (rule set key, EditorialFeeds) of the latest feed
 
     # --- pickers -----------------------------------------------------------------------------
 
@@ -125,8 +129,34 @@ class Dashboard:
             session = self._recommend(session, query, controls)
         return session, self.view(session, lang)
 
+    def feeds(self, which: str = "live", draft: Any = None):
+        """The editorial glue for the rule set the feed applies (`draft` overrides the store's draft).
+
+        Kept per rule set and reused while the set is unchanged, so a reach plan is solved once, not per click.
+        """
+        from newsrec.editorial.feed import EditorialFeeds
+        from newsrec.editorial.store import RuleStore
+
+        if which not in ("live", "draft", "none"):
+            raise InputError(f"unknown rule set {which!r}; use live, draft or none")
+        if which == "none":
+            return None
+        store = RuleStore(self.rec.settings.home, self.rec.corpus.name)
+        own = draft if which == "draft" and draft is not None else None
+        ruleset = own if own is not None else (store.live() if which == "live" else store.draft())
+        if ruleset is None:
+            return None
+        key = (which, own is not None, ruleset.to_json(), json.dumps(store.labels(), sort_keys=True))
+        cached = self._feeds
+        if cached is None or cached[0] != key:
+            made = EditorialFeeds(self.rec, which, ruleset=own) if own is not None else EditorialFeeds(self.rec, which)
+            self._feeds = cached = (key, made)
+        return cached[1]
+
     def _recommend(self, session: Session, query: str | None, controls: Controls) -> Session:
-        result = self.rec.recommend(
+        edited = self.feeds(getattr(controls, "rules", "live") or "live", session.draft)
+        recommend = edited.recommend if edited is not None else self.rec.recommend
+        result = recommend(
             session.user_id,
             query=query,
             k=int(controls.k),
