@@ -44,6 +44,7 @@ log = logging.getLogger("newsrec.app")
 
 EXAMPLE_QUERIES = ["最新电池技术突破", "NBA最新战况", "Apple launch event", "solid-state battery", "apple harvest"]
 STYLE = ASSETS_DIR / "style.css"
+NEWSROOM_STYLE = ASSETS_DIR / "newsroom.css"
 
 # Clicks on a card's buttons reach Python as the results component's own "click" event, carrying the action
 # and the news id; the listener sits on the component root, so it survives every re-render of the cards.
@@ -473,7 +474,7 @@ def main(argv: list[str] | None = None) -> None:
         server_name=args.host,
         server_port=args.port,
         **media.launch_options(settings.corpus, corpus_root(settings)),  # pictures only, nosniff (ui/media.py)
-        css_paths=[STYLE] if STYLE.exists() else None,
+        css_paths=[path for path in (STYLE, NEWSROOM_STYLE) if path.exists()] or None,
         theme=gr.themes.Soft(font=["Inter", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]),
         footer_links=["api", "settings"],
         prevent_thread_lock=True,

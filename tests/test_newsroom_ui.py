@@ -62,7 +62,9 @@ FORMS = [
     RuleForm(kind="quota", quota_mode="at_most", category="sports", quota_k=2, quota_n=10),
     RuleForm(kind="quota", quota_mode="at_least", category="finance", quota_m=1),
     RuleForm(kind="quota", quota_mode="stories", stories=["nba-2", "nba-1"], quota_m=1),
-    RuleForm(kind="reach", story="nba-4", reach_p=60, reach_k=5, valid_from="2026-11-20", valid_until="2026-11-21 06:00"),
+    RuleForm(
+        kind="reach", story="nba-4", reach_p=60, reach_k=5, valid_from="2026-11-20", valid_until="2026-11-21 06:00"
+    ),
 ]
 
 
@@ -226,11 +228,11 @@ def test_a_session_draft_reaches_only_that_sessions_feed(desk):
 
 def test_newsroom_deep_link_round_trip_and_bad_values_fall_back():
     wanted = newsroom.parse_link({"tab": "newsroom", "rules": "v3", "panel": "segment:reads=sports,lang=zh",
-                                  "compare": "rerank:retrieval"})  # fmt: skip
+                                  "compare": "reranked:retrieval"})  # fmt: skip
     assert (wanted.tab, wanted.version, wanted.panel, wanted.compare) == (
-        "newsroom", 3, "segment:reads=sports,lang=zh", "rerank:retrieval")  # fmt: skip
+        "newsroom", 3, "segment:reads=sports,lang=zh", "reranked:retrieval")  # fmt: skip
     query = newsroom.link_query(wanted)
-    assert query == "?tab=newsroom&rules=v3&panel=segment%3Areads%3Dsports%2Clang%3Dzh&compare=rerank%3Aretrieval"
+    assert query == "?tab=newsroom&rules=v3&panel=segment%3Areads%3Dsports%2Clang%3Dzh&compare=reranked%3Aretrieval"
     from starlette.datastructures import QueryParams
 
     assert newsroom.parse_link(QueryParams(query[1:])) == wanted

@@ -15,12 +15,13 @@ import html
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from newsrec.editorial.rules import MAX_POINTS, Rule, RuleSet, Scope
 from newsrec.errors import InputError
 from newsrec.ui.i18n import t
 
@@ -38,7 +39,7 @@ LEVELS = ("must-see", "normal", "low")
 QUOTA_MODES = ("at_most", "at_least", "stories")
 SCOPES = ("all", "segment", "readers")
 PANELS = ("personas", "sample", "segment")
-COMPARES = ("draft:live", "rerank:retrieval")
+COMPARES = ("draft:live", "reranked:retrieval")
 FEED_RULES = ("live", "draft", "none")
 COMMON_LABELS = ("commercial", "graphic", "legal", "political", "under-16")  # offered in the pickers; any label works
 READER_LANGUAGES = ("en", "zh")
@@ -174,14 +175,13 @@ def token_required() -> bool:
     return bool(os.environ.get("NEWSREC_EDITOR_TOKEN"))
 
 
+RULESET_NONE = RuleSet()  # an empty set: what there is before anything is saved or published
 
 # --- form <-> rule --------------------------------------------------------------------------------
 
 
 def rule_from_form(form: RuleForm, draft: RuleSet) -> Rule:
     """The rule the form describes; a blank id takes the next free `<kind>-<n>` of the draft."""
-    from newsrec.editorial.rules import MAX_POINTS, Rule, Scope
-
     kind = form.kind
     visible_fields(kind)  # unknown kinds fail here with the list of valid ones
     story = _story_id(form.story)
@@ -244,8 +244,6 @@ def scope_text(form: RuleForm) -> str:
 
 def form_from_rule(rule: Rule) -> RuleForm:
     """The form filled from a stored rule, so an editor changes it with the same controls."""
-    from newsrec.editorial.rules import MAX_POINTS
-
     p = dict(rule.params)
     form = RuleForm(kind=rule.kind, rule_id=rule.id, author=rule.author, note=rule.note,
                     valid_from=_when_text(rule.valid_from), valid_until=_when_text(rule.valid_until))  # fmt: skip
@@ -419,8 +417,6 @@ def badges_html(draft: RuleSet, live: RuleSet | None, lang: str = "en", link: st
     )
 
 
-
-
 # --- session state, deep links, panels ----------------------------------------------------------------------
 
 
@@ -435,6 +431,7 @@ class DeskState:
     draft: RuleSet | None = None
     seen_live: int = 0  # the live version this tab last showed: publishing checks it (a version conflict otherwise)
     link: str = ""  # the tab's deep link (set from the page's link, then by the preview), shown on the badges
+    report: Any = None  # the latest preview's AuditReport, redrawn on a language switch
 
 
 @dataclass
@@ -518,8 +515,6 @@ def panel_parts(spec: str) -> tuple[str, int, dict[str, str]]:
 
 
 def max_points() -> float:
-    from newsrec.editorial.rules import MAX_POINTS
-
     return float(MAX_POINTS)
 
 
@@ -634,17 +629,25 @@ class Desk:
         lines = [("added", rule_id, describe(after[rule_id], news, lang)) for rule_id in changes["added"]]
         lines += [("removed", rule_id, describe(before[rule_id], news, lang)) for rule_id in changes["removed"]]
         lines += [
-            ("changed", row["id"], f"{describe(before[row['id']], news, lang)} → {describe(after[row['id']], news, lang)}")
+            (
+                "changed",
+                row["id"],
+                f"{describe(before[row['id']], news, lang)} → {describe(after[row['id']], news, lang)}",
+            )
             for row in changes["changed"]
         ]
         if not lines:
             body = f"<p>{esc(t('nr_diff_none', lang))}</p>"
         else:
-            body = "<ul>" + "".join(
-                f'<li class="{change}" data-rule="{esc(rule_id)}"><span class="nr-change">'
-                f'{esc(t("nr_diff_" + change, lang))}</span> <code>{esc(rule_id)}</code> {esc(text)}</li>'
-                for change, rule_id, text in sorted(lines, key=lambda line: line[1])
-            ) + "</ul>"
+            body = (
+                "<ul>"
+                + "".join(
+                    f'<li class="{change}" data-rule="{esc(rule_id)}"><span class="nr-change">'
+                    f"{esc(t('nr_diff_' + change, lang))}</span> <code>{esc(rule_id)}</code> {esc(text)}</li>"
+                    for change, rule_id, text in sorted(lines, key=lambda line: line[1])
+                )
+                + "</ul>"
+            )
         return f'<div class="nr-diff" data-version="{number}"><b>{title}</b>{body}</div>'
 
     # --- labels ----------------------------------------------------------------------------------------
@@ -713,6 +716,125 @@ class Desk:
         parts = [f"v{row['version']}", t("nr_badge_rules", lang, count=row["rules"]), row.get("author", ""), when]
         return " · ".join(str(part) for part in parts if part)
 
+    # --- the what-if preview ------------------------------------------------------------------------------
+
+    def preview(
+        self, state: DeskState, spec: str, compare: str, k: int = 10, lang: str = "en"
+    ) -> tuple[DeskState, Preview]:
+        """Feeds of the panel under both sides of `compare`, compared: charts, two tables and the exports.
+
+        On a public Space the draft side is the visitor's own draft (a RuleSet), not the store's. The report stays
+        in the session so a language switch redraws it without recomputing.
+        """
+        import time
+
+        from newsrec.editorial.audit import parse_compare
+        from newsrec.editorial.audit import preview as audit_preview
+        from newsrec.editorial.panel import build_panel
+
+        a, b = parse_compare(compare)
+        if not 1 <= int(k) <= 100:
+            raise InputError(f"k must be 1..100, got {k}")
+        panel = build_panel(spec, self.rec)
+        sides = [self.draft(state) if side == "draft" and self.session_only else side for side in (a, b)]
+        started = time.perf_counter()
+        report = audit_preview(self.rec, panel, *sides, k=int(k), labels=(a, b))
+        report.meta["seconds"] = time.perf_counter() - started
+        state = dataclasses.replace(
+            state, report=report, link=link_query(NewsroomLink(panel=panel.spec, compare=f"{a}:{b}"))
+        )
+        return state, self.render(report, lang)
+
+    def render(self, report: Any, lang: str = "en") -> Preview:
+        """A preview's page parts in `lang`: summary line, charts, tables, and freshly written exports."""
+        from newsrec.editorial import report as reports
+
+        a, b = str(report.meta.get("a", "A")), str(report.meta.get("b", "B"))
+        readers = report.readers
+        changed = int(((readers["n_entered"] > 0) | (readers["n_left"] > 0)).sum())
+        folder = Path(tempfile.mkdtemp(prefix="audit-", dir=export_folder()))
+        csv_files = [str(path) for path in reports.to_csv(report, folder / "csv") if path.suffix == ".csv"]
+        page = folder / f"newsroom-audit-{a}-vs-{b}.html"
+        page.write_text(reports.to_html(report, lang), encoding="utf-8")
+        summary = t("nr_preview_summary", lang, readers=len(readers), changed=changed,
+                    seconds=float(report.meta.get("seconds", 0.0)))  # fmt: skip
+        line = f"**{esc(report.meta.get('panel', ''))}** · {esc(side_name(a, lang))} → {esc(side_name(b, lang))} · "
+        return Preview(
+            summary=line + summary,
+            figures=reports.charts(report, lang),
+            per_reader=self.reader_table(report, lang),
+            per_story=self.story_table(report, lang),
+            csv_files=csv_files,
+            html_file=str(page),
+        )
+
+    def reader_table(self, report: Any, lang: str = "en") -> pd.DataFrame:
+        """Per reader: who they are, the stories that entered and left, and the overlap of the two feeds."""
+        users, news = self.rec.corpus.users, self.rec.corpus.news
+
+        def titles(ids) -> str:
+            return "; ".join(_clip(news[i].title if i in news else i, 40) for i in ids or [])
+
+        frame = report.readers
+        table = {
+            t("nr_col_reader", lang): [users[u].name or u if u in users else u for u in frame["user_id"]],
+            t("nr_col_entered", lang): [titles(ids) for ids in frame["entered"]],
+            t("nr_col_left", lang): [titles(ids) for ids in frame["left"]],
+            t("nr_col_n_entered", lang): frame["n_entered"].astype(int),
+            t("nr_col_n_left", lang): frame["n_left"].astype(int),
+            t("nr_col_jaccard", lang): frame["jaccard"].round(3),
+            t("nr_col_rbo", lang): frame["rbo"].round(3),
+        }
+        import pandas as pd
+
+        return pd.DataFrame(table)
+
+    def story_table(self, report: Any, lang: str = "en") -> pd.DataFrame:
+        """Per story: its reach under each side (share of the panel with it in their top k), largest change first."""
+        import pandas as pd
+
+        a, b = str(report.meta.get("a", "A")), str(report.meta.get("b", "B"))
+        frame = report.stories.copy()
+        frame["_order"] = -frame["reach_delta"].abs()
+        frame = frame.sort_values(["_order", "news_id"], kind="stable")
+        return pd.DataFrame(
+            {
+                t("nr_col_story", lang): [_clip(title, 60) for title in frame["title"]],
+                t("nr_col_category", lang): frame["category"],
+                t("nr_col_reach", lang, side=side_name(a, lang)): (100 * frame["reach_a"]).round(1),
+                t("nr_col_reach", lang, side=side_name(b, lang)): (100 * frame["reach_b"]).round(1),
+                t("nr_col_reach_delta", lang): (100 * frame["reach_delta"]).round(1),
+                t("nr_col_readers", lang, side=side_name(a, lang)): frame["readers_a"].astype(int),
+                t("nr_col_readers", lang, side=side_name(b, lang)): frame["readers_b"].astype(int),
+            }
+        )
+
+
+def side_name(side: str, lang: str = "en") -> str:
+    """A compared side in words: draft, live, none, reranked, retrieval only."""
+    label = t(f"feed_rules_{side}", lang)
+    return side if label == f"feed_rules_{side}" else label
+
+
+def empty_reader_table(lang: str = "en") -> pd.DataFrame:
+    import pandas as pd
+
+    keys = ("reader", "entered", "left", "n_entered", "n_left", "jaccard", "rbo")
+    return pd.DataFrame(columns=[t(f"nr_col_{key}", lang) for key in keys])
+
+
+def empty_story_table(lang: str = "en") -> pd.DataFrame:
+    import pandas as pd
+
+    columns = [t("nr_col_story", lang), t("nr_col_category", lang), t("nr_col_reach", lang, side="A"),
+               t("nr_col_reach", lang, side="B"), t("nr_col_reach_delta", lang)]  # fmt: skip
+    return pd.DataFrame(columns=columns)
+
+
+def _clip(text: str, width: int) -> str:
+    text = str(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
 
 def _stories_of(rule: Rule) -> list[str]:
     p = rule.params
@@ -726,9 +848,7 @@ def _stories_of(rule: Rule) -> list[str]:
 
 
 def _empty() -> RuleSet:
-    from newsrec.editorial.rules import RuleSet
-
-    return RuleSet()
+    return RULESET_NONE
 
 
 def _version_number(version: str | int | None) -> int:

@@ -12,7 +12,7 @@ language toggle, and `NewsroomTab.on_load` fills the tab from a deep link.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import gradio as gr
@@ -22,7 +22,16 @@ from newsrec.ui import newsroom
 from newsrec.ui.charts import empty_figure
 from newsrec.ui.i18n import lang_code, t
 from newsrec.ui.newsroom import (
-    BLOCK_TARGETS, BOOST_ON, COMPARES, FORM_FIELDS, KINDS, LEVELS, PANELS, QUOTA_MODES, SCOPES, RuleForm,
+    BLOCK_TARGETS,
+    BOOST_ON,
+    COMPARES,
+    FORM_FIELDS,
+    KINDS,
+    LEVELS,
+    PANELS,
+    QUOTA_MODES,
+    SCOPES,
+    RuleForm,
 )  # fmt: skip
 
 CHART_SLOTS = 4  # plots the preview can fill (the audit's charts; unused slots stay hidden)
@@ -91,11 +100,18 @@ def build_newsroom_tab(get_desk: Callable[[], newsroom.Desk], language) -> Newsr
         )
         badges = gr.HTML(elem_id="nr-badges")
         draft_table = L(
-            gr.Dataframe(label=t("nr_draft_rules", lang), interactive=False, wrap=True, elem_id="nr-draft"),
+            gr.Dataframe(
+                newsroom.rule_rows(None, {}, lang, compare_to=newsroom.RULESET_NONE),
+                label=t("nr_draft_rules", lang),
+                interactive=False,
+                wrap=True,
+                elem_id="nr-draft",
+            ),
             "nr_draft_rules",
         )
         with gr.Accordion(t("nr_live_rules", lang), open=False, elem_id="nr-live-box") as live_box:
-            live_table = gr.Dataframe(show_label=False, interactive=False, wrap=True, elem_id="nr-live")
+            live_table = gr.Dataframe(newsroom.rule_rows(None, {}, lang), show_label=False, interactive=False, wrap=True,
+                                      elem_id="nr-live")  # fmt: skip
         L(live_box, "nr_live_rules")
 
         # --- the rule editor
@@ -204,7 +220,9 @@ def build_newsroom_tab(get_desk: Callable[[], newsroom.Desk], language) -> Newsr
         L(pub_box, "nr_publishing")
 
         # --- sensitivity labels of a story
-        with gr.Accordion(t("nr_labels_title", lang), open=False, elem_id="nr-labels-box") as labels_box:
+        with gr.Accordion(
+            t("nr_labels_title", lang), open=False, visible=not space, elem_id="nr-labels-box"
+        ) as labels_box:
             with gr.Row():
                 label_story = L(gr.Dropdown(label=t("nr_story", lang), choices=[], elem_id="nr-label-story",
                                             filterable=True, scale=3), "nr_story")  # fmt: skip
@@ -239,13 +257,15 @@ def build_newsroom_tab(get_desk: Callable[[], newsroom.Desk], language) -> Newsr
                         "nr_run_preview", "value")  # fmt: skip
             summary = gr.Markdown(t("nr_preview_empty", lang), elem_id="nr-summary")
             plots = [gr.Plot(show_label=False, visible=False, elem_id=f"nr-chart-{i}") for i in range(CHART_SLOTS)]
-            per_reader = L(gr.Dataframe(label=t("nr_per_reader", lang), interactive=False, wrap=True,
+            per_reader = L(gr.Dataframe(newsroom.empty_reader_table(lang), label=t("nr_per_reader", lang), interactive=False,
+                                        wrap=True,
                                         elem_id="nr-per-reader"), "nr_per_reader")  # fmt: skip
-            per_story = L(gr.Dataframe(label=t("nr_per_story", lang), interactive=False, wrap=True,
+            per_story = L(gr.Dataframe(newsroom.empty_story_table(lang), label=t("nr_per_story", lang), interactive=False,
+                                       wrap=True,
                                        elem_id="nr-per-story"), "nr_per_story")  # fmt: skip
             with gr.Row(elem_id="nr-exports"):
                 export_csv = L(gr.File(label=t("nr_export_csv", lang), file_count="multiple", interactive=False,
-                                       elem_id="nr-export-csv"), "nr_export_csv")  # fmt: skip
+                                       visible=False, elem_id="nr-export-csv"), "nr_export_csv")  # fmt: skip
                 export_html = L(gr.DownloadButton(t("nr_export_html", lang), visible=False, elem_id="nr-export-html"),
                                 "nr_export_html", "value")  # fmt: skip
         L(preview_box, "nr_preview")
@@ -263,6 +283,7 @@ def build_newsroom_tab(get_desk: Callable[[], newsroom.Desk], language) -> Newsr
     form_names = [f.name for f in fields(RuleForm)]
     form_inputs = [form_parts[name] for name in form_names]
     choosers = [kind, target, on, quota_mode, scope]
+    preview_parts = [summary, *plots, per_reader, per_story, export_csv, export_html]
     shown_parts = [field_parts[name] for name in FORM_FIELDS]
     overview = [badges, draft_table, live_table, pick, version]  # what every change to the rules refreshes
 
@@ -280,7 +301,9 @@ def build_newsroom_tab(get_desk: Callable[[], newsroom.Desk], language) -> Newsr
             view.draft_rows,
             view.live_rows,
             gr.update(choices=view.rule_ids, value=None),
-            gr.update(choices=view.versions, value=view.version if view.version in dict(view.versions).values() else None),
+            gr.update(
+                choices=view.versions, value=view.version if view.version in dict(view.versions).values() else None
+            ),
         ]
 
     @_friendly
@@ -332,23 +355,32 @@ def build_newsroom_tab(get_desk: Callable[[], newsroom.Desk], language) -> Newsr
     def on_save_labels(state, lang_choice, news_id, chosen):
         desk, lang = get_desk(), lang_code(lang_choice)
         state, message = desk.set_labels(state, news_id, chosen, lang)
-        return state, message, gr.update(choices=desk.label_choices(state)), gr.update(choices=desk.label_choices(state))
+        return (
+            state,
+            message,
+            gr.update(choices=desk.label_choices(state)),
+            gr.update(choices=desk.label_choices(state)),
+        )
 
     def on_panel(choice):
         return gr.update(visible=choice == "sample"), gr.update(visible=choice == "segment")
+
+    def preview_updates(shown: newsroom.Preview) -> list:
+        figures = [gr.update(value=fig, visible=True) for fig in shown.figures[:CHART_SLOTS]]
+        figures += [gr.update(value=empty_figure(), visible=False)] * (CHART_SLOTS - len(figures))
+        return [
+            shown.summary, *figures, shown.per_reader, shown.per_story,
+            gr.update(value=shown.csv_files, visible=True), gr.update(value=shown.html_file, visible=True),
+        ]  # fmt: skip
 
     @_friendly
     def on_preview(state, lang_choice, panel_kind, n, tag, reads, reader_lang, compare_spec, k, progress=gr.Progress()):
         desk, lang = get_desk(), lang_code(lang_choice)
         spec = newsroom.panel_spec(panel_kind, n, tag, reads, reader_lang)
         progress(None, desc=t("nr_previewing", lang))
-        shown = desk.preview(state, spec, compare_spec, int(k), lang)
-        figures = [gr.update(value=fig, visible=True) for fig in shown.figures[:CHART_SLOTS]]
-        figures += [gr.update(value=empty_figure(), visible=False)] * (CHART_SLOTS - len(figures))
-        return (
-            shown.summary, *figures, shown.per_reader, shown.per_story, shown.csv_files,
-            gr.update(value=shown.html_file, visible=True),
-        )  # fmt: skip
+        state, shown = desk.preview(state, spec, compare_spec, int(k), lang)
+        view = desk.overview(state, lang)
+        return state, view.badges, *preview_updates(shown)
 
     for chooser in choosers:
         chooser.change(show_fields, choosers, shown_parts, queue=False)
@@ -365,7 +397,7 @@ def build_newsroom_tab(get_desk: Callable[[], newsroom.Desk], language) -> Newsr
     run.click(
         on_preview,
         [desk_state, language, panel, sample_n, pv_tag, pv_reads, pv_lang, compare, preview_k],
-        [summary, *plots, per_reader, per_story, export_csv, export_html],
+        [desk_state, badges, *preview_parts],
     )
 
     # --- language and deep links ------------------------------------------------------------------------
@@ -379,7 +411,13 @@ def build_newsroom_tab(get_desk: Callable[[], newsroom.Desk], language) -> Newsr
                 prefix, options = extra["choices"]
                 update["choices"] = _choices(prefix, options, lang)
             updates.append(gr.update(**update))
-        return updates + overview_updates(get_desk(), state, lang)
+        desk = get_desk()
+        if state is not None and state.report is not None:
+            redrawn = preview_updates(desk.render(state.report, lang))
+        else:
+            redrawn = [t("nr_preview_empty", lang), *[gr.skip()] * CHART_SLOTS, newsroom.empty_reader_table(lang),
+                       newsroom.empty_story_table(lang), gr.skip(), gr.skip()]  # fmt: skip
+        return updates + overview_updates(desk, state, lang) + redrawn
 
     pickers = [story, label_story, stories, publisher, label, story_labels, category, language_pick, seg_tag, seg_reads,
                seg_lang, readers, pv_tag, pv_reads, pv_lang]  # fmt: skip
@@ -416,7 +454,7 @@ def build_newsroom_tab(get_desk: Callable[[], newsroom.Desk], language) -> Newsr
     return NewsroomTab(
         state=desk_state,
         labelled=[component for component, _, _ in labels],
-        overview=overview,
+        overview=[*overview, *preview_parts],
         relabel=relabel,
         load_outputs=load_outputs,
         on_load=on_load,
