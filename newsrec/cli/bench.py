@@ -37,6 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from newsrec.bench.load import add_parser as add_load_parser
 
     add_load_parser(commands)
+
+    from newsrec.cli.audit import add_bench_parser as add_audit_parser
+
+    add_audit_parser(commands)
     try:
         from newsrec.bench.rerank import add_parser
     except ImportError:

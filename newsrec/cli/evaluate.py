@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from newsrec.cli.common import add_model_flags, print_json, settings_from_args
+from newsrec.cli.common import add_model_flags, add_rules_flag, print_json, settings_from_args
 from newsrec.config import DEMO_CORPUS, Settings
 from newsrec.errors import InputError
 from newsrec.evaluation import ab, offline, split
@@ -54,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--top-k", type=int, default=10, help="list size for the beyond-accuracy metrics")
     evaluate.add_argument("--dump-scores", metavar="FILE", help="write one JSON line of scores per impression")
+    add_rules_flag(evaluate)
     evaluate.set_defaults(func=run_evaluate)
 
     test = subparsers.add_parser(
@@ -168,6 +169,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     finally:
         if training:
             training.stop()
+    scorers = _with_rules(scorers, args, news_log, recommender)
     if recommender is not None:
         context = offline.ItemContext.from_recommender(recommender, news_log.impressions)
     else:
@@ -198,6 +200,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print_paired(report)
         Console().print(about)
     return 0
+
+
+def _with_rules(scorers, args: argparse.Namespace, news_log, recommender) -> list:
+    """The scorers with the corpus's rule set applied to each impression (none: unchanged)."""
+    from datetime import datetime, timezone
+
+    from newsrec.editorial.feed import labelled_news
+    from newsrec.editorial.scoring import RuledScorer
+    from newsrec.editorial.store import RuleStore, load_rules
+
+    settings = recommender.settings if recommender is not None else settings_from_args(args)
+    corpus = recommender.corpus.name if recommender is not None else (args.corpus or DEMO_CORPUS)
+    ruleset = load_rules(settings.home, corpus, args.rules)
+    if ruleset is None:
+        return scorers
+    news = labelled_news(news_log.news, RuleStore(settings.home, corpus).labels())
+    users = recommender.corpus.users if recommender is not None else {}
+    fresh = recommender.now if recommender is not None else None
+    now = datetime.now(timezone.utc)
+    return [RuledScorer(scorer, ruleset, news, users, now, fresh) for scorer in scorers]
 
 
 def describe_split(how: str, counted, measured) -> str:

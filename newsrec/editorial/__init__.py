@@ -1,7 +1,10 @@
 """The newsroom: editorial rules between the second stage and presentation (issue 17).
 
 rules.py (what a rule is, scopes, rule sets as JSON), store.py (draft/live/versions per corpus), apply.py
-(rules on one reader's ranked list; reach targets across readers), feed.py (a feed with rules for callers).
+(rules on one reader's ranked list; reach targets across readers), feed.py (a feed with rules for callers);
+panel.py (panels of readers and their feeds in one batch), audit.py (A vs B across a panel: overlap, reach,
+exposure, diversity, calibration, popularity), report.py (CSV, plotly charts, a self-contained HTML report;
+imported on demand, as they pull in pandas and plotly).
 This package may import the pipeline, types and data; it never imports newsrec.ui or newsrec.cli.
 """
 
