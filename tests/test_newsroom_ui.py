@@ -271,3 +271,40 @@ def test_rule_table_says_what_each_rule_does_in_both_languages(desk):
     assert en.iloc[0, 2] == "quota: ≤ 2 × sports / top 10" and zh.iloc[0, 1] == "配额"
     assert zh.iloc[0, 3] == "读者语言=zh" and en.iloc[0, 4] == "always" and zh.iloc[0, 4] == "长期"
     assert {f.name for f in fields(RuleForm)} >= set(newsroom.FORM_FIELDS)
+
+
+# --- the what-if preview -------------------------------------------------------------------------------------
+
+
+def test_preview_shows_who_loses_a_blocked_story_with_charts_tables_and_exports(desk):
+    desk, _ = desk
+    state, _ = desk.save(DeskState(), RuleForm(kind="block", target="keyword", keyword="nba"))
+    state, shown = desk.preview(state, "personas", "draft:live", k=5)
+    readers = shown.per_reader
+    assert list(readers["reader"]) == ["Fan"]  # the panel: readers with a persona
+    fan = readers.iloc[0]
+    assert fan["# left"] >= 1 and "nba" in fan["left"].lower() and "nba" not in fan["entered"].lower()
+    assert 0 <= fan["Jaccard@k"] < 1
+    stories = shown.per_story
+    nba = stories[stories["story"].str.contains("nba", case=False)]
+    assert len(nba) and (nba["reach % (draft)"] == 0).all() and (nba["reach % (live)"] == 100).all()
+    assert len(shown.figures) == 4 and all(fig.layout.title.text for fig in shown.figures)
+    assert "Fan" not in shown.summary and "1 readers · 1 with a different feed" in shown.summary
+    names = sorted(p.rsplit("/", 1)[1] for p in shown.csv_files)
+    assert names == ["exposure.csv", "readers.csv", "stories.csv", "summary.csv"]
+    page = open(shown.html_file, encoding="utf-8").read()
+    assert page.startswith("<!DOCTYPE html>") and "<script src=" not in page  # self-contained
+    assert state.link == "?tab=newsroom"  # personas and draft:live are the defaults
+    zh = desk.render(state.report, "zh")
+    assert list(zh.per_reader.columns)[:3] == ["读者", "新进入", "移出"] and "线上 → 草稿" in zh.summary
+
+
+def test_preview_compares_reranked_with_retrieval_and_rejects_bad_panels(desk):
+    desk, _ = desk
+    state, shown = desk.preview(DeskState(), "sample:2", "reranked:retrieval", k=5)
+    assert len(shown.per_reader) == 2 and "retrieval only" in shown.summary
+    assert state.link == "?tab=newsroom&panel=sample%3A2&compare=reranked%3Aretrieval"
+    with pytest.raises(InputError, match="unknown panel"):
+        desk.preview(DeskState(), "everyone", "draft:live")
+    with pytest.raises(InputError, match="A:B"):
+        desk.preview(DeskState(), "personas", "draft:tomorrow")

@@ -732,7 +732,10 @@ class Desk:
         from newsrec.editorial.audit import preview as audit_preview
         from newsrec.editorial.panel import build_panel
 
-        a, b = parse_compare(compare)
+        # The tab reads "draft:live" as "the draft against live": what changes from live (the audit's A, the
+        # baseline) to the draft (its B), so "entered" are the stories the draft brings in.
+        shown_first, baseline = parse_compare(compare)
+        a, b = baseline, shown_first
         if not 1 <= int(k) <= 100:
             raise InputError(f"k must be 1..100, got {k}")
         panel = build_panel(spec, self.rec)
@@ -741,7 +744,7 @@ class Desk:
         report = audit_preview(self.rec, panel, *sides, k=int(k), labels=(a, b))
         report.meta["seconds"] = time.perf_counter() - started
         state = dataclasses.replace(
-            state, report=report, link=link_query(NewsroomLink(panel=panel.spec, compare=f"{a}:{b}"))
+            state, report=report, link=link_query(NewsroomLink(panel=panel.spec, compare=f"{b}:{a}"))
         )
         return state, self.render(report, lang)
 
@@ -773,7 +776,8 @@ class Desk:
         users, news = self.rec.corpus.users, self.rec.corpus.news
 
         def titles(ids) -> str:
-            return "; ".join(_clip(news[i].title if i in news else i, 40) for i in ids or [])
+            ids = ids.split() if isinstance(ids, str) else list(ids or [])  # the audit joins ids with spaces
+            return "; ".join(_clip(news[i].title if i in news else i, 40) for i in ids)
 
         frame = report.readers
         table = {
