@@ -7,7 +7,6 @@ components and turns `NewsrecError` into `gr.Error`.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -85,7 +84,8 @@ class Dashboard:
         self.rec = rec
         self.link = link
         self.judgments = judgments
-        self._feeds: tuple[tuple, Any] | None = None  # (rule set key, EditorialFeeds) of the latest feed
+        self._feeds: dict[str, Any] = {}  # "live" | "draft" -> EditorialFeeds (each follows its files)
+        self._own: tuple[str, Any] | None = None  # (draft JSON, EditorialFeeds) of a session's own draft
 
     # --- pickers -----------------------------------------------------------------------------
 
@@ -130,31 +130,28 @@ class Dashboard:
         return session, self.view(session, lang)
 
     def feeds(self, which: str = "live", draft: Any = None):
-        """The editorial glue for the rule set the feed applies (`draft` overrides the store's draft).
+        """The editorial glue (newsrec/editorial/feed.py) for the feed's rule set, or None for no rules.
 
-        Kept per rule set and reused while the set is unchanged, so a reach plan is solved once, not per click.
+        One per set, kept: it reloads itself when the store's files change, so a reach plan is solved once, not
+        per click. `draft` is a session's own draft (a public Space keeps visitors' drafts out of the store).
         """
         from newsrec.editorial.feed import EditorialFeeds
-        from newsrec.editorial.store import RuleStore
 
         if which not in ("live", "draft", "none"):
             raise InputError(f"unknown rule set {which!r}; use live, draft or none")
         if which == "none":
             return None
-        store = RuleStore(self.rec.settings.home, self.rec.corpus.name)
-        own = draft if which == "draft" and draft is not None else None
-        ruleset = own if own is not None else (store.live() if which == "live" else store.draft())
-        if ruleset is None:
-            return None
-        key = (which, own is not None, ruleset.to_json(), json.dumps(store.labels(), sort_keys=True))
-        cached = self._feeds
-        if cached is None or cached[0] != key:
-            made = EditorialFeeds(self.rec, which, ruleset=own) if own is not None else EditorialFeeds(self.rec, which)
-            self._feeds = cached = (key, made)
-        return cached[1]
+        if which == "draft" and draft is not None:
+            key = draft.to_json()
+            if self._own is None or self._own[0] != key:
+                self._own = (key, EditorialFeeds(self.rec, "draft", ruleset=draft))
+            return self._own[1]
+        if which not in self._feeds:
+            self._feeds[which] = EditorialFeeds(self.rec, which)
+        return self._feeds[which]
 
     def _recommend(self, session: Session, query: str | None, controls: Controls) -> Session:
-        edited = self.feeds(getattr(controls, "rules", "live") or "live", session.draft)
+        edited = self.feeds(controls.rules or "live", session.draft)
         recommend = edited.recommend if edited is not None else self.rec.recommend
         result = recommend(
             session.user_id,
