@@ -389,7 +389,7 @@ def build_demo(
         reset.click(on_reset, [session, language, *knobs, newsroom.state], [session, *view_parts], **gpu_work)
         language.change(on_language, [session, language], [header, *labelled, history, *view_parts]).then(
             lambda choice: relabel_evaluation(lang_code(choice)), language, evaluation
-        ).then(newsroom.relabel, [newsroom.state, language], [*newsroom.labelled, *newsroom.overview])
+        ).then(newsroom.relabel, newsroom.relabel_inputs, [*newsroom.labelled, *newsroom.overview])
         demo.load(newsroom.on_load, None, [tabs, *newsroom.load_outputs], show_progress="hidden")
     return demo
 

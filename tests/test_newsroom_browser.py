@@ -7,6 +7,7 @@ a category, preview draft against live on the persona panel, publish, roll back,
 Set NEWSREC_SCREENSHOTS=docs/screenshots to refresh the README's pictures (newsroom.png, newsroom_zh.png).
 """
 
+# ruff: noqa: F811  (the server and browser fixtures come from test_app_browser and are requested by name)
 from __future__ import annotations
 
 import json
@@ -41,7 +42,10 @@ def page(server, browser):
 
 def pick(page, elem_id: str, option: str) -> None:
     """Choose `option` (its label, or a part of it) in the Gradio dropdown `#elem_id`."""
-    page.click(f"#{elem_id} input")
+    box = page.locator(f"#{elem_id} input").first
+    box.click()
+    box.fill("")
+    box.press_sequentially(option)  # long lists show only their first options until filtered by typing
     page.get_by_role("option", name=option).first.click()
 
 
@@ -60,16 +64,24 @@ def save_rule(page, expected: str) -> None:
     page.locator("#nr-status", has_text=expected).wait_for(timeout=30_000)
 
 
+def rows(page, elem_id: str) -> list[list[str]]:
+    """The visible rows of a Gradio table (it also keeps a hidden copy for measuring), cell texts."""
+    return page.evaluate(
+        """(id) => [...document.querySelectorAll(`#${id} [role=row].virtual-row`)]
+          .map((row) => [...row.querySelectorAll('[role=gridcell]')].map((cell) => cell.innerText.trim()))""",
+        elem_id,
+    )
+
+
 def draft_ids(page) -> list[str]:
-    return [cell.strip() for cell in page.locator("#nr-draft tbody tr td:first-child").all_inner_texts()]
+    return [row[0] for row in rows(page, "nr-draft")]
 
 
 def feed(page, rules: str) -> list[str]:
     """The reader's feed with the given rule set (the Controls radio), as news ids in order."""
     open_tab(page, "Results")
-    page.locator("#controls").get_by_text("Controls").first.click() if not page.locator(
-        "#feed-rules"
-    ).is_visible() else None
+    if not page.locator("#feed-rules").is_visible():
+        page.locator("#controls").get_by_text("Controls").first.click()
     page.locator("#feed-rules label", has_text=rules).first.click()
     mark_stale(page)
     page.click("#run")
@@ -79,19 +91,20 @@ def feed(page, rules: str) -> list[str]:
 
 def test_pin_through_the_form_shows_on_the_readers_card(page):
     assert page.locator("#nr-badges [data-live-version='0']").count() == 1  # nothing published yet
-    choose(page, "nr-kind", "pin at a slot") if False else pick(page, "nr-kind", "pin at a slot")
-    assert page.locator("#nr-slot").is_visible() and not page.locator("#nr-weight").is_visible()
+    pick(page, "nr-kind", "pin at a slot")
+    page.locator("#nr-slot").wait_for(state="visible", timeout=10_000)
+    assert not page.locator("#nr-weight").is_visible()
     pick(page, "nr-story", PIN_STORY)
     page.locator("#nr-slot input[type=number]").fill("2")
     page.locator("#nr-author input, #nr-author textarea").fill("editor")
     page.locator("#nr-note input, #nr-note textarea").fill("must-read explainer")
     save_rule(page, "Saved rule pin-1 to the draft.")
-    page.locator("#nr-draft td", has_text="pin-1").wait_for(timeout=10_000)
+    page.locator("#nr-draft", has_text="pin-1").wait_for(timeout=10_000)
     assert page.locator("#nr-badges .nr-badge.draft.changed").count() == 1
     ids = feed(page, "draft")
     assert ids[1] == PIN_STORY
     card = page.locator(f'#results .news-card[data-news-id="{PIN_STORY}"]')
-    assert "pin-1" in card.inner_text() or "Pinned" in card.inner_text() or "pinned" in card.inner_text()
+    assert "Pinned at slot 2 by the editors (rule pin-1)." in card.inner_text()  # the card says which rule acted
     assert PIN_STORY not in feed(page, "live")  # not published: live readers do not see it
     open_tab(page, "Newsroom")
 
@@ -99,14 +112,17 @@ def test_pin_through_the_form_shows_on_the_readers_card(page):
 def test_block_a_label_for_a_segment_and_cap_a_category(page):
     pick(page, "nr-kind", "block")
     choose(page, "nr-target", "sensitivity label")
-    assert page.locator("#nr-label").is_visible() and not page.locator("#nr-story").is_visible()
+    page.locator("#nr-label").wait_for(state="visible", timeout=10_000)  # the kind's fields, and only them
+    page.locator("#nr-story").wait_for(state="hidden", timeout=10_000)
     page.locator("#nr-label input").fill("legal")
     page.keyboard.press("Enter")
     choose(page, "nr-scope", "a segment")
+    page.locator("#nr-seg-lang").wait_for(state="visible", timeout=10_000)
     pick(page, "nr-seg-lang", "zh")
     save_rule(page, "Saved rule block-1 to the draft.")
     pick(page, "nr-kind", "quota")
     choose(page, "nr-quota-mode", "at most k per category")
+    page.locator("#nr-category").wait_for(state="visible", timeout=10_000)
     pick(page, "nr-category", "sports")
     page.locator("#nr-quota-k input").fill("2")
     choose(page, "nr-scope", "all readers")
@@ -126,11 +142,18 @@ def test_preview_draft_against_live_on_the_persona_panel(page):
     page.click("#nr-run")
     page.locator("#nr-summary", has_text="readers").wait_for(timeout=120_000)
     page.wait_for_selector("#nr-chart-0 .js-plotly-plot", timeout=30_000)
-    assert page.locator("#nr-per-reader tbody tr").count() >= 10
-    assert page.locator("#nr-per-story tbody tr").count() >= 1
-    table = page.locator("#nr-per-reader").inner_text()
-    assert "u02" in table or "Kevin" in table
-    page.locator("#nr-per-reader thead th").nth(1).click()  # the table sorts by a column
+    assert len(rows(page, "nr-per-reader")) == 10  # the ten personas
+    assert len(rows(page, "nr-per-story")) >= 1
+    readers = rows(page, "nr-per-reader")
+    kevin = next(row for row in readers if row[0].startswith("Kevin"))
+    assert int(kevin[4]) >= 1  # "# left": the cap on sports moved stories out of his feed
+    header = page.locator("#nr-per-reader [role=columnheader]:visible", has_text="# left").first
+    header.hover()
+    header.locator("button[aria-label='Open cell menu']").click(force=True)
+    page.get_by_role("menuitem", name="Sort descending").click()  # the table sorts by any column
+    page.wait_for_timeout(500)
+    counts = [int(row[4]) for row in rows(page, "nr-per-reader")]
+    assert counts == sorted(counts, reverse=True) and counts != [int(r[4]) for r in readers]
     with page.expect_download() as download:
         page.click("#nr-export-html")
     assert download.value.suggested_filename.endswith(".html")
@@ -167,10 +190,10 @@ def test_chinese_shows_the_tab_in_chinese(page):
         open_tab(page, "编辑台")
         page.locator("#nr-save", has_text="保存到草稿").wait_for(timeout=30_000)
         page.locator("#nr-badges", has_text="线上").wait_for(timeout=30_000)
-        page.locator("#nr-draft th", has_text="类型").first.wait_for(timeout=30_000)
+        page.locator("#nr-draft [role=columnheader]", has_text="类型").first.wait_for(timeout=30_000)
         texts = page.evaluate(
-            """() => [...document.querySelectorAll('#newsroom label span, #newsroom button, #newsroom th,
-              #newsroom .nr-badge b, #newsroom [data-testid=block-info], #newsroom .prose p')]
+            """() => [...document.querySelectorAll(`#newsroom label span, #newsroom button, #newsroom [role=columnheader],
+              #newsroom .nr-badge b, #newsroom [data-testid=block-info], #newsroom .prose p`)]
               .filter((el) => el.getBoundingClientRect().width > 0)
               .map((el) => el.innerText.trim()).filter((x) => x)"""
         )

@@ -203,6 +203,7 @@ def test_the_feed_applies_the_draft_or_live_set_and_says_so_on_the_card(desk):
     pinned = session.result.reranked[1]
     assert pinned.item.id == story and [e.rule_id for e in pinned.rules] == ["pin-1"]
     assert f'data-news-id="{story}" data-rank="2"' in view.results
+    assert "Pinned at slot 2 by the editors (rule pin-1)." in view.results
     live, _ = dash.run(session, "", Controls(k=5, candidates=20, rules="live"))  # nothing published yet
     assert [r.item.id for r in live.result.reranked] == shown
     desk.publish(state, "ed")

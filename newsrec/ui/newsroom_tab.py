@@ -58,13 +58,14 @@ def _friendly(fn: Callable) -> Callable:
 class NewsroomTab:
     """The tab's components (for app.py's outputs) and its language and deep-link hooks.
 
-    `relabel(state, language)` updates `labelled` then `overview`; `on_load(request)` updates the page's
+    `relabel(*relabel_inputs)` updates `labelled` then `overview`; `on_load(request)` updates the page's
     `gr.Tabs` (the tab a link names) then `load_outputs`.
     """
 
     state: Any
     labelled: list[Any]
     overview: list[Any]
+    relabel_inputs: list[Any]
     relabel: Callable[..., list]
     load_outputs: list[Any]
     on_load: Callable[..., list]
@@ -266,8 +267,10 @@ def build_newsroom_tab(get_desk: Callable[[], newsroom.Desk], language) -> Newsr
             with gr.Row(elem_id="nr-exports"):
                 export_csv = L(gr.File(label=t("nr_export_csv", lang), file_count="multiple", interactive=False,
                                        visible=False, elem_id="nr-export-csv"), "nr_export_csv")  # fmt: skip
-                export_html = L(gr.DownloadButton(t("nr_export_html", lang), visible=False, elem_id="nr-export-html"),
-                                "nr_export_html", "value")  # fmt: skip
+                export_html = L(
+                    gr.DownloadButton(label=t("nr_export_html", lang), visible=False, elem_id="nr-export-html"),
+                    "nr_export_html",  # a DownloadButton's value is its file: relabel its label
+                )
         L(preview_box, "nr_preview")
 
     # --- wiring -------------------------------------------------------------------------------------------
@@ -401,7 +404,7 @@ def build_newsroom_tab(get_desk: Callable[[], newsroom.Desk], language) -> Newsr
     )
 
     # --- language and deep links ------------------------------------------------------------------------
-    def relabel(state, lang_choice) -> list:
+    def relabel(state, lang_choice, picked_version=None) -> list:
         lang = lang_code(lang_choice)
         updates = []
         for _component, key, extra in labels:
@@ -417,7 +420,8 @@ def build_newsroom_tab(get_desk: Callable[[], newsroom.Desk], language) -> Newsr
         else:
             redrawn = [t("nr_preview_empty", lang), *[gr.skip()] * CHART_SLOTS, newsroom.empty_reader_table(lang),
                        newsroom.empty_story_table(lang), gr.skip(), gr.skip()]  # fmt: skip
-        return updates + overview_updates(desk, state, lang) + redrawn
+        diff_now = desk.diff_html(state, picked_version, lang) if picked_version else gr.skip()
+        return updates + overview_updates(desk, state, lang) + redrawn + [diff_now, ""]  # the last message goes
 
     pickers = [story, label_story, stories, publisher, label, story_labels, category, language_pick, seg_tag, seg_reads,
                seg_lang, readers, pv_tag, pv_reads, pv_lang]  # fmt: skip
@@ -454,7 +458,8 @@ def build_newsroom_tab(get_desk: Callable[[], newsroom.Desk], language) -> Newsr
     return NewsroomTab(
         state=desk_state,
         labelled=[component for component, _, _ in labels],
-        overview=[*overview, *preview_parts],
+        overview=[*overview, *preview_parts, diff, status],
+        relabel_inputs=[desk_state, language, version],
         relabel=relabel,
         load_outputs=load_outputs,
         on_load=on_load,
