@@ -420,7 +420,7 @@ def build_newsroom_tab(get_desk: Callable[[], newsroom.Desk], language) -> Newsr
         else:
             redrawn = [t("nr_preview_empty", lang), *[gr.skip()] * CHART_SLOTS, newsroom.empty_reader_table(lang),
                        newsroom.empty_story_table(lang), gr.skip(), gr.skip()]  # fmt: skip
-        diff_now = desk.diff_html(state, picked_version, lang) if picked_version else gr.skip()
+        diff_now = desk.diff_html(state, picked_version, lang)
         return updates + overview_updates(desk, state, lang) + redrawn + [diff_now, ""]  # the last message goes
 
     pickers = [story, label_story, stories, publisher, label, story_labels, category, language_pick, seg_tag, seg_reads,
