@@ -433,13 +433,12 @@ def build_newsroom_tab(get_desk: Callable[[], newsroom.Desk], language) -> Newsr
         wanted = newsroom.parse_link(params)
         lang = "zh" if str(params.get("lang") or "") == "zh" else "en"
         desk = get_desk()
-        state = newsroom.DeskState()
+        state = newsroom.DeskState(link=newsroom.link_query(wanted))
         choices = desk.choices(state)
         picker_updates = [gr.update(choices=choices[name]) for name in (
             "stories", "stories", "stories", "publishers", "labels", "labels", "categories", "languages", "tags",
             "categories", "languages", "readers", "tags", "categories", "languages")]  # fmt: skip
-        link = newsroom.link_query(wanted)
-        view = desk.overview(state, lang, link, version=wanted.version)
+        view = desk.overview(state, lang, version=wanted.version)
         panel_kind, n, conditions = newsroom.panel_parts(wanted.panel)
         return [
             gr.update(selected="tab-newsroom") if wanted.tab == "newsroom" else gr.update(),
