@@ -10,7 +10,6 @@ Set NEWSREC_SCREENSHOTS=docs/screenshots to refresh the README's pictures (newsr
 # ruff: noqa: F811  (the server and browser fixtures come from test_app_browser and are requested by name)
 from __future__ import annotations
 
-
 import pytest
 from test_app_browser import (  # noqa: F401  (fixtures)
     CJK,
@@ -191,8 +190,9 @@ def test_chinese_shows_the_tab_in_chinese(page):
         page.locator("#nr-badges", has_text="线上").wait_for(timeout=30_000)
         page.locator("#nr-draft [role=columnheader]", has_text="类型").first.wait_for(timeout=30_000)
         texts = page.evaluate(
-            """() => [...document.querySelectorAll(`#newsroom label span, #newsroom button, #newsroom [role=columnheader],
-              #newsroom .nr-badge b, #newsroom [data-testid=block-info], #newsroom .prose p`)]
+            """() => [...document.querySelectorAll(`#newsroom label span, #newsroom button,
+              #newsroom [role=columnheader], #newsroom .nr-badge b, #newsroom [data-testid=block-info],
+              #newsroom .prose p`)]
               .filter((el) => el.getBoundingClientRect().width > 0)
               .map((el) => el.innerText.trim()).filter((x) => x)"""
         )

@@ -293,7 +293,9 @@ def test_preview_shows_who_loses_a_blocked_story_with_charts_tables_and_exports(
     assert "Fan" not in shown.summary and "1 readers · 1 with a different feed" in shown.summary
     names = sorted(p.rsplit("/", 1)[1] for p in shown.csv_files)
     assert names == ["exposure.csv", "readers.csv", "stories.csv", "summary.csv"]
-    page = open(shown.html_file, encoding="utf-8").read()
+    from pathlib import Path
+
+    page = Path(shown.html_file).read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and "<script src=" not in page  # self-contained
     assert state.link == "?tab=newsroom"  # personas and draft:live are the defaults
     zh = desk.render(state.report, "zh")

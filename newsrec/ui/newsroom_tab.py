@@ -95,10 +95,8 @@ def build_newsroom_tab(get_desk: Callable[[], newsroom.Desk], language) -> Newsr
         return component
 
     with gr.Column(elem_id="newsroom"):
-        intro = L(gr.Markdown(t("nr_intro", lang), elem_id="nr-intro"), "nr_intro", "value")
-        space_note = L(
-            gr.Markdown(t("nr_session_only", lang), visible=space, elem_id="nr-space-note"), "nr_session_only", "value"
-        )
+        L(gr.Markdown(t("nr_intro", lang), elem_id="nr-intro"), "nr_intro", "value")
+        L(gr.Markdown(t("nr_session_only", lang), visible=space, elem_id="nr-space-note"), "nr_session_only", "value")
         badges = gr.HTML(elem_id="nr-badges")
         draft_table = L(
             gr.Dataframe(
@@ -111,8 +109,9 @@ def build_newsroom_tab(get_desk: Callable[[], newsroom.Desk], language) -> Newsr
             "nr_draft_rules",
         )
         with gr.Accordion(t("nr_live_rules", lang), open=False, elem_id="nr-live-box") as live_box:
-            live_table = gr.Dataframe(newsroom.rule_rows(None, {}, lang), show_label=False, interactive=False, wrap=True,
-                                      elem_id="nr-live")  # fmt: skip
+            live_table = gr.Dataframe(
+                newsroom.rule_rows(None, {}, lang), show_label=False, interactive=False, wrap=True, elem_id="nr-live"
+            )
         L(live_box, "nr_live_rules")
 
         # --- the rule editor
@@ -258,12 +257,14 @@ def build_newsroom_tab(get_desk: Callable[[], newsroom.Desk], language) -> Newsr
                         "nr_run_preview", "value")  # fmt: skip
             summary = gr.Markdown(t("nr_preview_empty", lang), elem_id="nr-summary")
             plots = [gr.Plot(show_label=False, visible=False, elem_id=f"nr-chart-{i}") for i in range(CHART_SLOTS)]
-            per_reader = L(gr.Dataframe(newsroom.empty_reader_table(lang), label=t("nr_per_reader", lang), interactive=False,
-                                        wrap=True,
-                                        elem_id="nr-per-reader"), "nr_per_reader")  # fmt: skip
-            per_story = L(gr.Dataframe(newsroom.empty_story_table(lang), label=t("nr_per_story", lang), interactive=False,
-                                       wrap=True,
-                                       elem_id="nr-per-story"), "nr_per_story")  # fmt: skip
+            per_reader = L(
+                gr.Dataframe(newsroom.empty_reader_table(lang), label=t("nr_per_reader", lang), interactive=False,
+                             wrap=True, elem_id="nr-per-reader"), "nr_per_reader",
+            )  # fmt: skip
+            per_story = L(
+                gr.Dataframe(newsroom.empty_story_table(lang), label=t("nr_per_story", lang), interactive=False,
+                             wrap=True, elem_id="nr-per-story"), "nr_per_story",
+            )  # fmt: skip
             with gr.Row(elem_id="nr-exports"):
                 export_csv = L(gr.File(label=t("nr_export_csv", lang), file_count="multiple", interactive=False,
                                        visible=False, elem_id="nr-export-csv"), "nr_export_csv")  # fmt: skip
