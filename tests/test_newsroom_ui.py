@@ -300,6 +300,7 @@ def test_preview_shows_who_loses_a_blocked_story_with_charts_tables_and_exports(
     assert state.link == "?tab=newsroom"  # personas and draft:live are the defaults
     zh = desk.render(state.report, "zh")
     assert list(zh.per_reader.columns)[:3] == ["读者", "新进入", "移出"] and "线上 → 草稿" in zh.summary
+    assert {trace.name for trace in zh.figures[0].data} == {"线上", "草稿"}  # the charts name the sides in zh too
 
 
 def test_preview_compares_reranked_with_retrieval_and_rejects_bad_panels(desk):

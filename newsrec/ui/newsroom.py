@@ -753,18 +753,20 @@ class Desk:
         from newsrec.editorial import report as reports
 
         a, b = str(report.meta.get("a", "A")), str(report.meta.get("b", "B"))
+        # the charts and the HTML page name the sides as the report's header does: in the page's language
+        named = dataclasses.replace(report, meta={**report.meta, "a": side_name(a, lang), "b": side_name(b, lang)})
         readers = report.readers
         changed = int(((readers["n_entered"] > 0) | (readers["n_left"] > 0)).sum())
         folder = Path(tempfile.mkdtemp(prefix="audit-", dir=export_folder()))
         csv_files = [str(path) for path in reports.to_csv(report, folder / "csv") if path.suffix == ".csv"]
         page = folder / f"newsroom-audit-{a}-vs-{b}.html"
-        page.write_text(reports.to_html(report, lang), encoding="utf-8")
+        page.write_text(reports.to_html(named, lang), encoding="utf-8")
         summary = t("nr_preview_summary", lang, readers=len(readers), changed=changed,
                     seconds=float(report.meta.get("seconds", 0.0)))  # fmt: skip
         line = f"**{esc(report.meta.get('panel', ''))}** · {esc(side_name(a, lang))} → {esc(side_name(b, lang))} · "
         return Preview(
             summary=line + summary,
-            figures=reports.charts(report, lang),
+            figures=reports.charts(named, lang),
             per_reader=self.reader_table(report, lang),
             per_story=self.story_table(report, lang),
             csv_files=csv_files,
