@@ -69,3 +69,29 @@ def test_evaluation_scores_follow_the_rules():
         impression
     ) == _Fixed().score(impression)
     assert isinstance(pd.Series(scores).sum(), float)
+
+
+def test_cards_say_what_the_rules_did_in_both_languages():
+    from newsrec.editorial.apply import EDITOR_PART, _explained
+    from newsrec.types import Recommendation, RecommendResult, RuleEffect
+    from newsrec.ui import cards
+
+    card = Recommendation(
+        item=NewsItem("n1", "Story one", category="world"),
+        score=0.56,
+        rank=1,
+        retrieval_score=0.4,
+        retrieval_rank=3,
+        contributions={"interest": 0.5, EDITOR_PART: 0.06},
+        rules=[RuleEffect("U1", "boost", "+6 points", 6.0, action="points")],
+    )
+    card = _explained(card)
+    result = RecommendResult("lite", "u1", "", [card], [card], {}, blocked=2)
+    english = cards.results_html(result, cards.no_images, "en")
+    chinese = cards.results_html(result, cards.no_images, "zh")
+    assert "Editors&#x27; rule U1: +6 points." in english or "Editors' rule U1: +6 points." in english
+    assert "编辑规则 U1：+6 分。" in chinese and "编辑规则屏蔽了 2 条新闻。" in chinese
+    assert "2 stories blocked by editorial rules." in english
+    assert "editors&#x27; rules" in english or "editors' rules" in english  # the part in the score breakdown
+    plain = cards.results_html(RecommendResult("lite", "u1", "", [card], [card], {}), cards.no_images, "en")
+    assert "blocked by editorial rules" not in plain
