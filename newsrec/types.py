@@ -205,3 +205,5 @@ class RecommendResult:
     cache_misses: int = 0
     query_matched: bool = True  # False when nothing matched the query and the list is the reader's For-you feed
     notice: str = ""  # a sentence for the reader about the list (e.g. why it fell back), "" when there is none
+    blocked: int = 0  # stories editorial rules kept out of this top k (newsrec/editorial)
+    rule_notices: list[str] = field(default_factory=list)  # editorial rules that could not act fully, in English

@@ -102,6 +102,8 @@ def result_to_json(result: RecommendResult) -> dict:
             }
             for r in result.reranked
         ],
+        **({"blocked": result.blocked} if result.blocked else {}),  # these two only when rules acted
+        **({"rule_notices": result.rule_notices} if result.rule_notices else {}),
         "timings_ms": result.timings_ms,
         "reranker": result.reranker,
         "embedder": result.embedder,
@@ -120,9 +122,13 @@ def print_result(result: RecommendResult) -> None:
     for r in result.reranked:
         table.add_row(
             str(r.rank), str(r.retrieval_rank), f"{r.score:.3f}", r.item.category, r.item.title, r.explanation
-        )
+        )  # the explanation starts with "Editors: ..." when rules acted on the card
     console = Console()
     if result.notice:
         console.print(result.notice)
+    if result.blocked:
+        console.print(f"{result.blocked} {'story' if result.blocked == 1 else 'stories'} blocked by editorial rules.")
+    for line in result.rule_notices:
+        console.print(line)
     console.print(table)
     console.print("timings (ms): " + ", ".join(f"{stage} {ms:.1f}" for stage, ms in result.timings_ms.items()))

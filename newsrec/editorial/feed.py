@@ -60,9 +60,34 @@ class EditorialFeeds:
         self.store = RuleStore(home, corpus)
         self.ruleset = ruleset if ruleset is not None else load_rules(home, corpus, which)
         self.depth = depth
+        self._stamp = self._files_stamp()
+        self._load_labels()
+
+    def _load_labels(self) -> None:
         overlay = self.store.labels() if self.ruleset is not None else {}
-        self.news = labelled_news(recommender.corpus.news, overlay) if overlay else recommender.corpus.news
+        self.news = labelled_news(self.recommender.corpus.news, overlay) if overlay else self.recommender.corpus.news
         self._plan: ReachPlan | None = None
+
+    def _files_stamp(self) -> tuple:
+        stamp = []
+        for name in ("LIVE", "draft.json", "labels.json"):
+            try:
+                info = (self.store.root / name).stat()
+                stamp.append((info.st_mtime_ns, info.st_size))
+            except FileNotFoundError:
+                stamp.append(None)
+        return tuple(stamp)
+
+    def refresh(self) -> None:
+        """Reload the rule set and labels when another process published, edited the draft or set labels (three
+        stat calls per feed), so a running dashboard follows `rules publish` without a restart."""
+        if self.which not in ("live", "draft"):
+            return
+        stamp = self._files_stamp()
+        if stamp != self._stamp:
+            self._stamp = stamp
+            self.ruleset = load_rules(self.store.root.parent.parent, self.store.corpus, self.which)
+            self._load_labels()
 
     def reader(self, user_id: str, profile: UserProfile | None = None) -> Reader:
         rec = self.recommender
@@ -72,6 +97,7 @@ class EditorialFeeds:
     def recommend(self, user_id: str, *, now: datetime | None = None, **kwargs) -> RecommendResult:
         """`Recommender.recommend` with the rule set applied to the reranked list (see the module docstring)."""
         rec = self.recommender
+        self.refresh()
         if self.ruleset is None:
             return rec.recommend(user_id, **kwargs)
         k = kwargs.pop("k", None) or rec.settings.k
@@ -83,7 +109,7 @@ class EditorialFeeds:
         feed = self.apply(user_id, result, k=k, now=now, profile=kwargs.get("profile"))
         result.reranked = feed.items
         result.retrieval = result.retrieval[:k]
-        result.notice = " ".join(part for part in (result.notice, feed.notice) if part)
+        result.blocked, result.rule_notices = feed.blocked, list(feed.notices)
         result.timings_ms["rules"] = round((time.perf_counter() - tick) * 1000, 2)
         result.timings_ms["total"] = round(result.timings_ms["total"] + result.timings_ms["rules"], 2)
         return result

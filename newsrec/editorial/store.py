@@ -168,13 +168,34 @@ class RuleStore:
         return ruleset
 
     def publish(
-        self, author: str, expected_version: int | None = None, *, note: str = "", token: str | None = None
+        self,
+        author: str,
+        expected_version: int | None = None,
+        *,
+        note: str = "",
+        token: str | None = None,
+        ruleset: RuleSet | None = None,
     ) -> RuleSet:
-        """Publish the draft as version live+1. `expected_version` (default: the draft's based_on) must be the live
-        version now, else VersionConflict; the draft stays as it is so nothing is lost."""
+        """Publish the draft (or `ruleset`, e.g. a dashboard session's own draft) as the next version.
+
+        `expected_version` (default: the set's based_on) must be the live version now, else VersionConflict; the
+        stored draft is left as it was and the rejected set is kept under rejected/, so nothing is lost.
+        """
         check_token(token)
         with self._lock():
-            return self._publish(self.draft(), author, expected_version, note)
+            candidate = self.draft() if ruleset is None else ruleset
+            try:
+                return self._publish(candidate, author, expected_version, note, reset_draft=ruleset is None)
+            except VersionConflict:
+                self._keep_rejected(candidate, author)
+                raise
+
+    def _keep_rejected(self, ruleset: RuleSet, author: str) -> None:
+        folder = self.root / "rejected"
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in author)[:40] or "anonymous"
+        _write_atomic(folder / f"{stamp}-{safe}.json", ruleset.to_json())
 
     def rollback(
         self, version: int, author: str, *, expected_version: int | None = None, token: str | None = None
@@ -195,14 +216,17 @@ class RuleStore:
             )
             return result
 
-    def _publish(self, draft: RuleSet, author: str, expected: int | None, note: str) -> RuleSet:
+    def _publish(
+        self, draft: RuleSet, author: str, expected: int | None, note: str, reset_draft: bool = True
+    ) -> RuleSet:
         live = self.live_version()
         expected = draft.based_on if expected is None else expected
         if expected != live:
             raise VersionConflict(
                 f"version conflict on corpus {self.corpus!r}: you expected live version {expected}, "
-                f"but version {live} is live now (someone published meanwhile). Your draft is kept; review "
-                f"`rules show --version {live}`, then publish again with --expect {live}."
+                f"but version {live} is live now (someone published meanwhile). Your rules are kept (the draft, and a "
+                f"copy in {self.root / 'rejected'}); review `rules show --version {live}`, then publish again with "
+                f"--expect {live}."
             )
         if not author.strip():
             raise InputError("publishing needs an author (--author NAME)")
@@ -221,7 +245,10 @@ class RuleStore:
         folder.mkdir(parents=True, exist_ok=True)
         _write_atomic(folder / f"{number:06d}.json", json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
         _write_atomic(self.root / LIVE, f"{number}\n")
-        _write_atomic(self.root / DRAFT, replace(published, version=0, based_on=number, published_at=None).to_json())
+        if reset_draft:  # the stored draft was published: it now starts from the new version
+            _write_atomic(
+                self.root / DRAFT, replace(published, version=0, based_on=number, published_at=None).to_json()
+            )
         return published
 
     def set_labels(self, news_id: str, labels: list[str]) -> dict[str, list[str]]:

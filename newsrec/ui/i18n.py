@@ -107,6 +107,22 @@ LABELS: dict[str, dict[str, str]] = {
     "part_model": {"en": "model relevance", "zh": "模型相关度"},
     "part_avoid": {"en": "not-interested penalty", "zh": "不感兴趣降权"},
     "part_other": {"en": "other", "zh": "其他"},
+    "part_editor": {"en": "editors' rules", "zh": "编辑规则"},
+    "rule_pinned": {
+        "en": "Pinned at slot {slot} by the editors (rule {rule}).",
+        "zh": "编辑将其固定在第 {slot} 位（规则 {rule}）。",
+    },
+    "rule_placed": {
+        "en": "Placed at slot {slot} to meet reach target {rule}.",
+        "zh": "为达成触达目标 {rule}，放在第 {slot} 位。",
+    },
+    "rule_must-see": {
+        "en": "Editors' must-see story, raised to slot {slot} (rule {rule}).",
+        "zh": "编辑必看稿件，提升到第 {slot} 位（规则 {rule}）。",
+    },
+    "rule_points": {"en": "Editors' rule {rule}: {points} points.", "zh": "编辑规则 {rule}：{points} 分。"},
+    "rule_quota": {"en": "Swapped in for quota {rule}.", "zh": "为满足配额规则 {rule} 换入。"},
+    "rules_blocked": {"en": "{n} stories blocked by editorial rules.", "zh": "编辑规则屏蔽了 {n} 条新闻。"},
     "why_query": {"en": "Matches the search for “{detail}”.", "zh": "符合搜索“{detail}”。"},
     "why_interest": {"en": "Fits the reader's interest in {detail}.", "zh": "符合读者对{detail}的兴趣。"},
     "why_history": {"en": "Close to “{detail}”, which they read.", "zh": "与读过的《{detail}》相近。"},

@@ -82,6 +82,8 @@ class Dashboard:
         self.rec = rec
         self.link = link
         self.judgments = judgments
+        self.rules = "live"  # editorial rules on the feed: "live" | "draft" | "none" (the Newsroom tab switches it)
+        self._feeds = None
 
     # --- pickers -----------------------------------------------------------------------------
 
@@ -125,8 +127,16 @@ class Dashboard:
             session = self._recommend(session, query, controls)
         return session, self.view(session, lang)
 
+    def feeds(self):
+        """The recommender under the chosen editorial rule set (newsrec/editorial/feed.py), built once per choice."""
+        from newsrec.editorial.feed import EditorialFeeds
+
+        if self._feeds is None or self._feeds.which != self.rules:
+            self._feeds = EditorialFeeds(self.rec, self.rules)
+        return self._feeds
+
     def _recommend(self, session: Session, query: str | None, controls: Controls) -> Session:
-        result = self.rec.recommend(
+        result = self.feeds().recommend(
             session.user_id,
             query=query,
             k=int(controls.k),
