@@ -69,6 +69,7 @@ def run_audit(args: argparse.Namespace) -> int:
     cost = PanelCost()
     result = preview(recommender, panel, a, b, k=args.k, cost=cost)
     result.meta["seconds"] = {stage: round(value, 3) for stage, value in cost.seconds.items()}
+    result.meta["cpu_seconds"] = {stage: round(value, 3) for stage, value in cost.cpu_seconds.items()}
     if args.csv:
         exports.to_csv(result, args.csv)
     if args.html:
@@ -127,6 +128,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "panel_cpu_seconds": round(panel_cpu, 3),
         "readers_per_s": round(len(panel) / panel_wall, 1) if panel_wall else None,
         **{f"{stage}_seconds": round(value, 3) for stage, value in cost.seconds.items()},
+        **{f"{stage}_cpu_seconds": round(value, 3) for stage, value in cost.cpu_seconds.items()},
         "retrieval_feeds_and_compare_seconds": round(compare_wall, 3),
         "retrieval_feeds_and_compare_cpu_seconds": round(compare_cpu, 3),
     }

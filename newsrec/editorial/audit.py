@@ -19,7 +19,6 @@ Tables are pandas DataFrames, sorted deterministically, so CSV exports are the s
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -451,7 +450,7 @@ def preview(
             )
         )
     names = labels or tuple(side if isinstance(side, str) else "rules" for side in (a, b))
-    tick = time.perf_counter()
+    tick = cost.start()
     report = compare(feeds[0], feeds[1], panel, recommender.corpus.news, k, recommender=recommender, labels=names)
     cost.add("compare", tick)
     report.feeds = {"a": feeds[0], "b": feeds[1]}
