@@ -107,6 +107,9 @@ class EditorialFeeds:
         tick = time.perf_counter()
         now = now or datetime.now(timezone.utc)
         feed = self.apply(user_id, result, k=k, now=now, profile=kwargs.get("profile"))
+        if len(feed.items) < k and len(result.reranked) == deep < candidates:  # blocks/quotas ate the list: go deeper
+            result = rec.recommend(user_id, k=candidates, **kwargs)
+            feed = self.apply(user_id, result, k=k, now=now, profile=kwargs.get("profile"))
         result.reranked = feed.items
         result.retrieval = result.retrieval[:k]
         result.blocked, result.rule_notices = feed.blocked, list(feed.notices)
