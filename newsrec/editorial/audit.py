@@ -392,10 +392,14 @@ SIDES = ("draft", "live", "none", "reranked", "retrieval")  # none = reranked: t
 
 
 def parse_compare(text: str) -> tuple[str, str]:
-    """`draft:live` -> ("draft", "live"); each side one of SIDES."""
+    """`draft:live` -> ("draft", "live"): X previewed against the baseline Y, each one of SIDES.
+
+    Callers put the baseline Y on the report's A side and X on its B side, so "entered" are the stories X
+    brings in (the CLI and the Newsroom tab both do).
+    """
     a, sep, b = (text or "").strip().lower().partition(":")
     if not sep or a not in SIDES or b not in SIDES:
-        raise InputError(f"--compare {text!r}: give A:B with A and B from {', '.join(SIDES)} (e.g. draft:live)")
+        raise InputError(f"--compare {text!r}: give X:Y with X and Y from {', '.join(SIDES)} (e.g. draft:live)")
     return a, b
 
 

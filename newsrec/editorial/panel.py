@@ -233,10 +233,11 @@ def panel_feeds(
         readers = panel_readers(recommender, panel.user_ids)
         has_reach = any(rule.kind == "reach" for rule in ruleset.rules)
         plan = plan_reach(ruleset, ranked, readers, k=k, now=now) if has_reach else None
-        feeds = {
-            user_id: apply_rules(
+
+        def edit(user_id: str, cards: Sequence[Recommendation]) -> EditedFeed:
+            return apply_rules(
                 ruleset,
-                ranked[user_id],
+                cards,
                 reader=readers[user_id],
                 news=news,
                 k=k,
@@ -244,8 +245,22 @@ def panel_feeds(
                 reach_plan=plan,
                 fresh_now=recommender.now,
             )
-            for user_id in panel.user_ids
-        }
+
+        feeds = {user_id: edit(user_id, ranked[user_id]) for user_id in panel.user_ids}
+        # As the feed glue does (editorial/feed.py): when blocks and quotas leave a feed short, rank the
+        # reader's whole candidate pool and apply the rules again.
+        candidates = recommender.settings.candidates
+        deep = max(depth, k)
+        short = [u for u in panel.user_ids if len(feeds[u].items) < k and len(ranked[u]) == deep < candidates]
+        if short:
+            cost.add("rules", tick)
+            deeper = ranked_lists(recommender, short, stage=stage, depth=candidates, cost=cost)
+            tick = cost.start()
+            for user_id in short:
+                cards = deeper[user_id]
+                if explain_cards:
+                    cards = _explained(recommender, recommender.profile(user_id), cards)
+                feeds[user_id] = edit(user_id, cards)
     cost.add("rules", tick)
     if explain_cards and ruleset is None:
         tick = cost.start()
