@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--compare",
         default="draft:live",
         type=utf8_text,
-        help="A:B from draft, live, none (= reranked, no rules), reranked, retrieval (default: draft:live)",
+        help="X:Y, X previewed against the baseline Y, each from draft, live, none (= reranked, no rules), "
+        "reranked, retrieval (default: draft:live, the draft against live; none:retrieval shows what reranking does)",
     )
     parser.add_argument("--k", type=in_range(int, *K_RANGE), default=10, help="feed length audited (1-30)")
     parser.add_argument("--seed", type=int, default=0, help="seed of a sample:N panel (default 0)")
@@ -63,12 +64,14 @@ def run_audit(args: argparse.Namespace) -> int:
     from newsrec.editorial.audit import parse_compare, preview
     from newsrec.editorial.panel import PanelCost, build_panel
 
-    a, b = parse_compare(args.compare)  # checked before the models load
+    shown, baseline = parse_compare(args.compare)  # checked before the models load
+    a, b = baseline, shown  # the report's A is the baseline: "entered" are the stories X brings in (as in the tab)
     recommender = _recommender(args)
     panel = build_panel(args.panel, recommender, seed=args.seed)
     cost = PanelCost()
     result = preview(recommender, panel, a, b, k=args.k, cost=cost)
     result.meta["seconds"] = {stage: round(value, 3) for stage, value in cost.seconds.items()}
+    result.meta["cpu_seconds"] = {stage: round(value, 3) for stage, value in cost.cpu_seconds.items()}
     if args.csv:
         exports.to_csv(result, args.csv)
     if args.html:
@@ -79,7 +82,7 @@ def run_audit(args: argparse.Namespace) -> int:
         print_json(result.to_dict())
         return 0
     console = Console()
-    console.print(f"{panel.description} · {a} → {b} · top {args.k}")
+    console.print(f"{panel.description} · {b} against {a} · top {args.k}")
     table = Table(title="summary")
     for column in ("metric", a, b, "delta"):
         table.add_column(column, justify="right")
@@ -127,6 +130,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "panel_cpu_seconds": round(panel_cpu, 3),
         "readers_per_s": round(len(panel) / panel_wall, 1) if panel_wall else None,
         **{f"{stage}_seconds": round(value, 3) for stage, value in cost.seconds.items()},
+        **{f"{stage}_cpu_seconds": round(value, 3) for stage, value in cost.cpu_seconds.items()},
         "retrieval_feeds_and_compare_seconds": round(compare_wall, 3),
         "retrieval_feeds_and_compare_cpu_seconds": round(compare_cpu, 3),
     }

@@ -211,7 +211,10 @@ def _with_rules(scorers, args: argparse.Namespace, news_log, recommender) -> lis
     from newsrec.editorial.store import RuleStore, load_rules
 
     settings = recommender.settings if recommender is not None else settings_from_args(args)
-    corpus = recommender.corpus.name if recommender is not None else (args.corpus or DEMO_CORPUS)
+    if recommender is not None:
+        corpus = recommender.corpus.name
+    else:
+        corpus = args.corpus or (_corpus_name(Path(args.news)) if args.news else DEMO_CORPUS)
     ruleset = load_rules(settings.home, corpus, args.rules)
     if ruleset is None:
         return scorers

@@ -78,7 +78,7 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     print(f"corpus {store.corpus}: live version {payload['live'] or 'none'}; draft based on {draft.based_on or '-'}")
     for row in payload["draft"]["rules"]:
-        print(f"  {row['id']:<12} {row['kind']:<9} {row['scope']:<24} {row['params']}  {row['window']}")
+        print(f"  {row['id']:<20} {row['kind']:<9} {row['scope']:<28} {row['params']}  {row['window']}")
     for row in payload["versions"]:
         changes = ", ".join(
             f"{k} {' '.join(x if isinstance(x, str) else x['id'] for x in v)}" for k, v in row["diff"].items() if v

@@ -221,12 +221,12 @@ def apply_rules(
         items = [news.get(item.id, item), *(news[i] for i in duplicates if i in news)]
         return next((r for r in block_rules for it in items if blocks(r, it)), None)
 
-    # 1. blocks, counting those that would have shown in the top k
+    # 1. blocks, counting those that were in the top k
     pool: list[Recommendation] = []
     blocked = 0
-    for rec in ranked:
+    for position, rec in enumerate(ranked):
         if blocked_by(rec.item, rec.duplicate_ids):
-            blocked += len(pool) < k
+            blocked += position < k
         else:
             pool.append(rec)
 
@@ -380,10 +380,12 @@ def apply_rules(
                 replaced.add(story)
                 effect = RuleEffect(rule.id, "quota", f"swapped in for quota {rule.id}", action="quota", slot=slot)
         if choice is None:
-            break  # nothing left that the quotas allow
+            continue  # nothing left that the quotas allow; later pinned slots still come
         rec = pool.pop(choice)
         deadlines.pop(rec.item.id, None)
         final.append(_effect(rec, effect) if effect else rec)
+    if len(final) < k and len(ranked) >= k:
+        notices.append(f"Only {len(final)} stories are left under the rules (blocks and quotas) for {k} slots.")
     for rule in quotas:  # pins alone may break an at-most quota; say so rather than hide it
         if "max" in rule.params:
             shown = sum(members[rule.id](rec.item) for rec in final[: tops[rule.id]])

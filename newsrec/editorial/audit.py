@@ -19,7 +19,6 @@ Tables are pandas DataFrames, sorted deterministically, so CSV exports are the s
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -393,10 +392,14 @@ SIDES = ("draft", "live", "none", "reranked", "retrieval")  # none = reranked: t
 
 
 def parse_compare(text: str) -> tuple[str, str]:
-    """`draft:live` -> ("draft", "live"); each side one of SIDES."""
+    """`draft:live` -> ("draft", "live"): X previewed against the baseline Y, each one of SIDES.
+
+    Callers put the baseline Y on the report's A side and X on its B side, so "entered" are the stories X
+    brings in (the CLI and the Newsroom tab both do).
+    """
     a, sep, b = (text or "").strip().lower().partition(":")
     if not sep or a not in SIDES or b not in SIDES:
-        raise InputError(f"--compare {text!r}: give A:B with A and B from {', '.join(SIDES)} (e.g. draft:live)")
+        raise InputError(f"--compare {text!r}: give X:Y with X and Y from {', '.join(SIDES)} (e.g. draft:live)")
     return a, b
 
 
@@ -451,7 +454,7 @@ def preview(
             )
         )
     names = labels or tuple(side if isinstance(side, str) else "rules" for side in (a, b))
-    tick = time.perf_counter()
+    tick = cost.start()
     report = compare(feeds[0], feeds[1], panel, recommender.corpus.news, k, recommender=recommender, labels=names)
     cost.add("compare", tick)
     report.feeds = {"a": feeds[0], "b": feeds[1]}

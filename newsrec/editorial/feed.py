@@ -22,7 +22,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from newsrec.editorial.apply import EditedFeed, ReachPlan, apply_rules, plan_reach
+from newsrec.editorial.apply import EditedFeed, ReachPlan, apply_rules, blocks, plan_reach
 from newsrec.editorial.rules import Reader, RuleSet, reader_from
 from newsrec.editorial.store import RuleStore, load_rules
 from newsrec.pipeline import GUEST, Recommender
@@ -107,6 +107,9 @@ class EditorialFeeds:
         tick = time.perf_counter()
         now = now or datetime.now(timezone.utc)
         feed = self.apply(user_id, result, k=k, now=now, profile=kwargs.get("profile"))
+        if len(feed.items) < k and len(result.reranked) == deep < candidates:  # blocks/quotas ate the list: go deeper
+            result = rec.recommend(user_id, k=candidates, **kwargs)
+            feed = self.apply(user_id, result, k=k, now=now, profile=kwargs.get("profile"))
         result.reranked = feed.items
         result.retrieval = result.retrieval[:k]
         result.blocked, result.rule_notices = feed.blocked, list(feed.notices)
@@ -128,6 +131,15 @@ class EditorialFeeds:
             reach_plan=plan,
             fresh_now=self.recommender.now,
         )
+
+    def blocked(self, user_id: str, news_ids: list[str], now: datetime | None = None) -> list[bool]:
+        """For each story, whether a block rule in force keeps it from this reader (batch scoring skips those)."""
+        if self.ruleset is None:
+            return [False] * len(news_ids)
+        now = now or datetime.now(timezone.utc)
+        reader = self.reader(user_id) if user_id else Reader("")
+        rules = [r for r in self.ruleset.active(now) if r.kind == "block" and r.scope.matches(reader)]
+        return [news_id in self.news and any(blocks(r, self.news[news_id]) for r in rules) for news_id in news_ids]
 
     # --- reach across the corpus's readers ------------------------------------------------------
 

@@ -22,6 +22,7 @@ when such a miss would have ranked there (measured in docs/audit.md, tested on t
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -32,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from newsrec.editorial.apply import EditedFeed, apply_rules, plan_reach
+from newsrec.editorial.rules import Reader, RuleSet, Scope, reader_from
 from newsrec.errors import InputError
 from newsrec.explain import explain
 from newsrec.learning.features import MODEL_FEATURE
@@ -47,16 +50,6 @@ Stage = Literal["rerank", "retrieval"]
 MAX_PANEL = 20_000  # readers; a panel's feeds live in memory (about 50 deep cards per reader)
 READER_BLOCK = 256  # readers whose interest-by-story similarities are held at once (256 x 5 x 10k floats)
 DEFAULT_SEED = 0
-
-try:  # the rules branch owns the edited feed; until it is merged, the same shape is defined here
-    from newsrec.editorial.apply import EditedFeed  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - replaced on merge
-
-    @dataclass
-    class EditedFeed:  # type: ignore[no-redef]
-        items: list[Recommendation]
-        blocked: int = 0
-        notices: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -75,13 +68,24 @@ class Panel:
 
 @dataclass
 class PanelCost:
-    """Where a panel's feeds spent their time (seconds per stage), for `bench audit`."""
+    """Where a panel's feeds spent their time, for `bench audit`: wall seconds and process CPU seconds per stage.
+
+    CPU seconds (all threads of the process) say what the work costs on a busy shared machine, where wall
+    time mostly measures the other processes.
+    """
 
     readers: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
-    def add(self, stage: str, since: float) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - since
+    @staticmethod
+    def start() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    def add(self, stage: str, since: tuple[float, float]) -> None:
+        wall, cpu = since
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - wall
+        self.cpu_seconds[stage] = self.cpu_seconds.get(stage, 0.0) + time.process_time() - cpu
 
     @property
     def total(self) -> float:
@@ -92,12 +96,14 @@ class PanelCost:
 
 
 def build_panel(spec: str, recommender: Recommender, *, seed: int = DEFAULT_SEED) -> Panel:
-    """`personas` | `sample:N` | `segment:<expr>` (e.g. `segment:reads=sports,lang=en`) over the recommender's corpus.
+    """`personas` | `sample:N` | `segment:<expr>` | `readers:ID,...` over the recommender's corpus.
 
     - personas: the corpus's readers that have a persona sentence (the demo's ten simulated readers);
     - sample:N: N readers drawn without replacement by a seeded generator from the sorted reader ids, so
       the same spec and seed give the same panel in every process;
-    - segment:<expr>: every reader the rules package's `Scope` matches.
+    - segment:<expr>: every reader the rules' `Scope` matches (keys tag=, reads=, lang=; `,` is AND),
+      e.g. `segment:reads=sports,lang=en`;
+    - readers:ID,...: the listed readers.
     """
     corpus = recommender.corpus
     text = (spec or "").strip()
@@ -125,8 +131,17 @@ def build_panel(spec: str, recommender: Recommender, *, seed: int = DEFAULT_SEED
     elif kind == "segment" and rest.strip():
         ids = segment_members(rest.strip(), recommender, users)
         description = f"segment {rest.strip()} of {corpus.name}: {len(ids)} readers"
+    elif kind == "readers" and rest.strip():
+        listed = Scope.parse(text).readers
+        unknown = [user_id for user_id in listed if user_id not in corpus.users]
+        if unknown:
+            raise InputError(f"panel {text!r}: no reader {', '.join(unknown[:5])} in corpus {corpus.name!r}")
+        ids = list(listed)
+        description = f"{len(ids)} listed readers of {corpus.name}"
     else:
-        raise InputError(f"unknown panel {text!r}; use personas, sample:N or segment:<expr> (e.g. segment:lang=zh)")
+        raise InputError(
+            f"unknown panel {text!r}; use personas, sample:N, segment:<expr> (e.g. segment:lang=zh) or readers:ID,..."
+        )
     if not ids:
         raise InputError(f"panel {text!r} has no readers in corpus {corpus.name!r}")
     if len(ids) > MAX_PANEL:
@@ -135,22 +150,35 @@ def build_panel(spec: str, recommender: Recommender, *, seed: int = DEFAULT_SEED
 
 
 def segment_members(expr: str, recommender: Recommender, users: Sequence[str]) -> list[str]:
-    """Reader ids (sorted) that the rules package's `Scope` for `segment:<expr>` matches."""
-    try:
-        from newsrec.editorial.rules import Scope  # type: ignore[import-not-found]
-    except ImportError:
-        raise InputError("segment panels need the rules package (newsrec/editorial/rules.py)") from None
+    """Reader ids (sorted) that the rules' `Scope` for `segment:<expr>` matches.
+
+    Membership needs only what a scope reads (tags, the set of categories read, the history's language),
+    so each reader is matched on a light profile of its history's categories instead of a full profile
+    (clustering every reader of a 50k-reader corpus would take minutes); the set of categories is the one
+    `build_profile` would give, as both count the history items the corpus and the index hold.
+    """
     scope = Scope.parse(f"segment:{expr}")
-    readers = panel_readers(recommender, users)
-    return [user_id for user_id in users if scope.matches(readers[user_id])]
+    corpus, index = recommender.corpus, recommender.index
+    out = []
+    for user_id in users:
+        user = corpus.users[user_id]
+        reads = [e.news_id for e in user.history if e.news_id in corpus.news and index.has(e.news_id)]
+        categories: dict[str, float] = {}
+        for news_id in reads:
+            category = corpus.news[news_id].category or "uncategorised"
+            categories[category] = categories.get(category, 0.0) + 1.0
+        light = UserProfile(user_id=user_id, categories=categories, read_ids={e.news_id for e in user.history})
+        if scope.matches(reader_from(user, light, corpus.news)):
+            out.append(user_id)
+    return out
 
 
-def panel_readers(recommender: Recommender, user_ids: Sequence[str]) -> dict[str, Any]:
-    """The rules package's `Reader` of each id (tags, categories read, language)."""
-    from newsrec.editorial.rules import reader_from  # type: ignore[import-not-found]
-
+def panel_readers(recommender: Recommender, user_ids: Sequence[str]) -> dict[str, Reader]:
+    """The rules' `Reader` of each id (tags, categories read, language, stories read)."""
+    corpus = recommender.corpus
     return {
-        user_id: reader_from(recommender.corpus.users[user_id], recommender.profile(user_id)) for user_id in user_ids
+        user_id: reader_from(corpus.users.get(user_id), recommender.profile(user_id), corpus.news)
+        for user_id in user_ids
     }
 
 
@@ -161,7 +189,7 @@ def panel_feeds(
     recommender: Recommender,
     panel: Panel,
     *,
-    ruleset: Any = None,
+    ruleset: RuleSet | None = None,
     stage: Stage = "rerank",
     k: int = 10,
     depth: int = 50,
@@ -184,32 +212,58 @@ def panel_feeds(
         raise InputError(f"k must be at least 1, got {k}")
     cost = cost if cost is not None else PanelCost()
     cost.readers = len(panel)
-    if ranked is None:
-        ranked = ranked_lists(recommender, panel.user_ids, stage=stage, depth=max(depth, k), cost=cost)
-    tick = time.perf_counter()
+    if ranked is None:  # without rules the top k is all that is shown: no deeper cards to make
+        deep = max(depth, k) if ruleset is not None else k
+        ranked = ranked_lists(recommender, panel.user_ids, stage=stage, depth=deep, cost=cost)
+    if explain_cards and ruleset is not None:  # the rules prefix what they did to the card's reason line
+        tick = cost.start()
+        ranked = {user_id: _explained(recommender, recommender.profile(user_id), ranked[user_id]) for user_id in ranked}
+        cost.add("explain", tick)
+    tick = cost.start()
     if ruleset is None:
         feeds = {user_id: EditedFeed(items=_renumbered(ranked[user_id][:k])) for user_id in panel.user_ids}
     else:
-        from newsrec.editorial.apply import apply_rules, plan_reach  # type: ignore[import-not-found]
+        from newsrec.editorial.feed import labelled_news
+        from newsrec.editorial.store import RuleStore
 
         now = now or datetime.now(timezone.utc)
+        corpus = recommender.corpus
+        overlay = RuleStore(recommender.settings.home, corpus.name).labels()
+        news = labelled_news(corpus.news, overlay) if overlay else corpus.news
         readers = panel_readers(recommender, panel.user_ids)
-        plan = plan_reach(ruleset, ranked, readers, k=k, now=now)
-        feeds = {
-            user_id: apply_rules(
+        has_reach = any(rule.kind == "reach" for rule in ruleset.rules)
+        plan = plan_reach(ruleset, ranked, readers, k=k, now=now) if has_reach else None
+
+        def edit(user_id: str, cards: Sequence[Recommendation]) -> EditedFeed:
+            return apply_rules(
                 ruleset,
-                ranked[user_id],
+                cards,
                 reader=readers[user_id],
-                news=recommender.corpus.news,
+                news=news,
                 k=k,
                 now=now,
                 reach_plan=plan,
+                fresh_now=recommender.now,
             )
-            for user_id in panel.user_ids
-        }
+
+        feeds = {user_id: edit(user_id, ranked[user_id]) for user_id in panel.user_ids}
+        # As the feed glue does (editorial/feed.py): when blocks and quotas leave a feed short, rank the
+        # reader's whole candidate pool and apply the rules again.
+        candidates = recommender.settings.candidates
+        deep = max(depth, k)
+        short = [u for u in panel.user_ids if len(feeds[u].items) < k and len(ranked[u]) == deep < candidates]
+        if short:
+            cost.add("rules", tick)
+            deeper = ranked_lists(recommender, short, stage=stage, depth=candidates, cost=cost)
+            tick = cost.start()
+            for user_id in short:
+                cards = deeper[user_id]
+                if explain_cards:
+                    cards = _explained(recommender, recommender.profile(user_id), cards)
+                feeds[user_id] = edit(user_id, cards)
     cost.add("rules", tick)
-    if explain_cards:
-        tick = time.perf_counter()
+    if explain_cards and ruleset is None:
+        tick = cost.start()
         for user_id, feed in feeds.items():
             feed.items = _explained(recommender, recommender.profile(user_id), feed.items)
         cost.add("explain", tick)
@@ -230,13 +284,14 @@ def ranked_lists(
     n = max(settings.candidates, depth)
     if n != settings.candidates:
         log.info("panel depth %d exceeds the first stage's %d candidates: pools of %d", depth, settings.candidates, n)
-    tick = time.perf_counter()
+    tick = cost.start()
     profiles = {user_id: recommender.profile(user_id) for user_id in user_ids}
     cost.add("profiles", tick)
-    tick = time.perf_counter()
+    tick = cost.start()
     pools = batched_pools(recommender, profiles, n)
     cost.add("retrieve", tick)
-    tick = time.perf_counter()
+    tick = cost.start()
+    second = _panel_stage(recommender)
     out: dict[str, list[Recommendation]] = {}
     for user_id in user_ids:
         pool = pools[user_id]
@@ -247,7 +302,7 @@ def ranked_lists(
                 for rank, group in enumerate(groups, 1)
             ]
             continue
-        scores, parts = _second_stage(recommender, profiles[user_id], pool)
+        scores, parts = _second_stage(recommender, second, profiles[user_id], pool)
         order = recommender._post_rank(scores, pool, len(pool), None, None, None)
         groups = recommender._one_slot_per_story(order, pool)[:depth]
         out[user_id] = [
@@ -265,6 +320,7 @@ def batched_pools(recommender: Recommender, profiles: Mapping[str, UserProfile],
     rows = {news_id: row for row, news_id in enumerate(ids)}
     in_corpus = np.array([news_id in corpus.news for news_id in ids], dtype=bool)
     page = int(getattr(index, "page_size", 0) or len(ids))  # Chroma answers at most this many neighbours
+    bonus = recall.bonus(ids)  # (N,) the trending term of every story, once: it does not depend on the reader
     pools: dict[str, list[Candidate]] = {}
     cold: dict[frozenset[str], list[tuple[str, float]]] = {}
     with_interests = [user_id for user_id, profile in profiles.items() if profile.interests]
@@ -283,7 +339,8 @@ def batched_pools(recommender: Recommender, profiles: Mapping[str, UserProfile],
         for user_id in block:
             profile = profiles[user_id]
             count = len(profile.interests)
-            ranked = _fused(recall, profile, similarity[offset : offset + count], ids, rows, in_corpus, n, page)
+            block_rows = similarity[offset : offset + count]
+            ranked = _fused(recall, profile, block_rows, ids, rows, in_corpus, bonus, n, page)
             offset += count
             pools[user_id] = _candidates(recommender, ranked, matrix, rows)
     return {user_id: pools[user_id] for user_id in profiles}
@@ -296,6 +353,7 @@ def _fused(
     ids: Sequence[str],
     rows: Mapping[str, int],
     in_corpus: np.ndarray,
+    bonus: np.ndarray,
     n: int,
     page: int,
 ) -> list[tuple[str, float]]:
@@ -323,7 +381,8 @@ def _fused(
         cosines = similarity[:, [rows[news_id] for news_id in trending]].max(axis=0)
         best.update(zip(trending, cosines.astype(np.float64).tolist(), strict=True))
     chosen = list(best)
-    fused = recall.score(chosen, np.array([best[i] for i in chosen]))
+    # recall.score(ids, cosines) is cosine + recall.bonus(ids); the bonus is precomputed for every story
+    fused = np.array([best[i] for i in chosen], dtype=np.float64) + bonus[[rows[i] for i in chosen]]
     return sorted(zip(chosen, fused.tolist(), strict=True), key=lambda kv: -kv[1])[:n]
 
 
@@ -347,8 +406,56 @@ def _candidates(
     ]
 
 
+class _CatalogPrior:
+    """The recommender's CTR prior with every story's log-odds and shows computed once, for a panel.
+
+    `ExposurePopularity.logit` smooths each id's counts in a Python loop; a panel asks it for the same
+    stories thousands of times. Answers equal the prior's own (it computes them); a `leave_out` (training
+    only) goes to the prior itself.
+    """
+
+    def __init__(self, prior: Any, ids: Sequence[str]):
+        self.prior = prior
+        self.rows = {news_id: row for row, news_id in enumerate(ids)}
+        self._logit = prior.logit(list(ids))
+        self._shows = prior.shows(list(ids))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.prior, name)
+
+    def _at(self, news_ids: Sequence[str]) -> np.ndarray | None:
+        rows = [self.rows.get(news_id, -1) for news_id in news_ids]
+        return None if -1 in rows else np.array(rows, dtype=np.int64)
+
+    def logit(self, news_ids: Sequence[str], leave_out: Any = None) -> np.ndarray:
+        rows = self._at(news_ids) if leave_out is None else None
+        return self.prior.logit(news_ids, leave_out) if rows is None else self._logit[rows]
+
+    def shows(self, news_ids: Sequence[str]) -> np.ndarray:
+        rows = self._at(news_ids)
+        return self.prior.shows(news_ids) if rows is None else self._shows[rows]
+
+
+def _panel_stage(recommender: Recommender) -> Any:
+    """The recommender's second stage, or a shallow copy of it reading a `_CatalogPrior` (same scores, faster).
+
+    Copies, never edits: the recommender may be serving other requests meanwhile.
+    """
+    stage = recommender.stage
+    prior = getattr(stage, "prior", None)
+    if prior is None or not isinstance(stage, BlendStage | LearnedStage):
+        return stage
+    fast = _CatalogPrior(prior, recommender.index.all_ids())
+    stage = copy.copy(stage)
+    stage.prior = fast
+    if isinstance(stage, LearnedStage):
+        stage.builder = copy.copy(stage.builder)
+        stage.builder.prior = fast
+    return stage
+
+
 def _second_stage(
-    recommender: Recommender, profile: UserProfile, pool: list[Candidate]
+    recommender: Recommender, stage: Any, profile: UserProfile, pool: list[Candidate]
 ) -> tuple[np.ndarray, list[dict[str, float]]]:
     """The recommender's second stage over one reader's pool: (scores, contributions).
 
@@ -372,7 +479,7 @@ def _second_stage(
         model_scores = np.asarray(recommender.reranker.score(request, pool), dtype=np.float64)
     else:
         model_scores = np.zeros(len(pool))  # the stage never reads them
-    return recommender.stage.score(request, pool, model_scores)
+    return stage.score(request, pool, model_scores)
 
 
 def _reads_model_scores(recommender: Recommender) -> bool:

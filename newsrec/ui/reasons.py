@@ -102,7 +102,14 @@ def why(rec: Recommendation, lang: str = "en") -> list[str]:
     """The card's reasons as sentences: the editors' rules first, then the pipeline's reasons, else its parts,
     else its explanation."""
     if rec.rules:
-        rest = why(replace(rec, rules=[], reasons=[r for r in rec.reasons if r.kind != "editor"]), lang)
+        plain = replace(
+            rec,
+            rules=[],
+            reasons=[r for r in rec.reasons if r.kind != "editor"],
+            contributions={name: v for name, v in rec.contributions.items() if name != "editor"},
+            explanation="",  # it starts with the rules in English, already said above
+        )
+        rest = why(plain, lang)
         return rule_lines(rec, lang) + [line for line in rest if line != t("why_none", lang)]
     read = [r for r in rec.reasons if r.kind == "read"]  # a fact about the card, always shown first
     reasons = read + sorted((r for r in rec.reasons if r.kind != "read"), key=lambda r: -abs(r.share))[:MAX_REASONS]
