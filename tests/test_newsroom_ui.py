@@ -310,5 +310,5 @@ def test_preview_compares_reranked_with_retrieval_and_rejects_bad_panels(desk):
     assert state.link == "?tab=newsroom&panel=sample%3A2&compare=reranked%3Aretrieval"
     with pytest.raises(InputError, match="unknown panel"):
         desk.preview(DeskState(), "everyone", "draft:live")
-    with pytest.raises(InputError, match="A:B"):
+    with pytest.raises(InputError, match="give X:Y"):
         desk.preview(DeskState(), "personas", "draft:tomorrow")
