@@ -10,6 +10,7 @@ demo index in the background (a rich bar in the console, a progress bar on the p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -26,6 +27,7 @@ from newsrec.data.corpus import corpus_root
 from newsrec.errors import NewsrecError
 from newsrec.ui import deeplink, media
 from newsrec.ui.i18n import LANGUAGES, lang_code, t
+from newsrec.ui.newsroom_tab import build_newsroom_tab, desk_factory
 from newsrec.ui.state import Controls, Dashboard, RecommenderLoader, Session, View
 
 try:  # ZeroGPU Spaces: the decorator borrows a GPU for the call; elsewhere it is absent and not needed
@@ -42,6 +44,7 @@ log = logging.getLogger("newsrec.app")
 
 EXAMPLE_QUERIES = ["最新电池技术突破", "NBA最新战况", "Apple launch event", "solid-state battery", "apple harvest"]
 STYLE = ASSETS_DIR / "style.css"
+NEWSROOM_STYLE = ASSETS_DIR / "newsroom.css"
 
 # Clicks on a card's buttons reach Python as the results component's own "click" event, carrying the action
 # and the news id; the listener sits on the component root, so it survives every re-render of the cards.
@@ -101,10 +104,11 @@ def friendly(fn: Callable) -> Callable:
 def make_handlers(get_dashboard: Callable[..., Dashboard]):
     """Gradio-facing handlers around a Dashboard; `get_dashboard(progress)` waits for the index build."""
 
-    def controls(k, candidates, diversity, half_life, categories, instruction) -> Controls:
+    def controls(k, candidates, diversity, half_life, categories, instruction, rules="live") -> Controls:
         return Controls(
-            int(k), int(candidates), float(diversity), float(half_life), list(categories or []), instruction
-        )
+            int(k), int(candidates), float(diversity), float(half_life), list(categories or []), instruction,
+            rules or "live",
+        )  # fmt: skip
 
     # The model work, and only it, borrows the GPU on ZeroGPU Spaces (waiting for the index build does not).
     @gpu
@@ -127,6 +131,8 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
                 updates.append(gr.update(value=text))
             elif key == "query":
                 updates.append(gr.update(label=text, placeholder=t("query_placeholder", lang)))
+            elif key == "nr_feed_rules":
+                updates.append(gr.update(label=text, choices=feed_rule_choices(lang)))
             else:
                 updates.append(gr.update(label=text))
         return updates
@@ -162,6 +168,7 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
             knobs.candidates,
             knobs.diversity,
             knobs.half_life_days,
+            knobs.rules,
             dash.export_judgments(_export_path(dash)),
             dash.export_judged_set(_export_path(dash, ".jsonl")),
             *view,
@@ -172,13 +179,17 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
         return get_dashboard().select_user(user_id, lang_code(lang_choice))
 
     @friendly
-    def on_run(session, user_id, query, lang_choice, *knobs):
+    def on_run(session, user_id, query, lang_choice, *knobs_and_desk):
+        *knobs, desk = knobs_and_desk
+        session = with_draft(session, desk)
         session, view = recommend(session, query, controls(*knobs), lang_code(lang_choice), user_id)
         return session, *view
 
     @friendly
-    def on_card(session, lang_choice, k, candidates, diversity, half_life, categories, instruction, evt: gr.EventData):
-        knobs = (k, candidates, diversity, half_life, categories, instruction)
+    def on_card(session, lang_choice, k, candidates, diversity, half_life, categories, instruction, rules, desk,
+                evt: gr.EventData):  # fmt: skip
+        knobs = (k, candidates, diversity, half_life, categories, instruction, rules)
+        session = with_draft(session, desk)
         data = getattr(evt, "_data", None) or {}
         action, news_id, lang = data.get("action"), str(data.get("news_id") or ""), lang_code(lang_choice)
         dash = get_dashboard()
@@ -193,8 +204,9 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
         return session, *view, gr.skip(), gr.skip()
 
     @friendly
-    def on_reset(session, lang_choice, *knobs):
-        session, view = reset(session, controls(*knobs), lang_code(lang_choice))
+    def on_reset(session, lang_choice, *knobs_and_desk):
+        *knobs, desk = knobs_and_desk
+        session, view = reset(with_draft(session, desk), controls(*knobs), lang_code(lang_choice))
         return session, *view
 
     @friendly
@@ -203,6 +215,16 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
         return *labels(lang), dash.history(session, lang), *dash.view(session, lang)
 
     return on_load, on_user, on_run, on_card, on_reset, on_language
+
+
+def with_draft(session: Session, desk) -> Session:
+    """The session with this tab's own Newsroom draft (public Spaces keep drafts per visitor, in gr.State)."""
+    draft = getattr(desk, "draft", None)
+    return session if session.draft is draft else dataclasses.replace(session, draft=draft)
+
+
+def feed_rule_choices(lang: str) -> list[tuple[str, str]]:
+    return [(t(f"feed_rules_{which}", lang), which) for which in ("live", "draft", "none")]
 
 
 def _export_path(dash: Dashboard, suffix: str = ".csv") -> str:
@@ -224,7 +246,7 @@ def _export_path(dash: Dashboard, suffix: str = ".csv") -> str:
 LABEL_KEYS = (
     "user", "history", "query", "run", "reset", "controls", "k", "candidates", "diversity", "freshness",
     "categories", "instruction", "tab_results", "tab_side", "tab_charts", "tab_system", "evaluation", "export_csv",
-    "export_jsonl",
+    "export_jsonl", "tab_newsroom", "nr_feed_rules",
 )  # fmt: skip
 BUTTON_KEYS = {"run", "reset"}  # buttons show their label as their value (a DownloadButton's value is its file)
 LANGUAGE_NAMES = {code: name for name, code in LANGUAGES.items()}
@@ -295,12 +317,15 @@ def build_demo(
                     instruction = gr.Textbox(
                         value=settings.instruction, label=t("instruction", lang), lines=2, elem_id="instruction"
                     )
+                    feed_rules = gr.Radio(
+                        feed_rule_choices(lang), value="live", label=t("nr_feed_rules", lang), elem_id="feed-rules"
+                    )
                     models = gr.Markdown(elem_id="models")
                 with gr.Row(elem_id="judge-bar"):
                     judged = gr.HTML(elem_id="judged", js_on_load=None)
                     export = gr.DownloadButton(t("export_csv", lang), size="sm", elem_id="export", scale=0)
                     export_set = gr.DownloadButton(t("export_jsonl", lang), size="sm", elem_id="export-jsonl", scale=0)
-                with gr.Tabs(elem_id="tabs"):
+                with gr.Tabs(elem_id="tabs") as tabs:
                     with gr.Tab(t("tab_results", lang), id="tab-results", elem_id="tab-results") as tab_results:
                         results = gr.HTML(elem_id="results", js_on_load=CARD_CLICKS, min_height=200)
                     with gr.Tab(t("tab_side", lang), id="tab-side", elem_id="tab-side") as tab_side:
@@ -315,6 +340,8 @@ def build_demo(
                         system = gr.HTML(elem_id="system")
                     with gr.Tab(t("evaluation", lang), id="tab-evaluation", elem_id="tab-evaluation") as tab_eval:
                         evaluation, relabel_evaluation = _evaluation_tab(get_recommender, language)
+                    with gr.Tab(t("tab_newsroom", lang), id="tab-newsroom", elem_id="tab-newsroom") as tab_newsroom:
+                        newsroom = build_newsroom_tab(desk_factory(get_dashboard), language)
 
         # --- wiring --------------------------------------------------------------------------------
         view_parts = [results, side, scores_plot, shift_plot, mix_plot, system, judged]  # View's fields, in order
@@ -338,17 +365,19 @@ def build_demo(
             tab_eval,
             export,
             export_set,
+            tab_newsroom,
+            feed_rules,
         ]  # same order as LABEL_KEYS
-        knobs = [k, candidates, diversity, half_life, categories, instruction]
+        knobs = [k, candidates, diversity, half_life, categories, instruction, feed_rules]
         # One progress indicator, on the cards, for everything that recomputes them.
         gpu_work = dict(concurrency_id="recommend", concurrency_limit=gpu_concurrency, show_progress_on=[results])
-        run_inputs = [session, user_picker, query, language, *knobs]
+        run_inputs = [session, user_picker, query, language, *knobs, newsroom.state]
 
         demo.load(
             on_load,
             inputs=None,
             outputs=[user_picker, categories, instruction, models, session, history, query, language, *knobs[:4],
-                     export, export_set, *view_parts],
+                     feed_rules, export, export_set, *view_parts],
             **gpu_work,
         )  # fmt: skip
         user_picker.input(on_user, [user_picker, language], [session, history]).success(
@@ -360,12 +389,16 @@ def build_demo(
             chip.click(lambda text: text, chip, query).then(on_run, run_inputs, [session, *view_parts], **gpu_work)
         for cards_view in (results, side):
             cards_view.click(
-                on_card, [session, language, *knobs], [session, *view_parts, export, export_set], **gpu_work
+                on_card,
+                [session, language, *knobs, newsroom.state],
+                [session, *view_parts, export, export_set],
+                **gpu_work,
             )
-        reset.click(on_reset, [session, language, *knobs], [session, *view_parts], **gpu_work)
+        reset.click(on_reset, [session, language, *knobs, newsroom.state], [session, *view_parts], **gpu_work)
         language.change(on_language, [session, language], [header, *labelled, history, *view_parts]).then(
             lambda choice: relabel_evaluation(lang_code(choice)), language, evaluation
-        )
+        ).then(newsroom.relabel, newsroom.relabel_inputs, [*newsroom.labelled, *newsroom.overview])
+        demo.load(newsroom.on_load, None, [tabs, *newsroom.load_outputs], show_progress="hidden")
     return demo
 
 
@@ -449,7 +482,7 @@ def main(argv: list[str] | None = None) -> None:
         server_name=args.host,
         server_port=args.port,
         **media.launch_options(settings.corpus, corpus_root(settings)),  # pictures only, nosniff (ui/media.py)
-        css_paths=[STYLE] if STYLE.exists() else None,
+        css_paths=[path for path in (STYLE, NEWSROOM_STYLE) if path.exists()] or None,
         theme=gr.themes.Soft(font=["Inter", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]),
         footer_links=["api", "settings"],
         prevent_thread_lock=True,

@@ -48,6 +48,7 @@ class BatchStats:
     chunks: int
     skipped_chunks: int  # already written by an earlier run
     unknown_news: int  # pairs whose news id is not in the corpus (not scored)
+    blocked: int = 0  # pairs an editorial block rule keeps from their reader (not scored; newsrec/editorial)
     seconds: float = 0.0  # end to end: corpus, index, profiles, model load, scoring, writing
     scoring_seconds: float = 0.0  # model load, scoring and writing of the chunks this run computed
     scored_pairs: int = 0
@@ -167,10 +168,13 @@ def batch_rerank(
     ray_gpus: float = 0,
     on_chunk: Callable[[int, int], None] | None = None,
     embedder: Any = None,
+    rules: str = "live",
 ) -> BatchStats:
     """Score every pair of `pairs_path` into parquet parts under `out_dir` (see the module docstring).
 
-    `embedder` (default: the configured one) gives the profiles and query vectors, as in the app.
+    `embedder` (default: the configured one) gives the profiles and query vectors, as in the app. `rules`
+    (live | draft | none): pairs whose story a block rule of that set keeps from their reader are not scored,
+    since no feed will show them (the other rules act when feeds are made, on top of these scores).
     """
     import time
 
@@ -188,10 +192,12 @@ def batch_rerank(
     unknown = int((~known).sum())
     if unknown:
         log.warning("%d pairs name news ids that are not in corpus %s: skipped", unknown, settings.corpus)
-    chunks = _chunks(pairs[known], max(1, int(chunk_pairs)))
-    _check_manifest(out_dir, pairs_path, settings, chunk_pairs)
+    blocked, rules_version = _blocked_by_rules(recommender, pairs, known, rules)
+    chunks = _chunks(pairs[known & ~blocked], max(1, int(chunk_pairs)))
+    _check_manifest(out_dir, pairs_path, settings, chunk_pairs, rules_version)
     pending = [i for i in range(len(chunks)) if not _part(out_dir, i).exists()]
     stats = BatchStats(len(pairs), sum(len(c) for c in chunks), len(chunks), len(chunks) - len(pending), unknown)
+    stats.blocked = int((known & blocked).sum())
     if pending:
         groups = {i: [_group(recommender, settings, *spec) for spec in chunks[i]] for i in pending}
         stats.scored_pairs = sum(len(group.candidates) for members in groups.values() for group in members)
@@ -202,6 +208,21 @@ def batch_rerank(
         stats.scoring_seconds = time.perf_counter() - scoring_started
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _blocked_by_rules(recommender: Any, pairs: Any, known: Any, which: str) -> tuple[Any, str]:
+    """(mask of pairs a block rule keeps from their reader, "live:3"-style name of the rule set or "")."""
+    from newsrec.editorial.feed import EditorialFeeds
+
+    feeds = EditorialFeeds(recommender, which)
+    mask = known & False
+    if feeds.ruleset is None or not any(rule.kind == "block" for rule in feeds.ruleset.rules):
+        return mask, ""
+    for user, rows in pairs[known].groupby("user", sort=True):
+        if user and user not in recommender.corpus.users:
+            continue  # an unknown user fails later with its own message
+        mask.loc[rows.index] = feeds.blocked(user, rows["news_id"].tolist())
+    return mask, f"{which}:{feeds.ruleset.version}"
 
 
 def _group(recommender: Any, settings: Settings, user: str, query: str, news_ids: list[str]) -> Group:
@@ -292,7 +313,9 @@ def _write_part(out_dir: Path, chunk: int, rows: list[dict[str, Any]]) -> None:
     os.replace(temporary, final)  # a part exists only complete: a crash leaves no half-written chunk
 
 
-def _check_manifest(out_dir: Path, pairs_path: str | Path, settings: Settings, chunk_pairs: int) -> None:
+def _check_manifest(
+    out_dir: Path, pairs_path: str | Path, settings: Settings, chunk_pairs: int, rules: str = ""
+) -> None:
     digest = hashlib.sha256(Path(pairs_path).read_bytes()).hexdigest()
     manifest = {
         "pairs_sha256": digest,
@@ -302,6 +325,7 @@ def _check_manifest(out_dir: Path, pairs_path: str | Path, settings: Settings, c
         "instruction": settings.instruction,
         "corpus": settings.corpus,
         "chunk_pairs": int(chunk_pairs),
+        **({"rules": rules} if rules else {}),  # the rule set whose blocks left pairs out, when one did
     }
     path = out_dir / "manifest.json"
     if path.exists():

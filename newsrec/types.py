@@ -34,6 +34,7 @@ class NewsItem:
     source: str = ""
     url: str = ""
     images: list[ImageRef] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # sensitivity labels from ingest ("legal", "under-16", ...)
 
     @property
     def text(self) -> str:
@@ -65,6 +66,7 @@ class User:
     name: str = ""
     persona: str = ""  # a sentence describing the simulated reader; shown in the UI
     history: list[HistoryEntry] = field(default_factory=list)  # oldest first
+    tags: list[str] = field(default_factory=list)  # persona tags ("engineer", "zh-reader"), for editorial segments
 
 
 @dataclass
@@ -158,6 +160,21 @@ class Reason:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class RuleEffect:
+    """What one editorial rule did to one card (newsrec/editorial): "pinned at 2", "+6 points", ...
+
+    `points` is the change on the card's 0-100 match scale (0 when the rule moved the card without scoring it).
+    """
+
+    rule_id: str
+    kind: str
+    detail: str  # in English, e.g. "pinned at 2"; pages in other languages phrase `action` and `slot` instead
+    points: float = 0.0
+    action: str = ""  # "pinned" | "placed" | "must-see" | "points" | "quota" | "fetched"
+    slot: int = 0  # the slot a pin/placement/must-see put the card at
+
+
 @dataclass
 class Recommendation:
     item: NewsItem
@@ -170,6 +187,7 @@ class Recommendation:
     contributions: dict[str, float] = field(default_factory=dict)  # named parts of `score`, adding up to it
     reasons: list[Reason] = field(default_factory=list)  # the strongest parts, in words the UI can translate
     duplicate_ids: list[str] = field(default_factory=list)  # the same story in other languages, merged into this slot
+    rules: list[RuleEffect] = field(default_factory=list)  # editorial rules that acted on this card (none: empty)
 
 
 @dataclass
@@ -187,3 +205,5 @@ class RecommendResult:
     cache_misses: int = 0
     query_matched: bool = True  # False when nothing matched the query and the list is the reader's For-you feed
     notice: str = ""  # a sentence for the reader about the list (e.g. why it fell back), "" when there is none
+    blocked: int = 0  # stories editorial rules kept out of this top k (newsrec/editorial)
+    rule_notices: list[str] = field(default_factory=list)  # editorial rules that could not act fully, in English

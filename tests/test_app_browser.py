@@ -436,7 +436,7 @@ def test_phone_layout_puts_the_query_first_and_keeps_words_whole(browser, server
             assert page.locator("#header").bounding_box()["height"] < 90  # a compact header, no wrapped title
             assert page.locator("#language label", has_text="中文").is_visible()  # the toggle stays in reach
             tabs = page.get_by_role("tab")
-            assert tabs.count() == 5 and all(tabs.nth(i).is_visible() for i in range(5))  # no overflow menu
+            assert tabs.count() == 6 and all(tabs.nth(i).is_visible() for i in range(6))  # no overflow menu
             right = page.evaluate(
                 "() => Math.max(...['#header', '#main', '#query-row', '#judge-bar', '#tabs', '#results']"
                 ".map((s) => document.querySelector(s).getBoundingClientRect().right))"

@@ -23,6 +23,8 @@ COMMAND_MODULES = [
     "newsrec.cli.serve",
     "newsrec.cli.batch",
     "newsrec.cli.train",
+    "newsrec.cli.rules",
+    "newsrec.cli.audit",
 ]
 
 

@@ -6,7 +6,7 @@ import argparse
 
 from rich.console import Console
 
-from newsrec.cli.common import add_model_flags, print_json, settings_from_args
+from newsrec.cli.common import add_model_flags, add_rules_flag, print_json, settings_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     batch.add_argument("--chunk-pairs", type=int, default=4096, help="pairs per output part (the resume unit)")
     batch.add_argument("--import", dest="import_cache", action="store_true", help="also load into the score cache")
     batch.add_argument("--json", action="store_true")
+    add_rules_flag(batch)
     add_model_flags(batch)
     batch.set_defaults(func=run_batch)
 
@@ -51,6 +52,7 @@ def run_batch(args: argparse.Namespace) -> int:
             ray_workers=args.workers,
             ray_gpus=args.gpus_per_worker,
             on_chunk=lambda done, total: progress.update(task, completed=done, total=total),
+            rules=args.rules,
         )
     figures = {
         "pairs": stats.pairs,
@@ -58,6 +60,7 @@ def run_batch(args: argparse.Namespace) -> int:
         "chunks": stats.chunks,
         "skipped_chunks": stats.skipped_chunks,
         "unknown_news": stats.unknown_news,
+        **({"blocked": stats.blocked} if stats.blocked else {}),  # pairs editorial blocks left out
         "seconds": round(stats.seconds, 2),
         "scoring_seconds": round(stats.scoring_seconds, 2),
         "pairs_per_s": round(stats.pairs_per_second, 1),  # scoring only (includes loading the reranker)

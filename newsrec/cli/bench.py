@@ -41,6 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from newsrec.bench.scale import add_parser as add_scale_parser
 
     add_scale_parser(commands)
+
+    from newsrec.cli.audit import add_bench_parser as add_audit_parser
+
+    add_audit_parser(commands)
     try:
         from newsrec.bench.rerank import add_parser
     except ImportError:

@@ -63,6 +63,15 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_rules_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rules",
+        choices=["live", "draft", "none"],
+        default="live",
+        help="editorial rules to apply: the corpus's live set (default), its draft, or none",
+    )
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings.from_env(
         corpus=getattr(args, "corpus", None),

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from newsrec.cli.common import add_model_flags, print_json, settings_from_args, utf8_text
+from newsrec.cli.common import add_model_flags, add_rules_flag, print_json, settings_from_args, utf8_text
 from newsrec.config import DEMO_CORPUS, Settings
 from newsrec.errors import InputError
 from newsrec.evaluation import ab, offline, split
@@ -61,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="instead of a log: graded judgments (JSONL: user, query, labels) of searches and For-you feeds; "
         "reports judged nDCG@10, P@5 and 'nothing matches' answers (lite models unless --embedder/--reranker)",
     )
+    add_rules_flag(evaluate)
     evaluate.set_defaults(func=run_evaluate)
 
     test = subparsers.add_parser(
@@ -179,6 +180,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     finally:
         if training:
             training.stop()
+    scorers = _with_rules(scorers, args, news_log, recommender)
     if recommender is not None:
         context = offline.ItemContext.from_recommender(recommender, news_log.impressions)
     else:
@@ -209,6 +211,29 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print_paired(report)
         Console().print(about)
     return 0
+
+
+def _with_rules(scorers, args: argparse.Namespace, news_log, recommender) -> list:
+    """The scorers with the corpus's rule set applied to each impression (none: unchanged)."""
+    from datetime import datetime, timezone
+
+    from newsrec.editorial.feed import labelled_news
+    from newsrec.editorial.scoring import RuledScorer
+    from newsrec.editorial.store import RuleStore, load_rules
+
+    settings = recommender.settings if recommender is not None else settings_from_args(args)
+    if recommender is not None:
+        corpus = recommender.corpus.name
+    else:
+        corpus = args.corpus or (_corpus_name(Path(args.news)) if args.news else DEMO_CORPUS)
+    ruleset = load_rules(settings.home, corpus, args.rules)
+    if ruleset is None:
+        return scorers
+    news = labelled_news(news_log.news, RuleStore(settings.home, corpus).labels())
+    users = recommender.corpus.users if recommender is not None else {}
+    fresh = recommender.now if recommender is not None else None
+    now = datetime.now(timezone.utc)
+    return [RuledScorer(scorer, ruleset, news, users, now, fresh) for scorer in scorers]
 
 
 def describe_split(how: str, counted, measured) -> str:

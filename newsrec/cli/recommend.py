@@ -7,7 +7,14 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from newsrec.cli.common import add_model_flags, in_range, print_json, settings_from_args, utf8_text
+from newsrec.cli.common import (
+    add_model_flags,
+    add_rules_flag,
+    in_range,
+    print_json,
+    settings_from_args,
+    utf8_text,
+)
 from newsrec.config import CANDIDATES_RANGE, CATEGORY_CAP_RANGE, DIVERSITY_RANGE, HALF_LIFE_RANGE, K_RANGE
 from newsrec.pipeline import Filters, Recommender
 from newsrec.types import RecommendResult
@@ -42,13 +49,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--category-cap", type=in_range(int, *CATEGORY_CAP_RANGE), default=None, help="at most N results per category"
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
+    add_rules_flag(parser)
     add_model_flags(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from newsrec.editorial.feed import EditorialFeeds
+
     recommender = Recommender.from_settings(settings_from_args(args), show_progress=not args.json)
-    result = recommender.recommend(
+    feeds = EditorialFeeds(recommender, args.rules)
+    result = feeds.recommend(
         args.user,
         query=args.query,
         k=args.k,
@@ -87,13 +98,20 @@ def result_to_json(result: RecommendResult) -> dict:
                 "duplicate_ids": r.duplicate_ids,
                 "contributions": {name: round(value, 6) for name, value in r.contributions.items()},
                 "reasons": [{"kind": x.kind, "share": round(x.share, 4), "detail": x.detail} for x in r.reasons],
+                **({"rules": [_effect(e) for e in r.rules]} if r.rules else {}),  # absent without rules
             }
             for r in result.reranked
         ],
+        **({"blocked": result.blocked} if result.blocked else {}),  # these two only when rules acted
+        **({"rule_notices": result.rule_notices} if result.rule_notices else {}),
         "timings_ms": result.timings_ms,
         "reranker": result.reranker,
         "embedder": result.embedder,
     }
+
+
+def _effect(effect) -> dict:
+    return {"rule": effect.rule_id, "kind": effect.kind, "detail": effect.detail, "points": effect.points}
 
 
 def print_result(result: RecommendResult) -> None:
@@ -104,9 +122,13 @@ def print_result(result: RecommendResult) -> None:
     for r in result.reranked:
         table.add_row(
             str(r.rank), str(r.retrieval_rank), f"{r.score:.3f}", r.item.category, r.item.title, r.explanation
-        )
+        )  # the explanation starts with "Editors: ..." when rules acted on the card
     console = Console()
     if result.notice:
         console.print(result.notice)
+    if result.blocked:
+        console.print(f"{result.blocked} {'story' if result.blocked == 1 else 'stories'} blocked by editorial rules.")
+    for line in result.rule_notices:
+        console.print(line)
     console.print(table)
     console.print("timings (ms): " + ", ".join(f"{stage} {ms:.1f}" for stage, ms in result.timings_ms.items()))

@@ -95,6 +95,7 @@ def news_to_dict(item: NewsItem) -> dict:
         "source": item.source,
         "url": item.url,
         "images": [{"uri": image.uri, "caption": image.caption} for image in item.images],
+        **({"labels": list(item.labels)} if item.labels else {}),  # omitted when empty: older files stay as they were
     }
 
 
@@ -113,7 +114,19 @@ def news_from_dict(row: dict) -> NewsItem:
         source=str(row.get("source") or ""),
         url=str(row.get("url") or ""),
         images=images,
+        labels=_strings(row.get("labels"), "labels", row),
     )
+
+
+def _strings(value, name: str, row: dict) -> list[str]:
+    """An optional list of short strings (sensitivity labels, persona tags): trimmed, deduplicated, sorted."""
+    if value in (None, ""):
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise InputError(f"row {row.get('id')!r}: {name!r} must be a list of strings, got {type(value).__name__}")
+    return sorted({str(x).strip() for x in value if str(x).strip()})
 
 
 def user_to_dict(user: User) -> dict:
@@ -122,6 +135,7 @@ def user_to_dict(user: User) -> dict:
         "name": user.name,
         "persona": user.persona,
         "history": [{"news_id": entry.news_id, "timestamp": format_time(entry.timestamp)} for entry in user.history],
+        **({"tags": list(user.tags)} if user.tags else {}),
     }
 
 
@@ -137,6 +151,7 @@ def user_from_dict(row: dict) -> User:
         name=str(row.get("name") or row["id"]),
         persona=str(row.get("persona") or ""),
         history=history,
+        tags=_strings(row.get("tags"), "tags", row),
     )
 
 

@@ -460,7 +460,16 @@ def news_from_row(row: dict, file: Path, line: int, resolver: ImageResolver, bat
         source=text(row.get("source")) or host_of(text(row.get("url"))),
         url=text(row.get("url")),
         images=resolver.resolve(cells, file.parent, file, line),
+        labels=_labels(row.get("labels")),
     )
+
+
+def _labels(value) -> list[str]:
+    """Sensitivity labels: a JSON list, or in CSV one cell with labels separated by "|" or ","."""
+    if value in (None, ""):
+        return []
+    parts = value if isinstance(value, list) else re.split(r"[|,]", str(value))
+    return sorted({str(part).strip() for part in parts if str(part).strip()})
 
 
 def host_of(url: str) -> str:

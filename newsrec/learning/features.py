@@ -57,18 +57,23 @@ class FeatureBuilder:
         columns: dict[str, np.ndarray] = {}
         if n == 0:
             return np.zeros((0, len(self.names)))
-        docs = np.stack([c.embedding for c in candidates]).astype(np.float32)  # (N, D)
-        if profile.interests:
+        wanted = set(self.names)  # only what the model weighs: a popularity-only model needs no lite parts
+        if profile.interests and "retrieval" in wanted:
+            docs = np.stack([c.embedding for c in candidates]).astype(np.float32)  # (N, D)
             centres = np.stack([interest.vector for interest in profile.interests])  # (I, D)
             columns["retrieval"] = (docs @ centres.T).max(axis=1)
-        parts = self.lite.score_components(RerankRequest(query="", profile=profile, now=now), candidates)
-        for name in LITE_PARTS:
-            columns[name] = np.array([p.get(name, 0.0) for p in parts])
-        columns["publisher"] = self._publisher_share(profile, candidates)
+        if wanted & set(LITE_PARTS):
+            parts = self.lite.score_components(RerankRequest(query="", profile=profile, now=now), candidates)
+            for name in LITE_PARTS:
+                columns[name] = np.array([p.get(name, 0.0) for p in parts])
+        if "publisher" in wanted:
+            columns["publisher"] = self._publisher_share(profile, candidates)
         if self.prior is not None:
             ids = [c.item.id for c in candidates]
-            columns["popularity"] = self.prior.logit(ids, leave_out)
-            columns["exposure"] = np.log1p(self.prior.shows(ids))
+            if "popularity" in wanted:
+                columns["popularity"] = self.prior.logit(ids, leave_out)
+            if "exposure" in wanted:
+                columns["exposure"] = np.log1p(self.prior.shows(ids))
         if model_scores is not None:
             columns[MODEL_FEATURE] = np.asarray(model_scores, dtype=np.float64)
         matrix = np.zeros((n, len(self.names)))

@@ -204,7 +204,9 @@ def results_html(
     linked = f' data-link="{esc(deep_link)}"' if deep_link else ""
     if result is None:
         return f'<div class="empty"{linked}>{esc(t("pick_user", lang))}</div>'
-    notice = esc(result.notice)
+    notice = esc(
+        " ".join(x for x in (result.notice, t("rules_blocked", lang, n=result.blocked) if result.blocked else "") if x)
+    )
     notice_html = f'<div id="notice" role="status"{"" if notice else " hidden"}>{notice}</div>'
     if not result.reranked:
         return f'{notice_html}<div class="empty"{linked}>{esc(t("no_results", lang))}</div>'

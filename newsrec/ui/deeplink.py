@@ -1,6 +1,7 @@
 """Deep links: the dashboard's view as a URL query string, so an editor can share exactly what they see.
 
-    /?user=u07&q=apple+harvest&lang=zh&k=10&candidates=100&diversity=0.2&freshness=7&cat=world&cat=tech
+    /?user=u07&q=apple+harvest&lang=zh&k=10&candidates=100&diversity=0.2&freshness=7&cat=world&cat=tech&rules=draft
+    /?tab=newsroom&rules=v3&panel=personas&compare=draft:live   (the Newsroom tab: newsrec/ui/newsroom.py)
 
 `parse` reads the page's query parameters (Gradio hands them over as `gr.Request.query_params`) into a
 `LinkState`, ignoring what it cannot use (a link must never break the page); `to_query` writes the state
@@ -17,6 +18,7 @@ from urllib.parse import urlencode
 from newsrec.ui.state import Controls
 
 LANGS = ("en", "zh")
+RULE_SETS = ("live", "draft", "none")  # the feed's editorial rules; `rules=v3` is the Newsroom's (ui/newsroom.py)
 MAX_QUERY = 500  # longer queries are cut (the pipeline itself rejects overlong ones with a message)
 
 
@@ -52,6 +54,7 @@ def parse(params: Mapping[str, str] | None, defaults: Controls, users: Sequence[
         half_life_days=_number(params, "freshness", defaults.half_life_days, 0.0, 30.0),
         categories=[c for c in cats if not categories or c in categories],
         instruction=defaults.instruction,
+        rules=rules if (rules := str(params.get("rules") or "")) in RULE_SETS else defaults.rules,
     )
     return LinkState(
         user=user if not users or user in users else "",
@@ -80,4 +83,6 @@ def to_query(state: LinkState, defaults: Controls) -> str:
         if value != default:
             pairs.append((key, f"{value:g}"))
     pairs += [("cat", category) for category in knobs.categories]
+    if knobs.rules != base.rules:
+        pairs.append(("rules", knobs.rules))
     return "?" + urlencode(pairs) if pairs else "?"

@@ -7,6 +7,7 @@ and the table keeps every label next to its translation where a reviewer can che
 from __future__ import annotations
 
 from newsrec.evaluation.demo_logs import ABOUT as DEMO_ABOUT
+from newsrec.ui.newsroom_labels import LABELS as NEWSROOM_LABELS
 
 LANGUAGES = {"English": "en", "中文": "zh"}
 
@@ -107,6 +108,22 @@ LABELS: dict[str, dict[str, str]] = {
     "part_model": {"en": "model relevance", "zh": "模型相关度"},
     "part_avoid": {"en": "not-interested penalty", "zh": "不感兴趣降权"},
     "part_other": {"en": "other", "zh": "其他"},
+    "part_editor": {"en": "editors' rules", "zh": "编辑规则"},
+    "rule_pinned": {
+        "en": "Pinned at slot {slot} by the editors (rule {rule}).",
+        "zh": "编辑将其固定在第 {slot} 位（规则 {rule}）。",
+    },
+    "rule_placed": {
+        "en": "Placed at slot {slot} to meet reach target {rule}.",
+        "zh": "为达成触达目标 {rule}，放在第 {slot} 位。",
+    },
+    "rule_must-see": {
+        "en": "Editors' must-see story, raised to slot {slot} (rule {rule}).",
+        "zh": "编辑必看稿件，提升到第 {slot} 位（规则 {rule}）。",
+    },
+    "rule_points": {"en": "Editors' rule {rule}: {points} points.", "zh": "编辑规则 {rule}：{points} 分。"},
+    "rule_quota": {"en": "Swapped in for quota {rule}.", "zh": "为满足配额规则 {rule} 换入。"},
+    "rules_blocked": {"en": "{n} stories blocked by editorial rules.", "zh": "编辑规则屏蔽了 {n} 条新闻。"},
     "why_query": {"en": "Matches the search for “{detail}”.", "zh": "符合搜索“{detail}”。"},
     "why_interest": {"en": "Fits the reader's interest in {detail}.", "zh": "符合读者对{detail}的兴趣。"},
     "why_history": {"en": "Close to “{detail}”, which they read.", "zh": "与读过的《{detail}》相近。"},
@@ -292,6 +309,8 @@ LABELS: dict[str, dict[str, str]] = {
         "zh": "此版本未安装评估页。",
     },
 }
+
+LABELS.update(NEWSROOM_LABELS)  # the Newsroom tab's strings live next to each other in their own module
 
 
 def t(key: str, lang: str = "en", **values) -> str:

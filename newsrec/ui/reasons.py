@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from newsrec.types import Reason, Recommendation
 from newsrec.ui.i18n import t
@@ -88,8 +89,28 @@ def reasons_from_parts(contributions: Mapping[str, float], limit: int = MAX_REAS
     return reasons
 
 
+def rule_lines(rec: Recommendation, lang: str = "en") -> list[str]:
+    """What editorial rules did to the card (newsrec/editorial), one sentence each."""
+    lines = []
+    for effect in rec.rules:
+        points = f"{effect.points:+g}"
+        lines.append(t(f"rule_{effect.action}", lang, slot=effect.slot, rule=effect.rule_id, points=points))
+    return lines
+
+
 def why(rec: Recommendation, lang: str = "en") -> list[str]:
-    """The card's reasons as sentences: the pipeline's reasons, else its parts, else its explanation."""
+    """The card's reasons as sentences: the editors' rules first, then the pipeline's reasons, else its parts,
+    else its explanation."""
+    if rec.rules:
+        plain = replace(
+            rec,
+            rules=[],
+            reasons=[r for r in rec.reasons if r.kind != "editor"],
+            contributions={name: v for name, v in rec.contributions.items() if name != "editor"},
+            explanation="",  # it starts with the rules in English, already said above
+        )
+        rest = why(plain, lang)
+        return rule_lines(rec, lang) + [line for line in rest if line != t("why_none", lang)]
     read = [r for r in rec.reasons if r.kind == "read"]  # a fact about the card, always shown first
     reasons = read + sorted((r for r in rec.reasons if r.kind != "read"), key=lambda r: -abs(r.share))[:MAX_REASONS]
     if not reasons and set(rec.contributions) - {"model"}:

@@ -49,6 +49,7 @@ class Controls:
     half_life_days: float = 0.0  # 0 = no freshness decay
     categories: list[str] = field(default_factory=list)
     instruction: str = ""
+    rules: str = "live"  # the editorial rule set the feed applies: live | draft | none (newsrec/editorial)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Session:
     runs: int = 0  # recommendations shown so far in this tab
     controls: Controls | None = None  # the knobs of the list on screen (for its link and notes)
     last_feedback: feedback.Outcome | None = None  # what the latest click changed, said above the cards
+    draft: Any = None  # this tab's own editorial draft (a RuleSet) on a public Space; None = the store's draft
 
 
 class View(NamedTuple):
@@ -83,6 +85,8 @@ class Dashboard:
         self.rec = rec
         self.link = link
         self.judgments = judgments
+        self._feeds: dict[str, Any] = {}  # "live" | "draft" -> EditorialFeeds (each follows its files)
+        self._own: tuple[str, Any] | None = None  # (draft JSON, EditorialFeeds) of a session's own draft
 
     # --- pickers -----------------------------------------------------------------------------
 
@@ -126,8 +130,31 @@ class Dashboard:
             session = self._recommend(session, query, controls)
         return session, self.view(session, lang)
 
+    def feeds(self, which: str = "live", draft: Any = None):
+        """The editorial glue (newsrec/editorial/feed.py) for the feed's rule set, or None for no rules.
+
+        One per set, kept: it reloads itself when the store's files change, so a reach plan is solved once, not
+        per click. `draft` is a session's own draft (a public Space keeps visitors' drafts out of the store).
+        """
+        from newsrec.editorial.feed import EditorialFeeds
+
+        if which not in ("live", "draft", "none"):
+            raise InputError(f"unknown rule set {which!r}; use live, draft or none")
+        if which == "none":
+            return None
+        if which == "draft" and draft is not None:
+            key = draft.to_json()
+            if self._own is None or self._own[0] != key:
+                self._own = (key, EditorialFeeds(self.rec, "draft", ruleset=draft))
+            return self._own[1]
+        if which not in self._feeds:
+            self._feeds[which] = EditorialFeeds(self.rec, which)
+        return self._feeds[which]
+
     def _recommend(self, session: Session, query: str | None, controls: Controls) -> Session:
-        result = self.rec.recommend(
+        edited = self.feeds(controls.rules or "live", session.draft)
+        recommend = edited.recommend if edited is not None else self.rec.recommend
+        result = recommend(
             session.user_id,
             query=query,
             k=int(controls.k),
