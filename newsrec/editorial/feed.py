@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from newsrec.editorial.apply import EditedFeed, ReachPlan, apply_rules, blocks, plan_reach
+from newsrec.editorial.panel import ranked_lists
 from newsrec.editorial.rules import Reader, RuleSet, reader_from
 from newsrec.editorial.store import RuleStore, load_rules
 from newsrec.pipeline import GUEST, Recommender
@@ -166,11 +167,12 @@ class EditorialFeeds:
                 log.warning("reach plan %s is unreadable; computing it again", path)
         rec = self.recommender
         k = max((r.params["top"] for r in self.ruleset.rules if r.kind == "reach"), default=rec.settings.k)
-        ranked, readers = {}, {}
-        for user_id in self.panel_ids():
-            result = rec.recommend(user_id, k=max(k, min(self.depth, rec.settings.candidates)))
-            ranked[user_id] = result.reranked
-            readers[user_id] = self.reader(user_id)
+        ids, depth = self.panel_ids(), max(k, min(self.depth, rec.settings.candidates))
+        if ids == [GUEST]:
+            ranked = {GUEST: rec.recommend(GUEST, k=depth).reranked}
+        else:  # the batched panel path: ~5x less CPU than one recommend per reader (docs/audit.md)
+            ranked = ranked_lists(rec, ids, depth=depth)
+        readers = {user_id: self.reader(user_id) for user_id in ids}
         self._plan = plan_reach(self.ruleset, ranked, readers, k=k, now=now)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
