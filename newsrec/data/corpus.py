@@ -166,8 +166,17 @@ def impression_from_dict(row: dict) -> Impression:
 
 
 def read_jsonl(path: Path) -> Iterator[dict]:
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
+    # Bytes, decoded line by line: a non-UTF-8 byte becomes one message naming the file, line and fix.
+    with open(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise InputError(
+                    f"{path}:{line_no}: not UTF-8 text (byte 0x{raw[error.start]:02x} at column {error.start + 1}); "
+                    "newsrec writes UTF-8 only, so the file was changed by hand or damaged: restore it, or ingest "
+                    f"the source again into a new corpus (`python -m newsrec ingest PATH --corpus NAME`)"
+                ) from None
             if line.strip():
                 try:
                     yield json.loads(line)

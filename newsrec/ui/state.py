@@ -219,6 +219,8 @@ class Dashboard:
         """Every stored judgment as CSV at `path` (for the page's download button); returns the path."""
         import csv
 
+        from newsrec.evaluation.judgments import spreadsheet_safe
+
         rows = self.judgments.judgments() if self.judgments is not None else []
         with open(path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
@@ -226,9 +228,8 @@ class Dashboard:
             for row in rows:
                 title = self.rec.corpus.news[row.news_id].title if row.news_id in self.rec.corpus.news else ""
                 when = datetime.fromtimestamp(row.created_at, timezone.utc).isoformat(timespec="seconds")
-                writer.writerow(
-                    [row.user_id, row.query, row.news_id, title, row.config, int(row.relevant), row.rank, when]
-                )
+                cells = [row.user_id, row.query, row.news_id, title, row.config, int(row.relevant), row.rank, when]
+                writer.writerow([spreadsheet_safe(cell) for cell in cells])  # no formulas in Excel/Sheets
         return str(path)
 
     # --- page parts ----------------------------------------------------------------------------

@@ -1,0 +1,168 @@
+"""Fault suite, round two (issue 20): damaged or hostile stored state (judgments, models, corpus files) and
+bounded inputs. Run alone with `-m faults`.
+
+Each damaged file must give one message naming the file and the fix (the CLI: exit 2, no traceback; the
+app: that same message as a Gradio error), or heal with a warning that says what was kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from newsrec.config import Settings
+from newsrec.data.corpus import load_corpus
+from newsrec.data.ingest import ingest
+from newsrec.errors import InputError
+from newsrec.evaluation.judgments import JudgmentStore
+
+pytestmark = pytest.mark.faults
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", **(env or {})}
+    command = [sys.executable, "-m", "newsrec", *args]
+    return subprocess.run(command, env=environment, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def load_app_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("newsrec_app_faults_store", REPO / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    return app
+
+
+# --- judgments: spreadsheet-safe export, damaged store ------------------------------------------------------
+
+
+def test_judgments_csv_export_is_spreadsheet_safe(tmp_path):
+    from newsrec.ui.state import Dashboard
+
+    store = JudgmentStore(path=tmp_path / "j.sqlite")
+    hostile = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+    for n, text in enumerate(hostile):
+        store.record(f"u{n}", text, f"n{n}", True, config='=HYPERLINK("http://evil")', rank=1)
+    store.record("plain", "solar power", "n9", False, config="rerank:lite", rank=2)
+    news = {"n0": SimpleNamespace(title="=1+2 headline"), "n9": SimpleNamespace(title="A - B")}
+    fake = SimpleNamespace(judgments=store, rec=SimpleNamespace(corpus=SimpleNamespace(news=news)))
+    path = Dashboard.export_judgments(fake, tmp_path / "out.csv")
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    cells = [cell for row in rows for cell in row.values() if cell]
+    assert not [cell for cell in cells if cell[0] in "=+-@\t\r"], cells
+    queries = {row["user_id"]: row["query"] for row in rows}
+    assert queries["u0"] == "'=cmd|' /C calc'!A0" and queries["u3"] == "'@SUM(A1)"
+    assert queries["plain"] == "solar power"  # ordinary text is unchanged, inner "-" too
+    titles = {row["news_id"]: row["title"] for row in rows}
+    assert titles["n0"] == "'=1+2 headline" and titles["n9"] == "A - B"
+
+
+def test_garbage_judgments_file_is_moved_aside_and_the_app_starts(newsrec_home, caplog):
+    path = newsrec_home / "judgments.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"this is not a database\x00" * 400)
+    app = load_app_module()
+    with caplog.at_level(logging.WARNING):
+        store = app._judgments(Settings.from_env())  # what the app does at start
+    assert store is not None and store.recovered == 0
+    assert "recovered 0 readable judgment" in caplog.text
+    aside = [p for p in newsrec_home.iterdir() if p.name.startswith("judgments.sqlite.corrupt-")]
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not a database")  # kept for a person
+    store.record("u1", "q", "n1", True, config="lite", rank=1)
+    assert [j.news_id for j in JudgmentStore(Settings.from_env()).judgments()] == ["n1"]
+
+
+def test_damaged_judgments_page_keeps_every_readable_judgment(tmp_path, caplog):
+    path = tmp_path / "judgments.sqlite"
+    store = JudgmentStore(path=path)
+    for n in range(600):
+        store.record(f"user-{n:04d}", f"query about topic {n} " + "x" * 60, f"news-{n}", n % 2 == 0, config="c")
+    before = {(j.user_id, j.news_id, j.relevant) for j in store.judgments()}
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    assert pages > 8
+    data = bytearray(path.read_bytes())
+    victim = pages // 2  # a leaf page in the middle of the table
+    data[(victim - 1) * page_size : victim * page_size] = b"\xa5" * page_size
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        healed = JudgmentStore(path=path)
+    after = {(j.user_id, j.news_id, j.relevant) for j in healed.judgments()}
+    assert after < before and len(after) >= len(before) - 60  # one page lost, nothing else
+    assert healed.recovered == len(after)
+    assert f"recovered {len(after)} readable judgment" in caplog.text
+
+
+# --- models: valid JSON of the wrong types --------------------------------------------------------------------
+
+
+def test_model_json_with_wrong_types_is_one_message_naming_the_file(newsrec_home):
+    from newsrec.learning import store
+    from newsrec.learning.ranker import LearnedRanker
+
+    ranker = LearnedRanker("logistic", ["a", "b"], coef=[0.5, -0.2], mean=[0.0, 1.0], scale=[1.0, 2.0])
+    folder = store.save(newsrec_home, store.SavedModel(ranker, "feed", "", "h", "lite", "lite"))
+    assert store.load(newsrec_home, "feed").ranker.coef == [0.5, -0.2]
+    payload = json.loads((folder / "model.json").read_text())
+    for damage in ({"coef": ["0.5", "-0.2"]}, {"mean": [0.0]}, {"intercept": "1"}, {"features": "ab"}):
+        (folder / "model.json").write_text(json.dumps({**payload, "ranker": {**payload["ranker"], **damage}}))
+        with pytest.raises(InputError) as caught:
+            store.load(newsrec_home, "feed")
+        message = str(caught.value)
+        assert str(folder / "model.json") in message and "newsrec train" in message, message
+
+
+# --- corpus files that are not UTF-8 ---------------------------------------------------------------------------
+
+
+def small_corpus(tmp_path: Path, name: str = "feed") -> Path:
+    source = tmp_path / "src"
+    source.mkdir()
+    rows = [{"id": f"n{i}", "title": f"Story {i}", "body": "text"} for i in range(6)]
+    (source / "news.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (source / "users.jsonl").write_text(json.dumps({"id": "u1", "history": ["n0", "n1"]}) + "\n")
+    impressions = {"id": "i1", "user_id": "u1", "candidates": ["n2", "n3"], "labels": [1, 0]}
+    (source / "impressions.jsonl").write_text(json.dumps(impressions) + "\n")
+    ingest(source / "news.jsonl", Settings.from_env(), corpus=name)
+    return Settings.from_env().corpus_dir(name)
+
+
+@pytest.mark.parametrize("damaged", ["CURRENT", "news.jsonl", "users.jsonl", "impressions.jsonl"])
+def test_non_utf8_corpus_files_name_the_file_and_the_fix(tmp_path, newsrec_home, damaged):
+    root = small_corpus(tmp_path)
+    generation = root / (root / "CURRENT").read_text().strip()
+    target = root / damaged if damaged == "CURRENT" else generation / damaged
+    assert target.is_file()
+    data = target.read_bytes()
+    target.write_bytes(data[:10] + b"\xff\xfe\xc3" + data[10:])
+    with pytest.raises(InputError) as caught:
+        load_corpus(Settings.from_env(), "feed")
+    message = str(caught.value)
+    assert str(target) in message
+    assert ("ingest" in message) or ("gen-" in message)  # the fix
+    # The CLI: exit 2 and that message, no traceback.
+    done = cli("recommend", "--corpus", "feed", "--user", "u1", "--embedder", "lite", "--reranker", "lite")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-1500:]
+    assert target.name in done.stderr
+    # The app: the same message as a Gradio error, not "the upstream app has raised an exception".
+    import gradio as gr
+
+    app = load_app_module()
+    with pytest.raises(gr.Error) as shown:
+        app.friendly(lambda: load_corpus(Settings.from_env(), "feed"))()
+    assert shown.value.message == message
