@@ -146,7 +146,8 @@ class Recommender:
         return self._build_profile(user_id, [HistoryEntry(news_id=news_id) for news_id in history_ids])
 
     def _build_profile(self, user_id: str, history: Sequence[HistoryEntry]) -> UserProfile:
-        known = [entry for entry in history if entry.news_id in self.corpus.news and self.index.has(entry.news_id)]
+        recent = list(history)[-max(1, self.settings.max_history) :]  # the last N reads (older corpora: uncapped)
+        known = [entry for entry in recent if entry.news_id in self.corpus.news and self.index.has(entry.news_id)]
         embeddings = self.index.embeddings([entry.news_id for entry in known]) if known else np.zeros((0, 1))
         profile = build_profile(user_id, known, self.corpus.news, embeddings, self.idf, self.now)
         profile.read_ids |= {entry.news_id for entry in history}

@@ -166,3 +166,100 @@ def test_non_utf8_corpus_files_name_the_file_and_the_fix(tmp_path, newsrec_home,
     with pytest.raises(gr.Error) as shown:
         app.friendly(lambda: load_corpus(Settings.from_env(), "feed"))()
     assert shown.value.message == message
+
+
+# --- bounds: history cap, a byte cap per file, CSV recovery ----------------------------------------------------
+
+
+def test_history_is_capped_at_ingest_with_a_note(tmp_path):
+    from newsrec.config import MAX_HISTORY
+
+    assert MAX_HISTORY == Settings().max_history == 500
+    rows = [{"id": f"n{i}", "title": f"Story {i}"} for i in range(50)]
+    (tmp_path / "news.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    long = [f"n{i % 50}" for i in range(20_000)]
+    users = [{"id": "heavy", "history": long}, {"id": "light", "history": ["n1", "n2"]}]
+    (tmp_path / "users.jsonl").write_text("".join(json.dumps(u) + "\n" for u in users))
+    report = ingest(tmp_path / "news.jsonl", Settings.from_env(), corpus="hist")
+    corpus = load_corpus(Settings.from_env(), "hist")
+    heavy = [entry.news_id for entry in corpus.users["heavy"].history]
+    assert heavy == long[-500:]  # the last 500 reads, in order
+    assert [entry.news_id for entry in corpus.users["light"].history] == ["n1", "n2"]
+    notes = [p.reason for p in report.problems]
+    assert any("1 reader histories longer than 500 reads: kept the last 500" in note for note in notes), notes
+
+
+def test_profile_reads_only_the_last_n_of_an_uncapped_stored_history(monkeypatch):
+    import numpy as np
+
+    from newsrec import pipeline
+    from newsrec.types import HistoryEntry
+
+    sizes = []
+
+    def fake_build_profile(user_id, known, news, embeddings, idf, now):
+        sizes.append(len(known))
+        assert len(known) <= 500, "the profile was built from the whole history"
+        return SimpleNamespace(read_ids=set())
+
+    monkeypatch.setattr(pipeline, "build_profile", fake_build_profile)
+    news = {f"n{i}": object() for i in range(1000)}
+    fake = SimpleNamespace(
+        settings=Settings(),
+        corpus=SimpleNamespace(news=news),
+        index=SimpleNamespace(has=lambda _id: True, embeddings=lambda ids: np.zeros((len(ids), 4))),
+        idf={},
+        now=None,
+    )
+    history = [HistoryEntry(news_id=f"n{i % 1000}") for i in range(100_000)]  # a corpus from before the cap
+    profile = pipeline.Recommender._build_profile(fake, "u", history)
+    assert sizes == [500]
+    assert len(profile.read_ids) == 1000  # everything read still counts as read (never recommended again)
+
+
+BOUNDED_INGEST = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
+from newsrec import config
+config.INGEST_MAX_FILE_BYTES = 16 * 2**20
+from newsrec.cli import main
+sys.exit(main(["ingest", "/dev/zero", "--format", "jsonl", "--corpus", "zero", "--no-index"]))
+"""
+
+
+def test_ingest_of_an_endless_stream_stops_at_the_byte_cap():
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero on this system")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", BOUNDED_INGEST], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, done.stderr[-1500:]
+    assert "Traceback" not in done.stderr and "MemoryError" not in done.stderr
+    assert "/dev/zero: more than 16,777,216 bytes" in done.stderr and "split the file" in done.stderr
+
+
+def test_big_regular_file_is_refused_before_reading(tmp_path, monkeypatch):
+    from newsrec import config
+
+    monkeypatch.setattr(config, "INGEST_MAX_FILE_BYTES", 1000)
+    big = tmp_path / "news.jsonl"
+    big.write_text("".join(json.dumps({"id": f"n{i}", "title": f"Story {i}"}) + "\n" for i in range(100)))
+    with pytest.raises(InputError, match="more than 1,000 bytes"):
+        ingest(big, Settings.from_env(), corpus="big")
+
+
+def test_csv_recovery_resumes_at_the_next_well_formed_row(tmp_path):
+    lines = ["id,title"] + [f"r{i},Row {i}" for i in range(2, 5)] + ['r5,"Opens a quote and never closes it']
+    lines += [f"r{i},Row {i}" for i in range(6, 12)]  # the 6 valid rows after line 5 of 11
+    (tmp_path / "feed.csv").write_text("\n".join(lines) + "\n")
+    report = ingest(tmp_path / "feed.csv", Settings.from_env(), corpus="csvq")
+    kept = set(load_corpus(Settings.from_env(), "csvq").news)
+    assert kept == {f"r{i}" for i in (2, 3, 4, 6, 7, 8, 9, 10, 11)}
+    reasons = [f"{Path(p.file).name}:{p.line}: {p.reason}" for p in report.problems]
+    assert any(r.startswith("feed.csv:5: malformed CSV") and "resumed at line 6" in r for r in reasons), reasons
+    # A legitimately quoted multi-line body is still one row.
+    (tmp_path / "multi.csv").write_text('id,title,body\nm1,One,"line one\nline two"\nm2,Two,plain\n')
+    ingest(tmp_path / "multi.csv", Settings.from_env(), corpus="multi")
+    news = load_corpus(Settings.from_env(), "multi").news
+    assert news["m1"].body == "line one\nline two" and set(news) == {"m1", "m2"}
