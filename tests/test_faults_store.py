@@ -263,3 +263,160 @@ def test_csv_recovery_resumes_at_the_next_well_formed_row(tmp_path):
     ingest(tmp_path / "multi.csv", Settings.from_env(), corpus="multi")
     news = load_corpus(Settings.from_env(), "multi").news
     assert news["m1"].body == "line one\nline two" and set(news) == {"m1", "m2"}
+
+
+# --- the vector store: damage that keeps size and mtime -----------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damaged", ["data_level0.bin", "length.bin", "link_lists.bin"])
+def test_hnsw_damage_with_size_and_mtime_kept_is_found_and_rebuilt(tmp_path, damaged, newsrec_home):
+    from test_faults import index_job, write_source
+
+    ingest(write_source(tmp_path / "src", "n", items=1100), Settings.from_env(), corpus="dmg")
+    first = index_job("dmg")
+    assert first.returncode == 0, first.stderr[-2000:]
+    target = next((newsrec_home / "chroma").rglob(damaged))
+    stat = target.stat()
+    target.write_bytes(os.urandom(stat.st_size))
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # what a size + mtime manifest cannot see
+    assert target.stat().st_size == stat.st_size and target.stat().st_mtime_ns == stat.st_mtime_ns
+    again = index_job("dmg")  # the old code segfaults here (data_level0) or answers from garbage (length)
+    assert again.returncode == 0, (again.returncode, again.stderr[-2000:])
+    assert "the vector store was damaged" in again.stderr and "rebuilt from the corpus" in again.stderr
+    found = json.loads(again.stdout.strip().splitlines()[-1])
+    assert found["embedded"] == 1100 and found["consistent"] and found["hits"] == 5
+    assert json.loads(first.stdout.strip().splitlines()[-1])["count"] == found["count"] == 1100
+    assert list(newsrec_home.glob("chroma.damaged-*"))
+
+
+def test_healthy_store_passes_the_structural_check(tmp_path, newsrec_home):
+    from test_faults import index_job, write_source
+
+    from newsrec import index_health
+
+    ingest(write_source(tmp_path / "src", "n", items=1100), Settings.from_env(), corpus="ok")
+    assert index_job("ok").returncode == 0
+    store = newsrec_home / "chroma"
+    assert list(store.rglob("link_lists.bin")) and index_health._segments_problem(store) is None
+    (store / index_health.MANIFEST).unlink()
+    assert index_health.problem(Settings.from_env()) is None  # no false alarm from the full check either
+
+
+# --- the photo-feature store (Qwen3-VL) -----------------------------------------------------------------------
+
+
+def _feature_store(tmp_path: Path, photos: int = 2, nan: bool = False):
+    """A store with one shard holding `photos` photos of grid (1, 4, 4) = 4 tokens, and their file records."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    from newsrec.qwen3_vl.feature_store import FeatureStore
+    from newsrec.qwen3_vl.vision_cache import VisionFeatures
+
+    store = FeatureStore(tmp_path / "home", "fp", 1, 2, torch.float32)
+    features, files = {}, []
+    for n in range(photos):
+        embeds = torch.full((4, 8), float("nan") if nan and n == 0 else float(n))
+        features[f"k{n}"] = VisionFeatures((1, 4, 4), embeds, torch.ones(3, 4, 8))
+        photo = tmp_path / f"p{n}.jpg"
+        photo.write_bytes(b"photo %d" % n)
+        files.append(FeatureStore.file_record(photo, f"k{n}"))
+    store.put(features, files)
+    return store, FeatureStore, torch
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_damaged_feature_shard_is_moved_aside_and_photos_encoded_again(tmp_path, damage, caplog):
+    store, FeatureStore, torch = _feature_store(tmp_path)
+    shard = next(store.dir.glob("shard-*.safetensors"))
+    data = shard.read_bytes()
+    shard.write_bytes(os.urandom(len(data)) if damage == "garbage" else data[: len(data) // 2])
+    with caplog.at_level(logging.WARNING):
+        reopened = FeatureStore(tmp_path / "home", "fp", 1, 2, torch.float32)  # the old code raised here
+    assert len(reopened) == 0 and reopened.get("k0") is None
+    assert reopened.file_key(tmp_path / "p0.jpg") is None  # so the reranker decodes and encodes the photo
+    assert not shard.exists() and (store.dir / f"damaged-{shard.name}").exists()
+    assert "photo-feature shard" in caplog.text and "moved aside" in caplog.text
+
+
+def test_feature_shard_metadata_that_disagrees_with_its_tensors_is_moved_aside(tmp_path):
+    from safetensors.torch import save_file
+
+    store, FeatureStore, torch = _feature_store(tmp_path)
+    bad = store.dir / "shard-bad.safetensors"
+    tensors = {"kx.embeds": torch.zeros(4, 8), "kx.deepstack": torch.zeros(3, 4, 8)}
+    save_file(tensors, str(bad), metadata={"grids": json.dumps({"kx": [1, 8, 8]})})  # 16 tokens claimed, 4 stored
+    reopened = FeatureStore(tmp_path / "home", "fp", 1, 2, torch.float32)
+    assert "kx" not in reopened and not bad.exists()
+    assert reopened.get("k1") is not None and reopened.get("k1").embeds.shape == (4, 8)  # the good shard stays
+
+
+def test_nan_features_are_never_scored(tmp_path, caplog):
+    store, FeatureStore, torch = _feature_store(tmp_path, nan=True)
+    with caplog.at_level(logging.WARNING):
+        assert store.file_key(tmp_path / "p0.jpg") is None  # NaN: the photo is encoded from its pixels instead
+    assert "non-finite features for k0" in caplog.text
+    assert len(list(store.dir.glob("damaged-shard-*"))) == 1
+    fresh = FeatureStore(tmp_path / "home", "fp", 1, 2, torch.float32)
+    assert fresh.file_key(tmp_path / "p0.jpg") is None and "k0" not in fresh
+
+
+# --- a full disk and a read-only NEWSREC_HOME ----------------------------------------------------------------
+
+# Runs the CLI with one function replaced by one that raises what the OS (or SQLite under Chroma) raises on a
+# full disk or a read-only mount: root in a container can write anywhere, so the condition is injected.
+DISK_RUNNER = """
+import errno, importlib, json, os, sys
+spec = json.loads(os.environ["DISK_FAULT"])
+module_name, attr = spec["target"].split(":")
+owner = importlib.import_module(module_name)
+if "." in attr:
+    cls_name, attr = attr.split(".")
+    owner = getattr(owner, cls_name)
+real = getattr(owner, attr)
+
+def failing(*args, **kwargs):
+    if spec["kind"] == "enospc":
+        raise OSError(errno.ENOSPC, "No space left on device", spec.get("file"))
+    if spec["kind"] == "erofs":
+        raise OSError(errno.EROFS, "Read-only file system", spec.get("file"))
+    from chromadb.errors import InternalError
+    raise InternalError("Database error: error returned from database: (code: 13) database or disk is full")
+
+setattr(owner, attr, failing)
+from newsrec.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+LITE = ["--embedder", "lite", "--reranker", "lite"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("argv", "target", "kind", "words"),
+    [
+        (["ingest", "{src}", "--corpus", "disk", "--no-index"], "os:replace", "enospc", "is full"),
+        (["index", "--corpus", "disk", "--embedder", "lite"], "chromadb.api.models.Collection:Collection.upsert",
+         "sqlite-full", "is full"),
+        (["recommend", "--corpus", "disk", "--user", "u1", *LITE], "filelock:FileLock.acquire", "erofs", "read-only"),
+        (["index", "--corpus", "disk", "--rebuild", "--embedder", "lite"], "filelock:FileLock.acquire", "erofs",
+         "read-only"),
+        (["recommend", "--corpus", "disk", "--user", "u1", *LITE], "chromadb.api.models.Collection:Collection.query",
+         "sqlite-full", "is full"),
+    ],
+)  # fmt: skip
+def test_full_disk_and_read_only_home_exit_2_with_a_hint(tmp_path, newsrec_home, argv, target, kind, words):
+    root = small_corpus(tmp_path, "disk")
+    argv = [arg.replace("{src}", str(tmp_path / "src" / "news.jsonl")) for arg in argv]
+    if argv[0] == "recommend" and "query" in target:
+        assert cli("index", "--corpus", "disk", "--embedder", "lite").returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    env["DISK_FAULT"] = json.dumps({"target": target, "kind": kind, "file": str(newsrec_home / "chroma.lock")})
+    done = subprocess.run(
+        [sys.executable, "-c", DISK_RUNNER, *argv], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert words in done.stderr and "NEWSREC_HOME" in done.stderr, done.stderr[-800:]
+    assert set(load_corpus(Settings.from_env(), "disk").news) == {f"n{i}" for i in range(6)}  # nothing lost
+    assert root.is_dir()

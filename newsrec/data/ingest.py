@@ -157,7 +157,10 @@ def ingest(
     try:
         _upsert(settings, name, batch, report, lock_timeout)
     except OSError as error:
-        raise InputError(f"cannot write corpus {name!r} under {settings.corpus_dir(name)}: {error}") from None
+        from newsrec.storage_errors import storage_hint
+
+        hint = storage_hint(error, settings.home)  # a full disk or a read-only home: the fix, not the errno
+        raise InputError(hint or f"cannot write corpus {name!r} under {settings.corpus_dir(name)}: {error}") from None
     report.problems = batch.problems
     report.seconds = round(time.perf_counter() - started, 3)
     log.info("ingested %s into %s: %d items, %d problems", path, name, report.items_written, len(report.problems))
