@@ -125,6 +125,18 @@ def record_healthy(settings: Settings) -> None:
         log.debug("cannot record store health: %s", error)
 
 
+def store_stamp(settings: Settings) -> tuple[int, int] | None:
+    """(mtime_ns, size) of the health manifest, rewritten after every completed sync by any process: a cheap
+    stat that tells a running app that another process wrote to the store. None for a server or no store."""
+    if settings.chroma_url:
+        return None
+    try:
+        stat = (settings.chroma_dir / MANIFEST).stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
 def problem(settings: Settings) -> str | None:
     """Why the embedded store cannot be used safely, or None (also None for no store yet, or a server)."""
     store = settings.chroma_dir

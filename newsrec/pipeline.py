@@ -21,6 +21,7 @@ from newsrec.dedupe import same_story_groups
 from newsrec.embedders import Embedder, get_embedder
 from newsrec.errors import InputError
 from newsrec.explain import explain
+from newsrec.follow import follows_store
 from newsrec.index import NewsIndex
 from newsrec.learning.stage import SecondStage, build_stage
 from newsrec.lexical import LexicalIndex
@@ -155,6 +156,7 @@ class Recommender:
 
     # --- recommend ---------------------------------------------------------------------------
 
+    @follows_store  # another process's ingest or index rebuild is picked up here (newsrec/follow.py)
     def recommend(
         self,
         user_id: str,

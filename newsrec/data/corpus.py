@@ -35,6 +35,7 @@ class Corpus:
     news: dict[str, NewsItem] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
     impressions: list[Impression] = field(default_factory=list)
+    generation: str = ""  # the generation folder it was read from or written to ("" = in memory, demo)
 
     def image_path(self, image: ImageRef) -> str:
         """Absolute path (or URL) of an image; relative paths are relative to the corpus folder."""
@@ -201,6 +202,7 @@ def write_generation(corpus: Corpus, root: Path) -> Path:
     if corpus.impressions:
         write_jsonl_durable(generation / IMPRESSIONS_FILE, (impression_to_dict(imp) for imp in corpus.impressions))
     store.commit_generation(root, generation)
+    corpus.generation = generation.name
     return generation
 
 
@@ -225,6 +227,7 @@ def read_corpus(root: Path, name: str | None = None) -> Corpus:
 
     def read(folder: Path) -> Corpus:
         corpus = Corpus(name=name or root.name, root=root)
+        corpus.generation = folder.name if folder != root else ""
         corpus.news = {item.id: item for item in map(news_from_dict, read_jsonl(folder / NEWS_FILE))}
         if (folder / USERS_FILE).exists():
             corpus.users = {user.id: user for user in map(user_from_dict, read_jsonl(folder / USERS_FILE))}

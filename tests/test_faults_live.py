@@ -1,0 +1,101 @@
+"""Fault suite, round two (issue 20): a running recommender (what the app holds) and other writers.
+
+Another process ingests into the served corpus or rebuilds its index; the recommender must pick that up
+and keep answering. Run alone with `-m faults`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from test_faults import write_source
+
+from newsrec.config import Settings
+from newsrec.data.corpus import load_corpus
+from newsrec.data.ingest import ingest
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "newsrec", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+def served(tmp_path: Path):
+    from newsrec.pipeline import Recommender
+
+    ingest(write_source(tmp_path / "a", "a", items=200, users=5), Settings.from_env(), corpus="live")
+    settings = Settings.from_env(corpus="live", embedder="lite", reranker="lite")
+    return Recommender.from_settings(settings)
+
+
+def test_a_served_recommender_follows_another_process_ingest(tmp_path):
+    rec = served(tmp_path)  # built, nothing served yet
+    done = cli("ingest", str(write_source(tmp_path / "b", "b", items=150)), "--corpus", "live", "--embedder", "lite")
+    assert done.returncode == 0, done.stderr[-1500:]
+    result = rec.recommend("u1", k=5)  # the old code: "Error finding id ... run `index --rebuild`"
+    assert len(result.reranked) == 5
+    assert len(rec.corpus.news) == 350 and rec.index.has("b0") and len(rec.index) == 350
+    found = rec.recommend("u1", query="Story b7 about b", k=3)
+    assert "b7" in [card.item.id for card in found.reranked]  # the other process's items are served
+
+
+def test_index_rebuild_while_serving_is_safe(tmp_path):
+    rec = served(tmp_path)
+    assert len(rec.recommend("u2", k=5).reranked) == 5
+    done = cli("index", "--corpus", "live", "--rebuild", "--embedder", "lite")
+    assert done.returncode == 0, done.stderr[-1500:]
+    result = rec.recommend("u2", k=5)  # the old code: "Collection ... does not exist" until a restart
+    assert len(result.reranked) == 5 and len(rec.index) == 200
+
+
+def test_sync_from_a_stale_snapshot_keeps_the_other_writers_vectors(tmp_path, fake_embedder):
+    from newsrec.index import NewsIndex
+
+    ingest(write_source(tmp_path / "a", "a", items=30), Settings.from_env(), corpus="race")
+    stale = load_corpus(Settings.from_env(), "race")  # a writer read the corpus here ...
+    index = NewsIndex(Settings.from_env(), "race", fake_embedder)
+    index.sync(stale)
+    # ... meanwhile another writer committed its items and indexed them
+    ingest(write_source(tmp_path / "b", "b", items=20), Settings.from_env(), corpus="race")
+    NewsIndex(Settings.from_env(), "race", fake_embedder).sync(load_corpus(Settings.from_env(), "race"))
+    assert len(index) == 50
+    index.sync(stale)  # the old code deleted b0..b19 here: "removed" came from the stale snapshot
+    assert len(index) == 50 and all(index.has(f"b{i}") for i in range(20))
+
+
+def test_chroma_client_is_created_inside_the_store_lock(monkeypatch, fake_embedder):
+    from filelock import FileLock, Timeout
+
+    import newsrec.index as index_module
+
+    settings = Settings.from_env()
+    real = index_module.chroma_client
+    held = []
+
+    def probing(settings_):
+        other = FileLock(settings_.chroma_dir.with_name(f"{settings_.chroma_dir.name}.lock"))
+        try:
+            other.acquire(timeout=0)
+        except Timeout:
+            held.append(True)
+        else:
+            other.release()
+            held.append(False)
+        return real(settings_)
+
+    monkeypatch.setattr(index_module, "chroma_client", probing)
+    worker = threading.Thread(target=lambda: index_module.NewsIndex(settings, "locked", fake_embedder))
+    worker.start()
+    worker.join(timeout=120)
+    assert held == [True]  # another process creating its client at the same moment waits for this one
