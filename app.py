@@ -24,6 +24,7 @@ import gradio as gr
 from newsrec.config import ASSETS_DIR, Settings
 from newsrec.data.corpus import corpus_root
 from newsrec.errors import NewsrecError
+from newsrec.storage_errors import storage_hint
 from newsrec.ui import deeplink, media
 from newsrec.ui.i18n import LANGUAGES, lang_code, t
 from newsrec.ui.state import Controls, Dashboard, RecommenderLoader, Session, View
@@ -93,7 +94,13 @@ def friendly(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except NewsrecError as error:
-            raise gr.Error(str(error)) from None
+            hint = storage_hint(error.__cause__) if error.__cause__ is not None else None
+            raise gr.Error(hint or str(error)) from None
+        except Exception as error:
+            hint = storage_hint(error)  # a full disk or a read-only NEWSREC_HOME: the same line as the CLI
+            if hint is None:
+                raise
+            raise gr.Error(hint) from None
 
     return wrapper
 

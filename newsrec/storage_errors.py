@@ -60,7 +60,4 @@ def storage_hint(error: BaseException, home: Path | str | None = None) -> str | 
             f"the disk holding {place} is full: free some space or set NEWSREC_HOME to a folder on a disk with room, "
             "then run the command again (what was written before is intact)"
         )
-    return (
-        f"{place} is read-only: set NEWSREC_HOME to a folder you can write, or make it writable "
-        "(the dashboard can still browse a read-only folder)"
-    )
+    return f"{place} is read-only: set NEWSREC_HOME to a folder you can write, or make it writable"

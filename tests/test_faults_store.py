@@ -420,3 +420,20 @@ def test_full_disk_and_read_only_home_exit_2_with_a_hint(tmp_path, newsrec_home,
     assert words in done.stderr and "NEWSREC_HOME" in done.stderr, done.stderr[-800:]
     assert set(load_corpus(Settings.from_env(), "disk").news) == {f"n{i}" for i in range(6)}  # nothing lost
     assert root.is_dir()
+
+
+def test_the_app_shows_the_disk_hint_not_a_generic_error(newsrec_home):
+    import errno
+
+    import gradio as gr
+
+    app = load_app_module()
+
+    def full():
+        raise OSError(errno.ENOSPC, "No space left on device", str(newsrec_home / "cache" / "x"))
+
+    with pytest.raises(gr.Error) as shown:
+        app.friendly(full)()
+    assert "is full" in shown.value.message and "NEWSREC_HOME" in shown.value.message
+    with pytest.raises(ZeroDivisionError):  # anything else is a bug and stays one
+        app.friendly(lambda: 1 / 0)()
