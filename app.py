@@ -385,7 +385,10 @@ def make_loader(settings: Settings) -> RecommenderLoader:
     from newsrec.pipeline import Recommender
 
     def build(on_progress):
-        rec = Recommender.from_settings(settings, show_progress=True, on_progress=on_progress)
+        from newsrec.read_only import browse_settings
+
+        # A read-only NEWSREC_HOME still serves the page (browse only): see newsrec/read_only.py.
+        rec = Recommender.from_settings(browse_settings(settings), show_progress=True, on_progress=on_progress)
         rec.embedder.embed_queries(["warm up"])  # the first forward pass is slow; pay it before the first user
         return rec
 

@@ -158,6 +158,9 @@ class Settings:
     # Records per Chroma read page, write batch and query: Chroma Cloud and distributed Chroma answer at most
     # 300 results per query and take 300 records per write; whole-collection reads page with limit/offset.
     chroma_page_size: int = CHROMA_PAGE_SIZE
+    # --- a read-only NEWSREC_HOME (newsrec/read_only.py): browse only, the store's private copy lives here ---
+    read_only: bool = False
+    scratch: Path | None = None  # a writable folder for the vector store copy and the score cache; None = home
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -205,8 +208,8 @@ class Settings:
 
     @property
     def chroma_dir(self) -> Path:
-        return self.home / "chroma"
+        return (self.scratch or self.home) / "chroma"
 
     @property
     def cache_dir(self) -> Path:
-        return self.home / "cache"
+        return (self.scratch or self.home) / "cache"

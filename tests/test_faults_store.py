@@ -437,3 +437,75 @@ def test_the_app_shows_the_disk_hint_not_a_generic_error(newsrec_home):
     assert "is full" in shown.value.message and "NEWSREC_HOME" in shown.value.message
     with pytest.raises(ZeroDivisionError):  # anything else is a bug and stays one
         app.friendly(lambda: 1 / 0)()
+
+
+# --- the app on a read-only NEWSREC_HOME: browse, no writes ----------------------------------------------------
+
+
+def _home_state(home: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under the home with its size and content: what "nothing was written" is checked against."""
+    files = sorted(path for path in home.rglob("*") if path.is_file())
+    return {str(path.relative_to(home)): (path.stat().st_size, path.read_bytes()) for path in files}
+
+
+@pytest.fixture(params=["bind-mount", "injected"])
+def read_only_home(request, tmp_path, newsrec_home, monkeypatch):
+    """The home made read-only for real (a read-only bind mount over itself, needs mount rights) or, where
+    mounting is not allowed, by the write probe failing as a read-only mount makes it fail (root in a container
+    writes anywhere, so a plain chmod proves nothing)."""
+    if request.param == "injected":
+        import errno
+
+        from newsrec import read_only
+
+        def erofs(home):
+            raise OSError(errno.EROFS, "Read-only file system", str(home))
+
+        monkeypatch.setattr(read_only, "_probe", erofs)
+        yield newsrec_home
+        return
+    mounted = subprocess.run(["mount", "--bind", str(newsrec_home), str(newsrec_home)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"no mount rights here ({mounted.stderr.decode(errors='replace').strip()}): injected case only")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(newsrec_home)], check=True, capture_output=True)
+        yield newsrec_home
+    finally:
+        subprocess.run(["umount", str(newsrec_home)], capture_output=True)
+
+
+@pytest.fixture
+def indexed_home(tmp_path, newsrec_home):
+    """A corpus ingested and indexed (lite) before the home turns read-only."""
+    small_corpus(tmp_path, "ro")
+    assert cli("index", "--corpus", "ro", "--embedder", "lite").returncode == 0
+    return newsrec_home
+
+
+@pytest.mark.slow
+def test_the_app_starts_read_only_on_a_read_only_home(indexed_home, read_only_home, monkeypatch):
+    from newsrec.ui.state import Controls, Session
+
+    before = _home_state(read_only_home)
+    monkeypatch.setenv("NEWSREC_CORPUS", "ro")
+    settings = Settings.from_env(embedder="lite", reranker="lite")
+    app = load_app_module()
+    loader = app.make_loader(settings).start()  # the old code: "attempt to write a readonly database" / judgments
+    dash = app.dashboard_factory(loader)()
+    session, view = dash.run(Session(), "", Controls(k=3, candidates=6), "en", user_id="u1")
+    assert len(session.result.reranked) == 3  # browsing works
+    assert dash.rec.settings.read_only and "read-only" in view.system and "private copy" in view.system
+    assert "只读" in dash.view(session, "zh").system
+    assert 'data-action="relevant"' not in view.results  # no judgment buttons that cannot work
+    said = dash.judge(session, session.result.reranked[0].item.id, True, "en")
+    assert "unavailable" in said and "read-only" in said and not dash.judgments.judgments()
+    _, liked = dash.feedback(session, "like", session.result.reranked[0].item.id, Controls(k=3, candidates=6))
+    assert liked.results  # session feedback is in memory only: it still works
+    assert _home_state(read_only_home) == before  # nothing written to the home
+
+
+def test_a_writable_home_is_not_read_only(newsrec_home):
+    from newsrec.read_only import browse_settings
+
+    settings = Settings.from_env()
+    assert browse_settings(settings) is settings and not list(newsrec_home.glob(".newsrec-write-probe-*"))

@@ -71,6 +71,9 @@ class JudgmentStore:
         self.path = Path(path) if path else settings.home / "judgments.sqlite"
         self.read_only = False  # an unwritable data folder: judgments can be read, not recorded
         self.recovered: int | None = None  # judgments rescued from a damaged file, when one was moved aside
+        if settings.read_only:  # the app browsing a read-only home (newsrec/read_only.py): never create the file
+            self._go_read_only(OSError(f"NEWSREC_HOME={settings.home} is read-only"))
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._open()

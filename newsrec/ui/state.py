@@ -83,6 +83,13 @@ class Dashboard:
         self.link = link
         self.judgments = judgments
 
+    @property
+    def can_judge(self) -> bool:
+        """Judgment buttons are shown only where verdicts can be stored (not on a read-only data folder)."""
+        if self.judgments is None or getattr(self.rec.settings, "read_only", False):
+            return False
+        return not getattr(self.judgments, "read_only", False)
+
     # --- pickers -----------------------------------------------------------------------------
 
     def user_choices(self) -> list[tuple[str, str]]:
@@ -184,6 +191,8 @@ class Dashboard:
         """
         if self.judgments is None:
             return t("judgments_unavailable", lang)
+        if not self.can_judge:  # a read-only NEWSREC_HOME (newsrec/read_only.py): say so, write nothing
+            return t("judging_read_only", lang, home=str(self.rec.settings.home))
         result = session.result
         lists = (
             {}
@@ -254,7 +263,7 @@ class Dashboard:
             shift = charts.rank_shift(result, lang)
             mix = charts.category_mix(shares, result, lang)
         marks = self.marks(session, profile)
-        judging = self.judgments is not None
+        judging = self.can_judge
         return View(
             cards.results_html(
                 result, self.link, lang, self.notes(session, profile, lang), judging, session.runs, marks, link
@@ -316,7 +325,7 @@ class Dashboard:
             t("visual_tokens", lang): str(settings.visual_tokens),
             t("corpus", lang): f"{rec.corpus.name} · "
             + t("corpus_size", lang, news=len(rec.corpus.news), users=len(rec.corpus.users)),
-        }
+        } | ({t("storage", lang): t("storage_read_only", lang, home=str(settings.home))} if settings.read_only else {})
 
 
 def mode_reason(rec: Any, device: str, lang: str = "en") -> str:
