@@ -10,7 +10,7 @@ recommendation it makes two cheap checks (two stat calls):
   stale ("Error finding id", "Collection ... does not exist"), is reopened, after waiting for a writer still
   at work (so a rebuild in progress is waited for, then switched to).
 A store failure during a request (a rebuilt or deleted collection, also on a Chroma server) reopens the
-index and retries the request once.
+index, re-syncs it from the committed corpus (a deleted collection comes back empty) and retries once.
 """
 
 from __future__ import annotations
@@ -95,6 +95,10 @@ def follows_store(method: F) -> F:
             log.warning("the vector store failed (%s): reopening it and trying once more", error)
             with _LOCK:
                 self.index.reopen()
+                # A deleted collection reopens empty (get_or_create): without a sync the retry would "succeed"
+                # with no candidates at all. The sync fills it from the committed corpus (a no-op when another
+                # process already re-created and filled it).
+                log.warning("index re-synced after the failure: %s", self.index.sync(self.corpus))
                 self._profiles = {}
             return method(self, *args, **kwargs)
 

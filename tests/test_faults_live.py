@@ -99,3 +99,34 @@ def test_chroma_client_is_created_inside_the_store_lock(monkeypatch, fake_embedd
     worker.start()
     worker.join(timeout=120)
     assert held == [True]  # another process creating its client at the same moment waits for this one
+
+
+def _server_collection(url: str, name: str):
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    host, port = url.removeprefix("http://").split(":")
+    client = chromadb.HttpClient(host=host, port=int(port), settings=ChromaSettings(anonymized_telemetry=False))
+    return client, name
+
+
+def test_a_deleted_server_collection_heals_after_the_cli_recreates_it(tmp_path, chroma_server, monkeypatch):
+    """The issue's case on a real `chroma run`: the collection is deleted under the app, the CLI re-creates it;
+    the app used to keep failing ("collection ... is missing on the Chroma server") until a restart."""
+    monkeypatch.setenv("NEWSREC_CHROMA_URL", chroma_server)
+    client, _ = _server_collection(chroma_server, "")
+    for collection in client.list_collections():  # a clean server, as with a fresh temp dir
+        client.delete_collection(collection.name)
+    rec = served(tmp_path)
+    assert len(rec.recommend("u1", k=5).reranked) == 5
+    client.delete_collection(rec.index.name)
+    done = cli("index", "--corpus", "live", "--embedder", "lite")  # re-creates it (a new collection id)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert client.get_collection(rec.index.name).count() == 200
+    result = rec.recommend("u1", k=5)
+    assert len(result.reranked) == 5 and len(rec.index) == 200
+    # Deleted with nobody re-creating it: the app re-creates and re-fills it from the committed corpus.
+    client.delete_collection(rec.index.name)
+    result = rec.recommend("u2", query="Story a7 about a", k=3)
+    assert "a7" in [card.item.id for card in result.reranked]
+    assert client.get_collection(rec.index.name).count() == 200 and len(rec.index) == 200
