@@ -7,8 +7,9 @@ recommendation it makes two cheap checks (two stat calls):
   index, IDF, trends, the second stage, profiles) is rebuilt;
 - the vector store's health manifest changed (every completed sync rewrites it): another process wrote
   vectors, so this process's Chroma client, whose view of the segment files and collection ids is now
-  stale ("Error finding id", "Collection ... does not exist"), is reopened, after waiting for a writer still
-  at work (so a rebuild in progress is waited for, then switched to).
+  stale ("Error finding id", "Collection ... does not exist"), is reopened. While another process still holds
+  the store's write lock the request is answered from the state already loaded (no waiting behind a writer);
+  a later request switches.
 A store failure during a request (a rebuilt or deleted collection, also on a Chroma server) reopens the
 index, re-syncs it from the committed corpus (a deleted collection comes back empty) and retries once.
 """
@@ -47,8 +48,11 @@ def follow_store(rec: Any) -> None:
     """Pick up another process's committed writes (see the module docstring)."""
     with _LOCK:
         newer = live_generation(rec.corpus) not in ("", rec.corpus.generation)
-        if rec.index.changed_elsewhere() or newer:
-            rec.index.reopen()
+        if (rec.index.changed_elsewhere() or newer) and not rec.index.reopen(wait=False):
+            # Another process is writing right now (an ingest's sync, a rebuild): answer from the state we
+            # have instead of making every request wait for it; a later request switches. Should the store
+            # fail meanwhile (a rebuild dropped the collection), `follows_store` waits and retries.
+            return
         if newer:
             _reload_corpus(rec)
 

@@ -191,22 +191,27 @@ class NewsIndex:
         health manifest is rewritten after every completed sync, so a changed stamp means a committed write)."""
         return self._own_client and index_health.store_stamp(self.settings) != self._seen
 
-    def reopen(self) -> None:
+    def reopen(self, wait: bool = True) -> bool:
         """Open the store afresh: a client of this process keeps its own view of Chroma's files (segments,
         collection ids), which another process's ingest or `index --rebuild` leaves stale ("Error finding id",
-        "Collection ... does not exist"). Waits for a writer that is still at work, then switches."""
+        "Collection ... does not exist"). Waits for a writer that is still at work, then switches; with
+        `wait=False` returns False at once instead while another process holds the store's write lock."""
         if not self._own_client:
             self._invalidate()
-            return
+            return True
         from chromadb.api.shared_system_client import SharedSystemClient
 
-        with self._lock, index_health.write_lock(self.settings):
+        lock = index_health.write_lock(self.settings) if wait else index_health.write_lock_if_free(self.settings)
+        with self._lock, lock as free:
+            if free is False:
+                return False
             SharedSystemClient.clear_system_cache()  # else chromadb hands back the cached, stale system
             self.client = chroma_client(self.settings)
             self.collection = self._open_collection()
             self._invalidate()
             self._seen = index_health.store_stamp(self.settings)
         log.info("index %s reopened after another process wrote to the store", self.name)
+        return True
 
     def _open_collection(self) -> Any:
         metadata = {"corpus": self.corpus_name, "embedder": self.embedder.name, "dim": int(self.embedder.dim)}

@@ -88,6 +88,26 @@ def write_lock(settings: Settings) -> Iterator[None]:
         lock.release()
 
 
+@contextmanager
+def write_lock_if_free(settings: Settings) -> Iterator[bool]:
+    """The store's write lock if nobody holds it (yields True), else yields False at once, without waiting: a
+    serving app that notices another writer at work keeps answering from what it has and switches later."""
+    if settings.chroma_url:
+        yield True
+        return
+    settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(settings.chroma_dir.with_name(f"{settings.chroma_dir.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
 def fingerprint(store: Path) -> dict[str, list[int]]:
     """(size, mtime_ns) of the files that hold the store's data (SQLite's -wal/-shm change on reads too), plus a
     CRC-32 of the HNSW segment files: a rewrite that keeps size and mtime (a copy with `touch -r`, a bad disk

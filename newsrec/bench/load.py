@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,8 +160,10 @@ def measure_with_writers(url: str, pid: int | None, args: argparse.Namespace, se
     plan = writers.plan(args.corpus, args.writers, args.writer_items, folder)
     clock = time.perf_counter()
     sampler.start()
-    watchers = writers.start(plan, folder, clock)
-    _phase(url, api, users, args, busy, clock)
+    watchers: list[threading.Thread] = []
+    # The writers start once every session has opened its page, with the first timed request, so they overlap
+    # the timed requests and not only the (untimed) page openings.
+    _phase(url, api, users, args, busy, clock, on_ready=lambda: watchers.extend(writers.start(plan, folder, clock)))
     busy_seconds = time.perf_counter() - clock
     writers.wait(watchers)
     stop.set()
@@ -188,12 +191,22 @@ def measure_with_writers(url: str, pid: int | None, args: argparse.Namespace, se
     return figures
 
 
-def _phase(url: str, api: dict, users: list[str], args: argparse.Namespace, result: LoadResult, clock: float) -> None:
-    """`args.requests` recommend calls from `args.concurrency` fresh sessions; timings and errors into `result`."""
+def _phase(
+    url: str,
+    api: dict,
+    users: list[str],
+    args: argparse.Namespace,
+    result: LoadResult,
+    clock: float,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """`args.requests` recommend calls from `args.concurrency` fresh sessions; timings and errors into `result`.
+    Every session opens its page first; `on_ready` runs once all have, before the first timed call."""
     from gradio_client import Client
 
     counter = iter(range(args.requests))
     counter_lock = threading.Lock()
+    ready = threading.Barrier(args.concurrency, action=on_ready)
 
     def worker(number: int) -> None:
         client = Client(url, verbose=False)
@@ -204,7 +217,9 @@ def _phase(url: str, api: dict, users: list[str], args: argparse.Namespace, resu
         except Exception as error:  # noqa: BLE001 - every failure is a finding of the benchmark
             with result.lock:
                 result.errors.append(f"{args.user_api}: {error}")
+            ready.wait()
             return
+        ready.wait()
         while True:
             with counter_lock:
                 index = next(counter, None)
