@@ -25,6 +25,7 @@ import gradio as gr
 from newsrec.config import ASSETS_DIR, Settings
 from newsrec.data.corpus import corpus_root
 from newsrec.errors import NewsrecError
+from newsrec.storage_errors import storage_hint
 from newsrec.ui import deeplink, media
 from newsrec.ui.i18n import LANGUAGES, lang_code, t
 from newsrec.ui.newsroom_tab import build_newsroom_tab, desk_factory
@@ -96,7 +97,13 @@ def friendly(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except NewsrecError as error:
-            raise gr.Error(str(error)) from None
+            hint = storage_hint(error.__cause__) if error.__cause__ is not None else None
+            raise gr.Error(hint or str(error)) from None
+        except Exception as error:
+            hint = storage_hint(error)  # a full disk or a read-only NEWSREC_HOME: the same line as the CLI
+            if hint is None:
+                raise
+            raise gr.Error(hint) from None
 
     return wrapper
 
@@ -419,7 +426,10 @@ def make_loader(settings: Settings) -> RecommenderLoader:
     from newsrec.pipeline import Recommender
 
     def build(on_progress):
-        rec = Recommender.from_settings(settings, show_progress=True, on_progress=on_progress)
+        from newsrec.read_only import browse_settings
+
+        # A read-only NEWSREC_HOME still serves the page (browse only): see newsrec/read_only.py.
+        rec = Recommender.from_settings(browse_settings(settings), show_progress=True, on_progress=on_progress)
         rec.embedder.embed_queries(["warm up"])  # the first forward pass is slow; pay it before the first user
         return rec
 

@@ -32,6 +32,8 @@ DIVERSITY_RANGE = (0.0, 1.0)  # CLI --diversity is the MMR lambda, the slider 1 
 HALF_LIFE_RANGE = (0.0, 30.0)  # days; 0 = off
 CATEGORY_CAP_RANGE = (0, 30)  # 0 = off
 CHROMA_PAGE_SIZE = 300  # Chroma Cloud's limit on results per query and records per write
+MAX_HISTORY = 500  # reads kept per reader (the last ones): profiles cost O(n^2) in history length
+INGEST_MAX_FILE_BYTES = 2**30  # per source file read by ingest: /dev/zero or a runaway export stops here
 
 DEFAULT_INSTRUCTION = (
     "Given the reader's query and reading interests, judge whether this news article is one the reader "
@@ -147,6 +149,7 @@ class Settings:
     k: int = 10  # recommendations shown
     candidates: int = 100  # first-stage recall size handed to the reranker
     max_images: int = 3  # images kept per news item
+    max_history: int = MAX_HISTORY  # reads kept per reader at ingest and used per profile (the last N)
     # Qwen3-VL visual tokens per photo (one per 32x32 pixels; photos are resized to fit). 256 is plenty for
     # news photos; the official default allows up to 1,800. Cost per extra 256: README "Qwen3-VL mode".
     visual_tokens: int = 256
@@ -172,6 +175,9 @@ class Settings:
     hnsw_m: int = 0
     hnsw_ef_construction: int = 0
     hnsw_ef_search: int = 0
+    # --- a read-only NEWSREC_HOME (newsrec/read_only.py): browse only, the store's private copy lives here ---
+    read_only: bool = False
+    scratch: Path | None = None  # a writable folder for the vector store copy and the score cache; None = home
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -222,8 +228,8 @@ class Settings:
 
     @property
     def chroma_dir(self) -> Path:
-        return self.home / "chroma"
+        return (self.scratch or self.home) / "chroma"
 
     @property
     def cache_dir(self) -> Path:
-        return self.home / "cache"
+        return (self.scratch or self.home) / "cache"

@@ -171,14 +171,46 @@ class NewsIndex:
         self.page_size = max(1, int(settings.chroma_page_size))
         if client is None:
             index_health.ensure_healthy(settings)  # a damaged store is moved aside (and rebuilt), not opened
-        self.client = client if client is not None else chroma_client(settings)
+        self._own_client = client is None
         self._lock = threading.RLock()
         self._ids: list[str] | None = None  # row order of _matrix
         self._rows: dict[str, int] = {}
         self._matrix: np.ndarray | None = None  # (N, D) float32, loaded lazily
         # Every vector embedded here is kept apart from Chroma too, so a rebuild never encodes again.
         self.vectors = VectorCache.for_embedder(settings.home, embedder.name, embedder.dim)
-        self.collection = self._open_collection()
+        with index_health.write_lock(settings):  # client creation and collection creation: one process at a time
+            self.client = client if client is not None else chroma_client(settings)
+            self.collection = self._open_collection()
+            self._seen = index_health.store_stamp(settings)
+
+    # --- other writers ------------------------------------------------------------------------------------
+
+    def changed_elsewhere(self) -> bool:
+        """True when another process completed a write to the embedded store since this one last looked (its
+        health manifest is rewritten after every completed sync, so a changed stamp means a committed write)."""
+        return self._own_client and index_health.store_stamp(self.settings) != self._seen
+
+    def reopen(self, wait: bool = True) -> bool:
+        """Open the store afresh: a client of this process keeps its own view of Chroma's files (segments,
+        collection ids), which another process's ingest or `index --rebuild` leaves stale ("Error finding id",
+        "Collection ... does not exist"). Waits for a writer that is still at work, then switches; with
+        `wait=False` returns False at once instead while another process holds the store's write lock."""
+        if not self._own_client:
+            self._invalidate()
+            return True
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        lock = index_health.write_lock(self.settings) if wait else index_health.write_lock_if_free(self.settings)
+        with self._lock, lock as free:
+            if free is False:
+                return False
+            SharedSystemClient.clear_system_cache()  # else chromadb hands back the cached, stale system
+            self.client = chroma_client(self.settings)
+            self.collection = self._open_collection()
+            self._invalidate()
+            self._seen = index_health.store_stamp(self.settings)
+        log.info("index %s reopened after another process wrote to the store", self.name)
+        return True
 
     def _open_collection(self, graph: hnsw.HnswSettings | None = None) -> Any:
         """Open the collection, or create it with `graph` (default: the settings for a small corpus)."""
@@ -219,6 +251,7 @@ class NewsIndex:
         """
         start = time.perf_counter()
         with self._lock, index_health.write_lock(self.settings):
+            corpus = _committed(corpus)  # the diff comes from the corpus as committed now, never a stale snapshot
             self._fit_graph(len(corpus.news))
             stored = self._stored_hashes()
             current = {news_id: item.content_hash() for news_id, item in corpus.news.items()}
@@ -235,6 +268,7 @@ class NewsIndex:
                 if todo or removed:
                     self._invalidate()
             index_health.record_healthy(self.settings)  # the files as this sync left them are known good
+            self._seen = index_health.store_stamp(self.settings)
         stats = SyncStats(
             added=added,
             updated=len(todo) - added,
@@ -468,6 +502,34 @@ class NewsIndex:
             self.client.delete_collection(self.name)
             self.collection = self._open_collection()
             self._invalidate()
+
+
+def _committed(corpus: Corpus) -> Corpus:
+    """`corpus` re-read from its folder when another writer committed a newer generation since it was read: a
+    sync from the older snapshot would delete the other writer's vectors. In-memory corpora pass unchanged."""
+    from pathlib import Path
+
+    from newsrec.data import store
+    from newsrec.data.corpus import corpus_exists, read_corpus
+
+    root = getattr(corpus, "root", None)
+    generation = getattr(corpus, "generation", "")
+    if not root or not generation or not corpus_exists(Path(root)):
+        return corpus
+    try:
+        if store.generation_dir(Path(root)).name == generation:
+            return corpus
+        fresh = read_corpus(Path(root), corpus.name)
+    except (OSError, InputError) as error:
+        log.warning("cannot re-read corpus %s (%s): syncing the copy in memory", corpus.name, error)
+        return corpus
+    log.info(
+        "corpus %s changed since it was read (%s -> %s): syncing the committed one",
+        corpus.name,
+        generation,
+        getattr(fresh, "generation", "?"),
+    )
+    return fresh
 
 
 class _ProgressBar:

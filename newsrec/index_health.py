@@ -9,8 +9,10 @@ again from the corpus by the next sync, with a warning. Damage shows in two ways
 
 The probe costs a Python start plus loading the store (about 3-5 s on 2 busy cores; see README), so it
 runs only when the store's files changed since the last time they were verified: after each check that
-passes, and after each completed sync, the files' sizes and modification times are recorded in
-`newsrec-health.json` next to the store. The Chroma server (settings.chroma_url) is checked by its owner.
+passes, and after each completed sync, the files' sizes and modification times, and a CRC-32 of the HNSW
+segment files, are recorded in `newsrec-health.json` next to the store. The probe also checks that sampled
+items are found by their own vectors (garbage in length.bin or link_lists.bin changes results silently).
+The Chroma server (settings.chroma_url) is checked by its owner.
 """
 
 from __future__ import annotations
@@ -38,18 +40,28 @@ SQLITE = "chroma.sqlite3"
 PROBE_TIMEOUT_S = 300
 REBUILD_HINT = "run `python -m newsrec index --rebuild` (the index is rebuilt from the corpus)"
 
-# Loads every collection's HNSW index (a query forces it into memory) and counts its items.
+# Loads every collection's HNSW index (a query forces it into memory), then asks it for up to 32 of its own
+# items spread over the collection: each must come back as its own nearest neighbour (distance ~0). Garbage in
+# length.bin or link_lists.bin need not crash hnswlib; it breaks the graph, which this self-recall shows.
 _PROBE = """
 import sys
 import chromadb
 from chromadb.config import Settings
 client = chromadb.PersistentClient(path=sys.argv[1], settings=Settings(anonymized_telemetry=False))
 for collection in client.list_collections():
-    sample = collection.get(limit=1, include=["embeddings"])
-    if sample["ids"]:
-        collection.query(query_embeddings=[sample["embeddings"][0]], n_results=1, include=["distances"])
+    count = collection.count()
+    step = max(1, count // 32)
+    for offset in range(0, count, step)[:32]:
+        sample = collection.get(limit=1, offset=offset, include=["embeddings"])
+        if not sample["ids"]:
+            continue
+        found = collection.query(query_embeddings=[sample["embeddings"][0]], n_results=1, include=["distances"])
+        if found["ids"][0][:1] != sample["ids"] and not (found["distances"][0] and found["distances"][0][0] < 1e-4):
+            print(f"collection {collection.name}: item {sample['ids'][0]} is not found by its own vector")
+            sys.exit(3)
 print("ok")
 """
+HNSW_FILES = ("data_level0.bin", "length.bin", "link_lists.bin", "header.bin")  # checksummed, not just stat'ed
 
 
 class StoreError(NewsrecError):
@@ -76,14 +88,50 @@ def write_lock(settings: Settings) -> Iterator[None]:
         lock.release()
 
 
+@contextmanager
+def write_lock_if_free(settings: Settings) -> Iterator[bool]:
+    """The store's write lock if nobody holds it (yields True), else yields False at once, without waiting: a
+    serving app that notices another writer at work keeps answering from what it has and switches later."""
+    if settings.chroma_url:
+        yield True
+        return
+    settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(settings.chroma_dir.with_name(f"{settings.chroma_dir.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
 def fingerprint(store: Path) -> dict[str, list[int]]:
-    """(size, mtime_ns) of the files that hold the store's data (SQLite's -wal/-shm change on reads too)."""
+    """(size, mtime_ns) of the files that hold the store's data (SQLite's -wal/-shm change on reads too), plus a
+    CRC-32 of the HNSW segment files: a rewrite that keeps size and mtime (a copy with `touch -r`, a bad disk
+    block) must not pass as verified, and garbage there can segfault Chroma. CRC-32 runs at GB/s; a 100k-item
+    2048-d index (~800 MB) costs well under a second."""
     files = {}
     for path in sorted(store.rglob("*")):
         if path.is_file() and path.name != MANIFEST and not path.name.endswith(("-wal", "-shm", "-journal")):
             stat = path.stat()
-            files[str(path.relative_to(store))] = [stat.st_size, stat.st_mtime_ns]
+            entry = [stat.st_size, stat.st_mtime_ns]
+            if path.name in HNSW_FILES:
+                entry.append(_crc32(path))
+            files[str(path.relative_to(store))] = entry
     return files
+
+
+def _crc32(path: Path) -> int:
+    import zlib
+
+    value = 0
+    with open(path, "rb") as handle:
+        while block := handle.read(4 * 2**20):
+            value = zlib.crc32(block, value)
+    return value
 
 
 def record_healthy(settings: Settings) -> None:
@@ -97,6 +145,18 @@ def record_healthy(settings: Settings) -> None:
         log.debug("cannot record store health: %s", error)
 
 
+def store_stamp(settings: Settings) -> tuple[int, int] | None:
+    """(mtime_ns, size) of the health manifest, rewritten after every completed sync by any process: a cheap
+    stat that tells a running app that another process wrote to the store. None for a server or no store."""
+    if settings.chroma_url:
+        return None
+    try:
+        stat = (settings.chroma_dir / MANIFEST).stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
 def problem(settings: Settings) -> str | None:
     """Why the embedded store cannot be used safely, or None (also None for no store yet, or a server)."""
     store = settings.chroma_dir
@@ -108,7 +168,7 @@ def problem(settings: Settings) -> str | None:
         recorded = None
     if recorded == fingerprint(store):
         return None
-    found = _sqlite_problem(store / SQLITE) or _probe_problem(store)
+    found = _sqlite_problem(store / SQLITE) or _segments_problem(store) or _probe_problem(store)
     if found is None:
         record_healthy(settings)
     return found
@@ -122,6 +182,58 @@ def _sqlite_problem(path: Path) -> str | None:
         return f"{path.name} is not a readable SQLite database ({error})"
     result = rows[0][0] if rows else "no result"
     return None if result == "ok" else f"{path.name} failed its integrity check ({result.splitlines()[0][:200]})"
+
+
+# header.bin of Chroma's persistent hnswlib: a format version, then hnswlib's own header fields.
+_HEADER = "<iQQQQQQiIQQQdQ"
+
+
+def _segments_problem(store: Path) -> str | None:
+    """Structural check of each persisted HNSW segment, read as plain files (nothing native runs, so garbage
+    cannot crash us): header fields, data_level0.bin and length.bin sizes against the element count, and
+    every upper-level link list in link_lists.bin (sizes, link counts <= maxM, neighbour ids < count).
+    Hand-written: Chroma has no integrity check for these files, and garbage in link_lists.bin neither
+    crashes hnswlib nor shows in a few queries."""
+    import struct
+
+    import numpy as np
+
+    for header_path in sorted(store.glob("*/header.bin")):
+        folder = header_path.parent
+        name = folder.name
+        try:
+            header = header_path.read_bytes()
+            if len(header) < struct.calcsize(_HEADER):
+                return f"segment {name}: header.bin is {len(header)} bytes"
+            fields = struct.unpack_from(_HEADER, header)
+            count, per_element, max_m = fields[3], fields[4], fields[9]
+            if not (0 <= count <= fields[2] and 0 < per_element < 2**24 and 0 < max_m < 2**12):
+                return f"segment {name}: header.bin holds implausible values"
+            # Chroma writes element data before it updates the header's count, so the files may hold more
+            # elements than the header says (a sync in progress or killed), never fewer or a partial one.
+            for file, unit in (("data_level0.bin", per_element), ("length.bin", 4)):
+                if (folder / file).is_file():
+                    size = (folder / file).stat().st_size
+                    if size < count * unit or size % unit:
+                        return f"segment {name}: {file} is {size:,} bytes for {count:,} elements of {unit} bytes"
+            links = (folder / "link_lists.bin").read_bytes() if (folder / "link_lists.bin").is_file() else b""
+        except OSError as error:
+            return f"segment {name}: unreadable ({error})"
+        per_level, position = max_m * 4 + 4, 0
+        for element in range(count if links else 0):
+            if position + 4 > len(links):
+                return f"segment {name}: link_lists.bin ends early (element {element})"
+            size = struct.unpack_from("<I", links, position)[0]
+            position += 4
+            if size % per_level or position + size > len(links):
+                return f"segment {name}: link_lists.bin has a bad list size at element {element}"
+            for level in range(size // per_level):
+                start = position + level * per_level
+                n = struct.unpack_from("<H", links, start)[0]
+                if n > max_m or (np.frombuffer(links, "<u4", n, start + 4) >= count).any():
+                    return f"segment {name}: link_lists.bin has a bad link list at element {element}"
+            position += size
+    return None
 
 
 def _probe_problem(store: Path) -> str | None:
@@ -139,6 +251,8 @@ def _probe_problem(store: Path) -> str | None:
     log.info("store probe took %.1f s", time.perf_counter() - started)
     if done.returncode < 0:
         return f"opening its vector files crashed Chroma (signal {-done.returncode})"
+    if done.returncode == 3:
+        return f"its vector files are inconsistent ({done.stdout.strip()[-300:]})"
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no message"])[-1]
         return f"Chroma cannot open it ({last[:300]})"

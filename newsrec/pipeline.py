@@ -21,6 +21,7 @@ from newsrec.dedupe import same_story_groups
 from newsrec.embedders import Embedder, get_embedder
 from newsrec.errors import InputError
 from newsrec.explain import explain
+from newsrec.follow import follows_store
 from newsrec.index import NewsIndex
 from newsrec.learning.stage import SecondStage, build_stage
 from newsrec.lexical import LexicalIndex
@@ -146,7 +147,8 @@ class Recommender:
         return self._build_profile(user_id, [HistoryEntry(news_id=news_id) for news_id in history_ids])
 
     def _build_profile(self, user_id: str, history: Sequence[HistoryEntry]) -> UserProfile:
-        known = [entry for entry in history if entry.news_id in self.corpus.news and self.index.has(entry.news_id)]
+        recent = list(history)[-max(1, self.settings.max_history) :]  # the last N reads (older corpora: uncapped)
+        known = [entry for entry in recent if entry.news_id in self.corpus.news and self.index.has(entry.news_id)]
         embeddings = self.index.embeddings([entry.news_id for entry in known]) if known else np.zeros((0, 1))
         profile = build_profile(user_id, known, self.corpus.news, embeddings, self.idf, self.now)
         profile.read_ids |= {entry.news_id for entry in history}
@@ -154,6 +156,7 @@ class Recommender:
 
     # --- recommend ---------------------------------------------------------------------------
 
+    @follows_store  # another process's ingest or index rebuild is picked up here (newsrec/follow.py)
     def recommend(
         self,
         user_id: str,

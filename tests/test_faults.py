@@ -374,14 +374,17 @@ def test_field_caps_id_rules_and_control_characters(tmp_path):
 
 
 def test_csv_unclosed_quote_is_reported_not_swallowed(tmp_path):
+    # Issue 20 changed this: the rows after the broken line are kept (reading resumes at the next line).
     (tmp_path / "feed.csv").write_text('id,title\n1,"Opens a quote\n2,Second\n3,Third\n')
     (tmp_path / "mid.csv").write_text('id,title\n1,"Opens\n2,Two\n3,"Three",x\n4,Four\n')
     settings = Settings.from_env()
-    with pytest.raises(Exception, match=r"no usable news items.*feed.csv:2: malformed CSV"):
-        ingest(tmp_path / "feed.csv", settings, corpus="quote")
-    report = ingest(tmp_path / "mid.csv", settings, corpus="quote")
-    assert set(load_corpus(settings, "quote").news) == {"4"}  # no title swallowed the rows after it
-    assert any(r.startswith("mid.csv:2: malformed CSV") and "lines 2-4 skipped" in r for r in _reasons(report))
+    report = ingest(tmp_path / "feed.csv", settings, corpus="quote")
+    assert any(r.startswith("feed.csv:2: malformed CSV") and "line 2 skipped" in r for r in _reasons(report))
+    assert set(load_corpus(settings, "quote").news) == {"2", "3"}
+    report = ingest(tmp_path / "mid.csv", settings, corpus="mid")
+    assert set(load_corpus(settings, "mid").news) == {"2", "4"}  # no title swallowed the rows after it
+    assert any(r.startswith("mid.csv:2:") and "line 2 skipped" in r for r in _reasons(report))
+    assert any(r.startswith("mid.csv:4: expected 2 columns, found 3") for r in _reasons(report))
 
 
 def test_deep_json_is_a_row_error(tmp_path):
@@ -658,9 +661,15 @@ INDEX_JOB = textwrap.dedent(
     stored = index._stored_hashes()
     current = {news_id: item.content_hash() for news_id, item in corpus.news.items()}
     query = embedder.embed_queries(["story 7"])[0]
+    sample = sorted(corpus.news)[:: max(1, len(corpus.news) // 20)][:20]
+    pairs = zip(sample, index.embeddings(sample))
+    # found: its own id first, or a vector identical to it (the hashing embedder makes near-duplicates)
+    tops = [(news_id, index.search(vector, 1)[0]) for news_id, vector in pairs]
+    found_self = sum(top[0] == news_id or top[1] > 1 - 1e-4 for news_id, top in tops)
     print(json.dumps({
         "count": len(index), "embedded": stats.embedded, "consistent": stored == current,
         "hits": len(index.search(query, 5)), "rows": len(index.all_ids()), "unique": len(set(index.all_ids())),
+        "self_found": found_self, "self_sampled": len(sample),
     }))
     """
 )
@@ -688,9 +697,14 @@ def test_kill_during_index_then_rerun_completes_it(tmp_path, at, after):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     found = json.loads(rerun.stdout.strip().splitlines()[-1])
     expected_left = 1000 - (at if after else at - 1) * 100  # batches stored before the kill are kept
-    assert found == {
+    # Issue 20: after a kill -9 mid-sync, Chroma's persisted HNSW files can be left inconsistent (a header that
+    # lags its data; most items no longer found by their own vector, also after the resumed sync). The health
+    # check now sees that and rebuilds; either way every item must be found by its own vector afterwards.
+    rebuilt = "the vector store was damaged" in rerun.stderr
+    assert found["embedded"] == (1000 if rebuilt else expected_left), (found, rerun.stderr[-1000:])
+    assert found["self_found"] == found["self_sampled"] == 20, found
+    assert {key: found[key] for key in ("count", "consistent", "hits", "rows", "unique")} == {
         "count": 1000,
-        "embedded": expected_left,
         "consistent": True,
         "hits": 5,
         "rows": 1000,

@@ -8,6 +8,12 @@ app's memory (resident set of the app process and its children) at the start, th
 the growth over the second half of the run (levelling off shows as ~0). Without `--url` the command starts
 `python app.py` on a free port, waits for it, and stops it afterwards.
 
+With `--writers N` the run has two phases of the same load, measured one after the other: without writers,
+then while N concurrent `ingest` runs (`--writer-items` synthetic items each, distinct ids) and one
+`index --rebuild` write to the served corpus from other processes (newsrec/bench/writers.py). Both phases'
+figures are reported, with p95 under writers / p95 without, and the corpus and index are compared with the union
+of all writes afterwards. Without `--url` the started app serves `--corpus` (created with 200 items if missing).
+
 Endpoints are found by name in the app's API (`/on_load`, `/on_user`, `/on_run` by default), and their
 arguments are filled from the API's own parameter defaults, so the benchmark follows the page as it changes.
 """
@@ -20,10 +26,13 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -45,6 +54,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--user-api", default="/on_user", help="endpoint that picks the reader")
     parser.add_argument("--run-api", default="/on_run", help="endpoint that runs a recommendation")
     parser.add_argument("--startup-timeout", type=float, default=600, help="seconds to wait for a started app")
+    parser.add_argument(
+        "--writers", type=int, default=0, help="a second phase under N concurrent ingests + one index --rebuild"
+    )
+    parser.add_argument("--writer-items", type=int, default=150, help="synthetic items per writer ingest")
+    parser.add_argument("--corpus", default="loadbench", help="with --writers: the served corpus (default loadbench)")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=run_load)
 
@@ -52,6 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 @dataclass
 class LoadResult:
     latencies: list[float] = field(default_factory=list)
+    started_at: list[float] = field(default_factory=list)  # when each timed call began, on the run's clock
     errors: list[str] = field(default_factory=list)
     memory: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, bytes)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -60,14 +75,26 @@ class LoadResult:
 def run_load(args: argparse.Namespace) -> int:
     if args.concurrency < 1 or args.requests < 1:
         raise InputError("--concurrency and --requests must be at least 1")
+    if args.writers < 0 or args.writer_items < 1:
+        raise InputError("--writers must be 0 or more and --writer-items at least 1")
     app = None
     url, pid = args.url, args.pid
+    workdir = tempfile.TemporaryDirectory(prefix="newsrec-load-")
+    seeded: set[str] = set()
+    env = {}
+    if args.writers:
+        from newsrec.bench import writers
+        from newsrec.config import Settings
+
+        seeded = writers.seed_corpus(Settings.from_env(), args.corpus, Path(workdir.name))
+        env["NEWSREC_CORPUS"] = args.corpus
     if not url:
-        app, url = _start_app(args.startup_timeout)
+        app, url = _start_app(args.startup_timeout, env)
         pid = app.pid
     try:
-        figures = measure(url, pid, args)
+        figures = measure(url, pid, args) if not args.writers else measure_with_writers(url, pid, args, seeded, workdir)
     finally:
+        workdir.cleanup()
         if app is not None:
             app.terminate()
             try:
@@ -82,10 +109,15 @@ def run_load(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         Console().print(figures)
+    if args.writers:
+        failed = figures["errors"] or figures["writers_failed"] or not figures["counts"]["nothing_lost"]
+        return 1 if failed else 0
     return 0 if not figures["errors"] else 1
 
 
-def measure(url: str, pid: int | None, args: argparse.Namespace) -> dict:
+def _endpoints(url: str, args: argparse.Namespace) -> tuple[dict, list[str]]:
+    """The app's named endpoints and its readers (after an untimed warm-up visit, which waits for the app's first
+    index build and model load, like a first visitor would)."""
     from gradio_client import Client
 
     probe = Client(url, verbose=False)
@@ -93,15 +125,88 @@ def measure(url: str, pid: int | None, args: argparse.Namespace) -> dict:
     for name in (args.load_api, args.user_api, args.run_api):
         if name not in api:
             raise InputError(f"the app has no endpoint {name}; it has: {', '.join(sorted(api))}")
-    # Warm-up, untimed: waits for the app's first index build and model load, like a first visitor would.
-    users = _open_page(probe, api, args) or ["guest"]
+    return api, _open_page(probe, api, args) or ["guest"]
+
+
+def measure(url: str, pid: int | None, args: argparse.Namespace) -> dict:
+    api, users = _endpoints(url, args)
     result = LoadResult()
     stop = threading.Event()
     sampler = threading.Thread(target=_sample_memory, args=(pid, result, stop), daemon=True)
-    counter = iter(range(args.requests))
-    counter_lock = threading.Lock()
     started = time.perf_counter()
     sampler.start()
+    _phase(url, api, users, args, result, started)
+    seconds = time.perf_counter() - started
+    stop.set()
+    sampler.join(timeout=5)
+    return _figures(result, seconds, args)
+
+
+def measure_with_writers(url: str, pid: int | None, args: argparse.Namespace, seeded: set[str], workdir) -> dict:
+    """Phase 1: the load alone. Phase 2: the same load while the writers run. Then the nothing-lost check."""
+    from newsrec.bench import writers
+    from newsrec.config import Settings
+
+    folder = Path(workdir.name)
+    api, users = _endpoints(url, args)
+    quiet = LoadResult()
+    clock = time.perf_counter()
+    _phase(url, api, users, args, quiet, clock)
+    quiet_seconds = time.perf_counter() - clock
+
+    busy = LoadResult()
+    stop = threading.Event()
+    sampler = threading.Thread(target=_sample_memory, args=(pid, busy, stop), daemon=True)
+    plan = writers.plan(args.corpus, args.writers, args.writer_items, folder)
+    clock = time.perf_counter()
+    sampler.start()
+    watchers: list[threading.Thread] = []
+    # The writers start once every session has opened its page, with the first timed request, so they overlap
+    # the timed requests and not only the (untimed) page openings.
+    _phase(url, api, users, args, busy, clock, on_ready=lambda: watchers.extend(writers.start(plan, folder, clock)))
+    busy_seconds = time.perf_counter() - clock
+    writers.wait(watchers)
+    stop.set()
+    sampler.join(timeout=5)
+
+    first, last = writers.running_span(plan)
+    during = [lat for lat, at in zip(busy.latencies, busy.started_at, strict=True) if first <= at <= last]
+    without = _figures(quiet, quiet_seconds, args)
+    under = _figures(busy, busy_seconds, args)
+    expected = seeded | set().union(*(writer.ids for writer in plan))
+    figures = {
+        "without_writers": without,
+        "with_writers": under,
+        "p95_ratio": round(under["p95_s"] / without["p95_s"], 2) if without["p95_s"] else None,
+        "requests_while_writing": len(during),
+        "p95_while_writing_s": round(float(np.percentile(during, 95)), 2) if during else None,
+        "writers": writers.report(plan),
+        "writers_failed": sum(1 for writer in plan if writer.returncode),
+        "counts": writers.counts(Settings.from_env(), args.corpus, expected),
+        "errors": without["errors"] + under["errors"],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+    if figures["p95_while_writing_s"] and without["p95_s"]:
+        figures["p95_while_writing_ratio"] = round(figures["p95_while_writing_s"] / without["p95_s"], 2)
+    return figures
+
+
+def _phase(
+    url: str,
+    api: dict,
+    users: list[str],
+    args: argparse.Namespace,
+    result: LoadResult,
+    clock: float,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """`args.requests` recommend calls from `args.concurrency` fresh sessions; timings and errors into `result`.
+    Every session opens its page first; `on_ready` runs once all have, before the first timed call."""
+    from gradio_client import Client
+
+    counter = iter(range(args.requests))
+    counter_lock = threading.Lock()
+    ready = threading.Barrier(args.concurrency, action=on_ready)
 
     def worker(number: int) -> None:
         client = Client(url, verbose=False)
@@ -112,7 +217,9 @@ def measure(url: str, pid: int | None, args: argparse.Namespace) -> dict:
         except Exception as error:  # noqa: BLE001 - every failure is a finding of the benchmark
             with result.lock:
                 result.errors.append(f"{args.user_api}: {error}")
+            ready.wait()
             return
+        ready.wait()
         while True:
             with counter_lock:
                 index = next(counter, None)
@@ -128,13 +235,10 @@ def measure(url: str, pid: int | None, args: argparse.Namespace) -> dict:
                 continue
             with result.lock:
                 result.latencies.append(time.perf_counter() - tick)
+                result.started_at.append(tick - clock)
 
     with ThreadPoolExecutor(args.concurrency) as pool:
         list(pool.map(worker, range(args.concurrency)))
-    seconds = time.perf_counter() - started
-    stop.set()
-    sampler.join(timeout=5)
-    return _figures(result, seconds, args)
 
 
 def _open_page(client, api: dict, args: argparse.Namespace) -> list[str]:
@@ -207,11 +311,11 @@ def _figures(result: LoadResult, seconds: float, args: argparse.Namespace) -> di
     return figures
 
 
-def _start_app(timeout: float) -> tuple[subprocess.Popen, str]:
+def _start_app(timeout: float, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "NEWSREC_HOST": "127.0.0.1", "NEWSREC_PORT": str(port)}
+    env = {**os.environ, "NEWSREC_HOST": "127.0.0.1", "NEWSREC_PORT": str(port), **(extra_env or {})}
     app = subprocess.Popen([sys.executable, str(REPO_ROOT / "app.py")], env=env, cwd=REPO_ROOT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + timeout

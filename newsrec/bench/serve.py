@@ -44,6 +44,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=1, help="the server's torch CPU threads (0 = torch default)")
     parser.add_argument("--url", default="", help="bench a running server instead of starting one")
     parser.add_argument("--pid", type=int, default=0, help="with --url: the server's process id, for its CPU time")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("NEWSREC_API_TOKEN", ""),
+        help="bearer token of a secured server (default: NEWSREC_API_TOKEN); a started server gets it too",
+    )
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=60, help="requests per phase")
     parser.add_argument("--documents", type=int, default=20, help="documents per request")
@@ -71,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
             workloads = ["shared", "distinct"] if args.workload == "both" else [args.workload]
             for workload in workloads:
                 bodies = _requests(args, workload)
-                _phase(url, bodies[:3], 1, pid)  # warm-up: model, tokenizer, first-call allocations
-                sequential = _phase(url, bodies, 1, pid)
-                concurrent = _phase(url, bodies, args.clients, pid)
+                _phase(url, bodies[:3], 1, pid, args.token)  # warm-up: model, tokenizer, first-call allocations
+                sequential = _phase(url, bodies, 1, pid, args.token)
+                concurrent = _phase(url, bodies, args.clients, pid, args.token)
                 figures[workload] = {
                     "sequential": sequential,
                     "concurrent": concurrent,
@@ -108,6 +113,9 @@ def _start(args: argparse.Namespace, scratch: Path) -> tuple[subprocess.Popen, s
     )
     env = {**os.environ}
     env.pop("NEWSREC_RERANKER_URL", None)
+    env.pop("NEWSREC_API_TOKEN", None)
+    if args.token:
+        env["NEWSREC_API_TOKEN"] = args.token
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
@@ -154,7 +162,11 @@ def _requests(args: argparse.Namespace, workload: str) -> list[dict]:
     return bodies
 
 
-def _phase(url: str, bodies: list[dict], clients: int, pid: int = 0) -> dict:
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _phase(url: str, bodies: list[dict], clients: int, pid: int = 0, token: str = "") -> dict:
     import httpx
     import psutil
 
@@ -174,18 +186,18 @@ def _phase(url: str, bodies: list[dict], clients: int, pid: int = 0) -> dict:
         latencies.append(time.perf_counter() - started)
         errors += not ok
 
-    before = _server_counters(url)
+    before = _server_counters(url, token)
     cpu_before = sum(server_process.cpu_times()[:2]) if server_process else 0.0  # user + system, all threads
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        sessions = [httpx.Client(base_url=url, timeout=300) for _ in range(clients)]
+        sessions = [httpx.Client(base_url=url, timeout=300, headers=_auth(token)) for _ in range(clients)]
         list(pool.map(lambda ib: send(ib[1], sessions[ib[0] % clients]), enumerate(bodies)))
         for session in sessions:
             session.close()
     seconds = time.perf_counter() - started
     cpu = sum(server_process.cpu_times()[:2]) - cpu_before if server_process else 0.0
     pairs = sum(len(body["documents"]) for body in bodies)
-    after = _server_counters(url)
+    after = _server_counters(url, token)
     server = {name: after[name] - before.get(name, 0.0) for name in after}
     figures = {
         "requests": len(bodies),
@@ -205,14 +217,17 @@ def _phase(url: str, bodies: list[dict], clients: int, pid: int = 0) -> dict:
     return figures
 
 
-def _server_counters(url: str) -> dict[str, float]:
+def _server_counters(url: str, token: str = "") -> dict[str, float]:
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
-        text = httpx.get(f"{url}/metrics", timeout=10).text
+        response = httpx.get(f"{url}/metrics", timeout=10, headers=_auth(token))
     except httpx.HTTPError:
         return {}
+    if response.status_code != 200:  # e.g. 401: a wrong --token (the phase counts its requests as errors)
+        return {}
+    text = response.text
     wanted = {"newsrec_batch_pairs_count", "newsrec_pairs_scored_total"}
     return {
         sample.name: sample.value

@@ -12,6 +12,7 @@ import sys
 from importlib import import_module
 
 from newsrec.errors import NewsrecError
+from newsrec.storage_errors import storage_hint
 
 # Each module has `register(subparsers)`; its sub-commands set `func(args) -> int`.
 COMMAND_MODULES = [
@@ -51,9 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except NewsrecError as error:
-        print(f"error: {error}", file=sys.stderr)
+        # a wrapped disk failure (e.g. Chroma's "database or disk is full" inside a StoreError) gets the disk's fix
+        hint = storage_hint(error.__cause__) if error.__cause__ is not None else None
+        print(f"error: {hint or error}", file=sys.stderr)
         return 2
-    except (PermissionError, NotADirectoryError, FileExistsError) as error:
+    except Exception as error:
+        hint = storage_hint(error)  # a full disk or a read-only NEWSREC_HOME, in whatever library's words
+        if hint is None and not isinstance(error, (NotADirectoryError, FileExistsError)):
+            raise
+        if hint is not None:
+            print(f"error: {hint}", file=sys.stderr)
+            return 2
         # typically an unwritable NEWSREC_HOME, where corpora, the index and caches live
         print(
             f"error: cannot write {error.filename or 'the data folder'}: {error.strerror}. "

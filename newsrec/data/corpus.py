@@ -35,6 +35,7 @@ class Corpus:
     news: dict[str, NewsItem] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
     impressions: list[Impression] = field(default_factory=list)
+    generation: str = ""  # the generation folder it was read from or written to ("" = in memory, demo)
 
     def image_path(self, image: ImageRef) -> str:
         """Absolute path (or URL) of an image; relative paths are relative to the corpus folder."""
@@ -181,8 +182,17 @@ def impression_from_dict(row: dict) -> Impression:
 
 
 def read_jsonl(path: Path) -> Iterator[dict]:
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
+    # Bytes, decoded line by line: a non-UTF-8 byte becomes one message naming the file, line and fix.
+    with open(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise InputError(
+                    f"{path}:{line_no}: not UTF-8 text (byte 0x{raw[error.start]:02x} at column {error.start + 1}); "
+                    "newsrec writes UTF-8 only, so the file was changed by hand or damaged: restore it, or ingest "
+                    f"the source again into a new corpus (`python -m newsrec ingest PATH --corpus NAME`)"
+                ) from None
             if line.strip():
                 try:
                     yield json.loads(line)
@@ -207,6 +217,7 @@ def write_generation(corpus: Corpus, root: Path) -> Path:
     if corpus.impressions:
         write_jsonl_durable(generation / IMPRESSIONS_FILE, (impression_to_dict(imp) for imp in corpus.impressions))
     store.commit_generation(root, generation)
+    corpus.generation = generation.name
     return generation
 
 
@@ -231,6 +242,7 @@ def read_corpus(root: Path, name: str | None = None) -> Corpus:
 
     def read(folder: Path) -> Corpus:
         corpus = Corpus(name=name or root.name, root=root)
+        corpus.generation = folder.name if folder != root else ""
         corpus.news = {item.id: item for item in map(news_from_dict, read_jsonl(folder / NEWS_FILE))}
         if (folder / USERS_FILE).exists():
             corpus.users = {user.id: user for user in map(user_from_dict, read_jsonl(folder / USERS_FILE))}

@@ -149,6 +149,7 @@ def ingest(
         path = _read(path, fmt, options, batch)
     except OSError as error:  # unreadable file or folder: permissions, a vanished mount, ...
         raise InputError(f"cannot read {error.filename or path}: {error.strerror or error}") from None
+    _cap_histories(batch, settings.max_history)
     if not batch.news:
         first = "; ".join(f"{p.file}:{p.line}: {p.reason}" for p in batch.problems[:3])
         raise InputError(f"{path}: no usable news items ({batch.rows_read} rows read){'; ' + first if first else ''}")
@@ -156,7 +157,10 @@ def ingest(
     try:
         _upsert(settings, name, batch, report, lock_timeout)
     except OSError as error:
-        raise InputError(f"cannot write corpus {name!r} under {settings.corpus_dir(name)}: {error}") from None
+        from newsrec.storage_errors import storage_hint
+
+        hint = storage_hint(error, settings.home)  # a full disk or a read-only home: the fix, not the errno
+        raise InputError(hint or f"cannot write corpus {name!r} under {settings.corpus_dir(name)}: {error}") from None
     report.problems = batch.problems
     report.seconds = round(time.perf_counter() - started, 3)
     log.info("ingested %s into %s: %d items, %d problems", path, name, report.items_written, len(report.problems))
@@ -202,6 +206,20 @@ def _upsert(settings: Settings, name: str, batch: Batch, report: IngestReport, l
     report.with_images = sum(1 for item in batch.news.values() if item.images)
     report.corpus_items = len(existing.news)
     return existing
+
+
+def _cap_histories(batch: Batch, cap: int) -> None:
+    """Keep each reader's last `cap` reads (config.MAX_HISTORY): longer histories cost time and memory per
+    profile and add little; the cut is noted once."""
+    cap = max(1, cap)
+    long = [user for user in batch.users.values() if len(user.history) > cap]
+    for user in long:
+        user.history = user.history[-cap:]
+    for impression in batch.impressions.values():
+        impression.history = impression.history[-cap:]
+    if long:
+        note = f"{len(long)} reader histories longer than {cap} reads: kept the last {cap} of each"
+        batch.problem("(users)", 0, f"{note} (newsrec/config.py MAX_HISTORY)")
 
 
 def _drop_unknown_ids(news: dict[str, NewsItem], batch: Batch) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import math
 import re
@@ -129,10 +130,32 @@ def date_from_url(url: str) -> datetime | None:
         return None
 
 
+def read_capped(path: Path, chunk: int = 2**20) -> bytes:
+    """The file's bytes, read in chunks and refused past config.INGEST_MAX_FILE_BYTES: a device (/dev/zero), a
+    pipe that never ends or a runaway export stops at the cap instead of filling memory."""
+    from newsrec import config
+
+    cap = config.INGEST_MAX_FILE_BYTES
+    refused = InputError(
+        f"{path}: more than {cap:,} bytes; split the file into parts under that size and ingest each "
+        "(they merge into the same --corpus)"
+    )
+    if path.is_file() and path.stat().st_size > cap:  # a regular file: refused before any byte is read
+        raise refused
+    parts, size = [], 0
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            size += len(block)
+            if size > cap:
+                raise refused
+            parts.append(block)
+    return b"".join(parts)
+
+
 def decode_file(path: Path, batch: Batch) -> str:
     """The file's text: UTF-8 (with or without BOM), UTF-16 with BOM, else GB18030 (common for Chinese
     exports). A UTF-8 file with a few broken lines keeps its lines, with the bad bytes replaced and reported."""
-    data = path.read_bytes()
+    data = read_capped(path)
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
             return data.decode("utf-16")
@@ -334,31 +357,54 @@ def iter_jsonl(path: Path, batch: Batch, count: bool = True) -> Iterator[tuple[i
 def read_csv(path: Path, batch: Batch, delimiter: str = ",") -> tuple[list[str], list[tuple[int, dict]]]:
     """(header, rows with the line each starts on). The csv module rather than pandas, so that every bad row
     is reported with its line and skipped instead of failing or vanishing. Strict mode: a stray or unclosed
-    quote is an error for the rows it spans, never a title that silently swallows the rows after it."""
-    reader = csv.reader(io.StringIO(decode_file(path, batch), newline=""), delimiter=delimiter, strict=True)
+    quote is an error, never a title that silently swallows the rows after it. Recovery resumes at the line
+    after the broken row's first line (a fresh parser, so the quote state is reset): the well-formed rows
+    after it are kept. A row that spans lines and has the wrong number of columns counts as broken too.
+    Hand-written: neither the csv module nor pandas resumes after an unclosed quote."""
+    lines = io.StringIO(decode_file(path, batch), newline="").readlines()
     header: list[str] | None = None
     rows: list[tuple[int, dict]] = []
-    while True:
-        start = reader.line_num + 1
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return header or [], rows
-        except csv.Error as error:
-            batch.rows_read += header is not None
-            span = f"line {start}" if reader.line_num <= start else f"lines {start}-{reader.line_num}"
-            batch.problem(path, start, f"malformed CSV ({error}; a stray or unclosed quote?): {span} skipped")
-            continue
-        if header is None:
-            header = [cell.strip().lstrip("\ufeff") for cell in cells]
-            continue
-        if not any(cell.strip() for cell in cells):
-            continue
-        batch.rows_read += 1
-        if len(cells) != len(header):
-            batch.problem(path, start, f"expected {len(header)} columns, found {len(cells)}; row skipped")
-            continue
-        rows.append((start, dict(zip(header, cells, strict=True))))
+    offset = 0  # lines before the current parser's first line
+    while offset < len(lines):
+        reader = csv.reader(itertools.islice(lines, offset, None), delimiter=delimiter, strict=True)
+        resume = None
+        while resume is None:
+            start = offset + reader.line_num + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return header or [], rows
+            except csv.Error as error:
+                batch.rows_read += header is not None
+                batch.problem(path, start, f"malformed CSV ({error}; a stray or unclosed quote?): {_skipped(start)}")
+                resume = start
+                continue
+            end = offset + reader.line_num
+            if header is None:
+                header = [cell.strip().lstrip("\ufeff") for cell in cells]
+                continue
+            if not any(cell.strip() for cell in cells):
+                continue
+            batch.rows_read += 1
+            if len(cells) != len(header) and end > start:  # an unclosed quote that closed somewhere later
+                batch.problem(
+                    path,
+                    start,
+                    f"expected {len(header)} columns across lines {start}-{end} "
+                    f"(an unclosed quote?): {_skipped(start)}",
+                )
+                resume = start
+                continue
+            if len(cells) != len(header):
+                batch.problem(path, start, f"expected {len(header)} columns, found {len(cells)}; row skipped")
+                continue
+            rows.append((start, dict(zip(header, cells, strict=True))))
+        offset = resume  # 1-based line `resume` is index resume - 1: start again on the line after it
+    return header or [], rows
+
+
+def _skipped(line: int) -> str:
+    return f"line {line} skipped, reading resumed at line {line + 1}"
 
 
 def read_table(path: Path, fmt: str, options: ReadOptions, batch: Batch) -> None:
@@ -422,6 +468,10 @@ def read_side_files(folder: Path, batch: Batch) -> None:
 def _parquet_rows(path: Path, batch: Batch) -> tuple[list[str], list[tuple[int, dict]]]:
     import pandas as pd
 
+    from newsrec import config
+
+    if path.stat().st_size > config.INGEST_MAX_FILE_BYTES:
+        read_capped(path)  # raises the cap's message
     try:
         frame = pd.read_parquet(path)
     except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a bad file; all mean the same

@@ -45,8 +45,14 @@ def generation_dir(root: Path) -> Path:
         name = pointer.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return root
+    except UnicodeDecodeError:
+        name = "<not UTF-8 text>"
     if not _GENERATION.fullmatch(name) or not (root / name).is_dir():
-        raise InputError(f"corpus {root.name!r}: {pointer} names {name!r}, which is not a generation folder")
+        newest = max((p.name for p in root.glob("gen-*") if _GENERATION.fullmatch(p.name)), default="")
+        fix = f"write {newest!r} (the newest generation) into it" if newest else "ingest the corpus again"
+        raise InputError(
+            f"corpus {root.name!r}: {pointer} names {name[:80]!r}, which is not a generation folder; {fix}"
+        )
     return root / name
 
 

@@ -110,7 +110,10 @@ def _vectors(payload: dict[str, Any], n: int, dim: int) -> np.ndarray:
                 vector = np.frombuffer(base64.b64decode(value), dtype="<f4")
             else:
                 vector = np.asarray(value, dtype=np.float32)
-            out[int(row["index"])] = vector
+            index = int(row["index"])
+            if not 0 <= index < n:  # numpy would take -1 as the last row
+                raise ValueError(f"index {index} for {n} inputs")
+            out[index] = vector
     except (KeyError, TypeError, ValueError, IndexError) as error:
         raise ServiceUnavailableError(f"malformed embeddings response ({type(error).__name__}: {error})") from None
     if not np.isfinite(out).all():

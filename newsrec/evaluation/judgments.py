@@ -16,6 +16,7 @@ not punish a configuration. Items are ordered by the rank they were shown at.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sqlite3
 import time
@@ -41,6 +42,18 @@ CREATE TABLE IF NOT EXISTS judgments (
 )
 """
 MAX_FIELD = 2000
+COLUMNS = "user_id, query, news_id, config, relevant, rank, created_at"
+# Cells a spreadsheet reads as a formula (OWASP "CSV injection"): = + - @, and tab / carriage return.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+log = logging.getLogger(__name__)
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A CSV cell that a spreadsheet shows as text: strings starting with a formula character get a leading '."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 @dataclass(frozen=True)
@@ -58,17 +71,65 @@ class JudgmentStore:
     def __init__(self, settings: Settings | None = None, path: Path | str | None = None):
         settings = settings or Settings.from_env()
         self.path = Path(path) if path else settings.home / "judgments.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = False  # an unwritable data folder: judgments can be read, not recorded
+        self.recovered: int | None = None  # judgments rescued from a damaged file, when one was moved aside
+        if settings.read_only:  # the app browsing a read-only home (newsrec/read_only.py): never create the file
+            self._go_read_only(OSError(f"NEWSREC_HOME={settings.home} is read-only"))
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._open()
+        except sqlite3.OperationalError as error:
+            if not _unwritable(error):
+                raise
+            self._go_read_only(error)
+        except PermissionError as error:
+            self._go_read_only(error)
+        except sqlite3.DatabaseError as error:  # not a database, malformed: heal like the score cache
+            self._heal(error)
+
+    def _open(self) -> None:
         with self._connect() as connection:
             connection.execute(SCHEMA)
+            connection.execute(f"SELECT {COLUMNS} FROM judgments").fetchall()  # every page: fails on damage
+
+    def _go_read_only(self, error: Exception) -> None:
+        self.read_only = True
+        log.warning(
+            "judgments %s cannot be written (%s): judging is off, stored judgments stay readable", self.path, error
+        )
+
+    def _heal(self, error: Exception) -> None:
+        """Move the damaged file (and WAL/SHM) aside, start a new one and copy over every judgment still readable."""
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{self.path}{suffix}")
+            if source.exists():
+                source.replace(Path(f"{aside}{suffix}"))
+        rows = _readable_rows(aside)
+        self._open()
+        with self._connect() as connection:
+            connection.executemany("INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        self.recovered = len(rows)
+        log.warning(
+            "judgments %s was damaged (%s): moved to %s; recovered %d readable judgment(s) into a new file",
+            self.path,
+            error,
+            aside.name,
+            len(rows),
+        )
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         # A short-lived connection per call: safe from Gradio's worker threads; WAL lets readers and a
         # writer work at the same time. The inner `with` commits (or rolls back) before closing.
-        connection = sqlite3.connect(self.path, timeout=10)
+        if self.read_only:  # no journal, no WAL files: nothing is written next to the database
+            connection = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True, timeout=10)
+        else:
+            connection = sqlite3.connect(self.path, timeout=10)
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
+            if not self.read_only:
+                connection.execute("PRAGMA journal_mode=WAL")
             with connection:
                 yield connection
         finally:
@@ -78,6 +139,11 @@ class JudgmentStore:
         self, user_id: str, query: str, news_id: str, relevant: bool, config: str, rank: int | None = None
     ) -> Judgment:
         """Store (or replace) an editor's verdict on one shown item."""
+        if self.read_only:
+            raise InputError(
+                f"{self.path.parent} is read-only, so judgments cannot be saved: make it writable "
+                "or set NEWSREC_HOME to a writable folder"
+            )
         fields = {"user_id": user_id, "news_id": news_id, "config": config}
         for name, value in fields.items():
             if not str(value or "").strip():
@@ -121,6 +187,8 @@ class JudgmentStore:
                 clauses.append(f"{column} = ?")
                 values.append(value.strip() if column == "query" else value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        if self.read_only and not self.path.exists():
+            return []
         with self._connect() as connection:
             rows = connection.execute(
                 "SELECT user_id, query, news_id, config, relevant, rank, created_at FROM judgments"
@@ -187,6 +255,46 @@ def _language(query: str) -> str:
     if any("\u3400" <= ch <= "\u9fff" for ch in query):
         return "zh"
     return "en" if any(ch.isascii() and ch.isalpha() for ch in query) else ""
+
+
+def _unwritable(error: sqlite3.OperationalError) -> bool:
+    text = str(error).lower()
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
+def _readable_rows(path: Path) -> list[tuple]:
+    """The judgments that can still be read from a damaged file: all at once, else in rowid ranges around bad pages."""
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    except sqlite3.Error:
+        return []
+    rows: list[tuple] = []
+    try:
+        try:
+            return connection.execute(f"SELECT {COLUMNS} FROM judgments").fetchall()
+        except sqlite3.DatabaseError:
+            pass
+        try:
+            top = connection.execute("SELECT max(rowid) FROM judgments").fetchone()[0] or 0
+        except sqlite3.DatabaseError:
+            return []
+        step = 64
+        for start in range(1, top + 1, step):
+            try:
+                rows += connection.execute(
+                    f"SELECT {COLUMNS} FROM judgments WHERE rowid BETWEEN ? AND ?", (start, start + step - 1)
+                ).fetchall()
+            except sqlite3.DatabaseError:
+                for rowid in range(start, start + step):  # the bad range, one row at a time
+                    try:
+                        rows += connection.execute(
+                            f"SELECT {COLUMNS} FROM judgments WHERE rowid = ?", (rowid,)
+                        ).fetchall()
+                    except sqlite3.DatabaseError:
+                        continue
+        return rows
+    finally:
+        connection.close()
 
 
 def condensed_ndcg(relevant: list[bool], k: int = 10) -> float:

@@ -71,9 +71,32 @@ class LearnedRanker:
     @classmethod
     def from_files(cls, params_json: str, booster_text: str = "") -> LearnedRanker:
         params = json.loads(params_json)
-        if params.get("kind") not in KINDS:
-            raise InputError(f"unknown model kind {params.get('kind')!r}; choose from: {', '.join(KINDS)}")
+        if not isinstance(params, dict) or params.get("kind") not in KINDS:
+            kind = params.get("kind") if isinstance(params, dict) else params
+            raise InputError(f"unknown model kind {kind!r}; choose from: {', '.join(KINDS)}")
+        _check_types(params)
         return cls(**params, booster_text=booster_text)
+
+
+def _check_types(params: dict) -> None:
+    """Valid JSON of the wrong shape (string weights, a list too short) fails here, not in numpy at scoring time."""
+    features = params.get("features")
+    if not isinstance(features, list) or not all(isinstance(name, str) for name in features):
+        raise InputError("`features` must be a list of feature names")
+    unknown = sorted(set(params) - {"kind", "features", "coef", "mean", "scale", "intercept"})
+    if unknown:
+        raise InputError(f"unknown fields {unknown}")
+
+    def number(value: object) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+    if not number(params.get("intercept", 0.0)):
+        raise InputError(f"`intercept` must be a finite number, got {params.get('intercept')!r}")
+    if params["kind"] == "logistic":
+        for name in ("coef", "mean", "scale"):
+            values = params.get(name)
+            if not isinstance(values, list) or len(values) != len(features) or not all(map(number, values)):
+                raise InputError(f"`{name}` must be {len(features)} finite numbers, one per feature")
 
 
 def fit(kind: str, x: np.ndarray, y: np.ndarray, groups: np.ndarray, features: Sequence[str]) -> LearnedRanker:

@@ -98,7 +98,12 @@ def load(home: Path, corpus: str, version: str | None = None) -> SavedModel | No
         pointer = root / LATEST
         if not pointer.is_file():
             return None
-        version = pointer.read_text(encoding="utf-8").strip()
+        try:
+            version = pointer.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise InputError(
+                f"{pointer}: unreadable ({type(error).__name__}); retrain with `python -m newsrec train`"
+            ) from None
     folder = root / version
     if not (folder / "model.json").is_file():
         raise InputError(f"no model {version!r} for corpus {corpus!r} under {root}")
@@ -109,7 +114,9 @@ def load(home: Path, corpus: str, version: str | None = None) -> SavedModel | No
         prior_file = folder / "prior.json"
         prior = json.loads(prior_file.read_text(encoding="utf-8")) if prior_file.is_file() else {}
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise InputError(f"{folder}: unreadable model ({error}); retrain with `python -m newsrec train`") from error
+        raise InputError(
+            f"{folder / 'model.json'}: unreadable model ({error}); retrain with `python -m newsrec train`"
+        ) from None
     return SavedModel(
         ranker=ranker,
         corpus=payload["corpus"],

@@ -32,6 +32,11 @@ import torch
 
 from newsrec.qwen3_vl.vision_cache import VisionFeatures
 
+try:
+    from safetensors import SafetensorError
+except ImportError:  # older safetensors: its errors are plain exceptions
+    SafetensorError = OSError  # type: ignore[misc,assignment]
+
 __all__ = ["FeatureStore", "StoredImage", "model_fingerprint"]
 
 log = logging.getLogger(__name__)
@@ -39,6 +44,30 @@ log = logging.getLogger(__name__)
 STORE_DIR = "vision_features"
 SHARD_GLOB = "shard-*.safetensors"
 FILES_FILE = "files.jsonl"
+PARTS = ("embeds", "deepstack")
+MERGE = 4  # patches per visual token: Qwen3-VL merges 2 x 2 patches
+
+
+def _checked_grids(handle) -> dict[str, tuple[int, int, int]]:
+    """The shard's grids, checked against its tensors' shapes from the header alone (no tensor is read):
+    metadata that disagrees with its tensors would fail deep in the decoder ("expanded size ...")."""
+    grids = json.loads((handle.metadata() or {}).get("grids", "{}"))
+    if not isinstance(grids, dict):
+        raise ValueError("grids metadata is not a mapping")
+    names = set(handle.keys())
+    checked = {}
+    for key, grid in grids.items():
+        if not (isinstance(grid, list) and len(grid) == 3 and all(isinstance(n, int) and n > 0 for n in grid)):
+            raise ValueError(f"{key}: grid {grid!r} is not three positive integers")
+        if not {f"{key}.{part}" for part in PARTS} <= names:
+            raise ValueError(f"{key}: tensors missing")
+        embeds = handle.get_slice(f"{key}.embeds").get_shape()
+        deepstack = handle.get_slice(f"{key}.deepstack").get_shape()
+        tokens = grid[0] * grid[1] * grid[2] // MERGE
+        if len(embeds) != 2 or embeds[0] != tokens or len(deepstack) != 3 or list(deepstack[1:]) != list(embeds):
+            raise ValueError(f"{key}: tensors of shape {embeds} / {deepstack} do not fit grid {grid}")
+        checked[key] = (grid[0], grid[1], grid[2])
+    return checked
 
 
 class StoredImage:
@@ -77,6 +106,7 @@ class FeatureStore:
         self._known_shards: set[Path] = set()
         self._files: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> image key
         self._files_offset = 0
+        self._finite: set[str] = set()  # keys whose tensors were loaded and found finite
         self.loads = 0
         self.refresh()
 
@@ -92,13 +122,31 @@ class FeatureStore:
             for shard in sorted(self.dir.glob(SHARD_GLOB)):
                 if shard in self._known_shards:
                     continue
-                handle = safe_open(str(shard), framework="pt", device="cpu")  # memory-mapped
-                grids = json.loads((handle.metadata() or {}).get("grids", "{}"))
+                try:
+                    handle = safe_open(str(shard), framework="pt", device="cpu")  # memory-mapped
+                    grids = _checked_grids(handle)
+                except (SafetensorError, OSError, ValueError, TypeError) as error:
+                    self._move_aside(shard, f"{type(error).__name__}: {error}")
+                    continue
                 for key, grid in grids.items():
-                    self._where[key] = (shard, tuple(grid))
+                    self._where[key] = (shard, grid)
                 self._handles[shard] = handle
                 self._known_shards.add(shard)
             self._read_files()
+
+    def _move_aside(self, shard: Path, reason: str) -> None:
+        """A damaged shard is renamed out of SHARD_GLOB (kept for a post-mortem); its photos are encoded again
+        from their pixels by requests, and stored again by the next `index`. Call with the lock held."""
+        for key in [key for key, (where, _) in self._where.items() if where == shard]:
+            del self._where[key]
+        self._handles.pop(shard, None)
+        self._known_shards.discard(shard)
+        aside = shard.with_name(f"damaged-{shard.name}")
+        try:
+            shard.replace(aside)
+        except OSError as error:  # read-only store, or another process moved it first: skip it all the same
+            log.debug("cannot move %s aside: %s", shard, error)
+        log.warning("photo-feature shard %s is damaged (%s): moved aside; its photos are encoded again", shard, reason)
 
     def _read_files(self) -> None:
         path = self.dir / FILES_FILE
@@ -139,7 +187,31 @@ class FeatureStore:
         except OSError:
             return None
         key = self._files.get((str(resolved), stat.st_size, stat.st_mtime_ns))
-        return key if key in self._where else None
+        if key not in self._where:
+            return None
+        return key if self._verified(key) else None
+
+    def _verified(self, key: str) -> bool:
+        """Load the key's tensors once and require finite values: NaN features are never scored. A shard
+        holding any is moved aside (its other photos are encoded again too: one bad write spoils the shard)."""
+        if key in self._finite:
+            return True
+        with self._lock:
+            found = self._where.get(key)
+            if found is None:
+                return False
+            shard = found[0]
+            try:
+                handle = self._handles[shard]
+                finite = all(bool(torch.isfinite(handle.get_tensor(f"{key}.{part}")).all()) for part in PARTS)
+            except (SafetensorError, OSError, RuntimeError, KeyError) as error:
+                self._move_aside(shard, f"{type(error).__name__}: {error}")
+                return False
+            if not finite:
+                self._move_aside(shard, f"non-finite features for {key}")
+                return False
+            self._finite.add(key)
+            return True
 
     @staticmethod
     def file_record(path: str | Path, key: str) -> dict | None:

@@ -287,11 +287,20 @@ def post_with_retries(http: Any, path: str, body: dict[str, Any], retries: int, 
 
 
 def _parse_results(response: Any, n: int) -> list[float]:
+    """Scores by document index; an index outside 0..n-1, a repeated index, or a score that is not finite or
+    beyond SCORE_LIMIT is a broken server: the caller falls back (and caches nothing)."""
+    from newsrec.cache import plausible
+
     try:
         results = response.json()["results"]
         scores: list[float | None] = [None] * n
         for result in results:
-            scores[int(result["index"])] = float(result["relevance_score"])
+            index, score = int(result["index"]), float(result["relevance_score"])
+            if not 0 <= index < n or scores[index] is not None:
+                raise _ServerError(f"rerank response has index {index} for {n} documents", transient=False)
+            if not plausible(score):
+                raise _ServerError(f"rerank response has an implausible score {score!r}", transient=False)
+            scores[index] = score
     except (ValueError, KeyError, TypeError, IndexError) as error:
         raise _ServerError(f"malformed rerank response ({type(error).__name__}: {error})", transient=False) from None
     if any(score is None or not math.isfinite(score) for score in scores):

@@ -26,7 +26,7 @@ from newsrec.errors import InputError
 from newsrec.serving.batcher import Batcher
 from newsrec.serving.embeddings import EmbeddingBody, EmbeddingService
 from newsrec.serving.protocol import RerankBody, ScoreBody, WireSide, to_side, to_wire
-from newsrec.serving.scorers import ImageDecoder, PairScorer, sides
+from newsrec.serving.scorers import ImageDecoder, PairScorer, PixelBudget, sides
 
 __all__ = ["ServeLimits", "create_app"]
 
@@ -40,6 +40,7 @@ class ServeLimits:
     max_text_chars: int = 20_000  # per query or document
     max_images: int = 8  # per query or document
     max_image_bytes: int = 10 * 2**20
+    max_request_pixels: int = 256 * 2**20  # source pixels decoded per request (~ 130 photos of 2 MP)
     max_batch_pairs: int = 512  # pairs per worker turn across concurrent requests
     max_batch_requests: int = 64  # requests per worker turn (each distinct query's prefix KV stays in memory)
     max_wait_ms: float = 2.0  # how long the worker waits for companions before a turn
@@ -56,6 +57,56 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(
         {"error": {"message": message, "type": kind.get(status, "ServerError"), "code": status}}, status_code=status
     )
+
+
+class BodyLimit:
+    """ASGI middleware: the body limit enforced while the body streams (chunked bodies have no Content-Length).
+
+    The body is read here, chunk by chunk, up to the limit; one byte more and the caller gets 413 without the
+    rest being read. The app then gets the buffered body (it parses JSON whole anyway). Hand-written because
+    Starlette and uvicorn have no request-size limit of their own.
+    """
+
+    def __init__(self, app: Any, max_body_bytes: int):
+        self.app, self.max_body_bytes = app, max_body_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length", b"").decode("latin-1")
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            await self._refuse(scope, receive, send, f"request body is {int(length):,} bytes")
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await self._refuse(scope, receive, send, f"request body is over {self.max_body_bytes:,} bytes")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the disconnect, as Starlette expects
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: dict, receive: Any, send: Any, what: str) -> None:
+        response = _error(413, f"{what}; the limit is {self.max_body_bytes:,}")
+        response.headers["connection"] = "close"  # the unread rest of the body is not ours to drain
+        await response(scope, receive, send)
 
 
 class _Metrics:
@@ -102,20 +153,23 @@ def create_app(
 
     app = FastAPI(title="newsrec reranker", lifespan=lifespan)
     app.state.batcher, app.state.scorer, app.state.metrics = batcher, scorer, metrics
+    templates: set[str] = set()
+
+    def route_label(path: str) -> str:
+        """The route's template; every unknown path shares one label, so /metrics cannot grow without bound."""
+        if not templates:
+            templates.update(getattr(route, "path", "") for route in app.routes)
+        return path if path in templates else "unmatched"
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        route, started = request.url.path, time.perf_counter()
+        route, started = route_label(request.url.path), time.perf_counter()
         if api_token and route != "/health":
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {api_token}".encode()):
                 response = _error(401, "missing or wrong bearer token (Authorization: Bearer <NEWSREC_API_TOKEN>)")
                 metrics.requests.labels(route, "401").inc()
                 return response
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limits.max_body_bytes:
-            metrics.requests.labels(route, "413").inc()
-            return _error(413, f"request body is {int(length):,} bytes; the limit is {limits.max_body_bytes:,}")
         response = await call_next(request)
         metrics.requests.labels(route, str(response.status_code)).inc()
         metrics.latency.labels(route).observe(time.perf_counter() - started)
@@ -148,11 +202,13 @@ def create_app(
         for side in (*wire_queries, *wire_docs):
             _check(side, limits)
         instruction = body.instruction or scorer.default_instruction
+        _check_unicode(instruction, *(side.text for side in (*wire_queries, *wire_docs)))
         has_images = decoder is not None and any(side.image_urls for side in (*wire_queries, *wire_docs))
         try:
             # Decoding photos is CPU work for a thread; text-only requests skip the thread hop.
             if has_images:
-                decoded = await asyncio.to_thread(_decode_all, wire_queries, wire_docs, decoder)
+                budget = PixelBudget(limits.max_request_pixels)
+                decoded = await asyncio.to_thread(_decode_all, wire_queries, wire_docs, decoder, budget)
             else:
                 decoded = _decode_all(wire_queries, wire_docs, None)
         except InputError as error:
@@ -235,6 +291,7 @@ def create_app(
                 )
             try:
                 sides = embeddings.validate(body)
+                _check_unicode(*(side.text for side in sides))
                 return await asyncio.to_thread(embeddings.embed, body, sides)
             except InputError as error:
                 raise ApiError(400, str(error)) from None
@@ -255,7 +312,19 @@ def create_app(
         metrics.queue.set(batcher.depth)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(BodyLimit, max_body_bytes=limits.max_body_bytes)  # outermost: before auth and routing
     return app
+
+
+def _check_unicode(*texts: str) -> None:
+    """A lone UTF-16 surrogate (JSON "\\ud800") is valid JSON but no text: refuse it before hashing or tokenising."""
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            where = f"{error.object[max(0, error.start - 20) : error.start]!r}"
+            message = f"a query, document or instruction holds an unpaired UTF-16 surrogate after {where}"
+            raise ApiError(400, f"{message}: send valid Unicode (UTF-8 text, surrogates only in pairs)") from None
 
 
 def _check(side: WireSide, limits: ServeLimits) -> None:
@@ -267,5 +336,7 @@ def _check(side: WireSide, limits: ServeLimits) -> None:
         raise ApiError(400, f"a query or document has {len(side.image_urls)} images; the limit is {limits.max_images}")
 
 
-def _decode_all(queries: list[WireSide], documents: list[WireSide], decoder: ImageDecoder | None):
-    return [sides(q, decoder) for q in queries], [sides(d, decoder) for d in documents]
+def _decode_all(
+    queries: list[WireSide], documents: list[WireSide], decoder: ImageDecoder | None, budget: PixelBudget | None = None
+):
+    return [sides(q, decoder, budget) for q in queries], [sides(d, decoder, budget) for d in documents]

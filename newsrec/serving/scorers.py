@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import logging
 import threading
 from collections import OrderedDict
@@ -25,7 +26,7 @@ from newsrec.qwen3_vl.prompt import ScoreRequest, ScoreResult, Side
 from newsrec.rerankers.qwen3_vl import IMAGE_FACTOR, MIN_PIXELS
 from newsrec.serving.protocol import WireSide
 
-__all__ = ["PairScorer", "EngineScorer", "LiteScorer", "build_scorer", "ImageDecoder"]
+__all__ = ["PairScorer", "EngineScorer", "LiteScorer", "build_scorer", "ImageDecoder", "PixelBudget"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,21 @@ class PairScorer(Protocol):
         ...
 
 
+class PixelBudget:
+    """Source pixels one request may make the server decode (decoding, not bytes, is the cost: a 47 KB PNG
+    can hold 7000 x 7000 pixels). Charged from each image's header before its pixels are decoded."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used = limit, 0
+
+    def charge(self, width: int, height: int) -> None:
+        self.used += width * height
+        if self.used > self.limit:
+            raise InputError(
+                f"the request's images hold over {self.limit:,} pixels in all; send fewer or smaller images"
+            )
+
+
 class ImageDecoder:
     """data: URLs -> RGB images resized to the scorer's pixel budget, memoised by URL digest."""
 
@@ -51,20 +67,22 @@ class ImageDecoder:
         self._memo: OrderedDict[int, Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def decode(self, url: str) -> Any:
+    def decode(self, url: str, budget: PixelBudget | None = None) -> Any:
         key = hash(url)
         with self._lock:
             if key in self._memo:
                 self._memo.move_to_end(key)
                 return self._memo[key]
-        image = self._decode(url)
+        image = self._decode(url, budget)
         with self._lock:
             self._memo[key] = image
             while len(self._memo) > DECODED_MEMO:
                 self._memo.popitem(last=False)
         return image
 
-    def _decode(self, url: str) -> Any:
+    def _decode(self, url: str, budget: PixelBudget | None = None) -> Any:
+        from PIL import Image
+
         from newsrec.images import load_image, smart_resize
 
         header, sep, payload = url.partition(",")
@@ -76,6 +94,13 @@ class ImageDecoder:
             data = base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError):
             raise InputError("an image data URL is not valid base64") from None
+        if budget is not None:
+            try:
+                with Image.open(io.BytesIO(data)) as header:  # reads the header only
+                    size = header.size
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+                size = (0, 0)  # not an image: load_image below says why
+            budget.charge(*size)
         image = load_image(data)
         # The same resize as the in-process reranker, so both feed the engine identical pixels.
         height, width = smart_resize(
@@ -148,7 +173,7 @@ def build_scorer(settings: Any, device: str | None = None) -> PairScorer:
     return EngineScorer(get_reranker(name, **options))
 
 
-def sides(wire: WireSide, decoder: ImageDecoder | None) -> Side:
+def sides(wire: WireSide, decoder: ImageDecoder | None, budget: PixelBudget | None = None) -> Side:
     """A wire side as the engine's Side: images decoded (or dropped for a text-only scorer)."""
-    images = [decoder.decode(url) for url in wire.image_urls] if decoder is not None else []
+    images = [decoder.decode(url, budget) for url in wire.image_urls] if decoder is not None else []
     return Side(wire.text, images)

@@ -61,6 +61,17 @@ LABELS: dict[str, dict[str, str]] = {
     },
     "judged": {"en": "Judgment saved", "zh": "判断已保存"},
     "judgments_unavailable": {"en": "Judgments are not available yet", "zh": "暂不支持保存判断"},
+    "storage": {"en": "Data folder", "zh": "数据目录"},
+    "storage_read_only": {
+        "en": "read-only ({home}): browsing only. Judgments, ingest and training are unavailable; the vector "
+        "store is read from a private copy. Make the folder writable and restart to record.",
+        "zh": "只读（{home}）：仅可浏览。无法保存判断、导入数据或训练；向量库从临时副本读取。"
+        "若需保存，请将该目录设为可写并重启。",
+    },
+    "judging_read_only": {
+        "en": "Judgments are unavailable: the data folder {home} is read-only",
+        "zh": "无法保存判断：数据目录 {home} 为只读",
+    },
     "moved": {"en": "moved", "zh": "变动"},
     "stayed": {"en": "same rank", "zh": "名次不变"},
     "loading": {"en": "Building the news index (first run only)…", "zh": "正在构建新闻索引（仅首次运行）…"},

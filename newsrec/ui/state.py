@@ -88,6 +88,13 @@ class Dashboard:
         self._feeds: dict[str, Any] = {}  # "live" | "draft" -> EditorialFeeds (each follows its files)
         self._own: tuple[str, Any] | None = None  # (draft JSON, EditorialFeeds) of a session's own draft
 
+    @property
+    def can_judge(self) -> bool:
+        """Judgment buttons are shown only where verdicts can be stored (not on a read-only data folder)."""
+        if self.judgments is None or getattr(self.rec.settings, "read_only", False):
+            return False
+        return not getattr(self.judgments, "read_only", False)
+
     # --- pickers -----------------------------------------------------------------------------
 
     def user_choices(self) -> list[tuple[str, str]]:
@@ -212,6 +219,8 @@ class Dashboard:
         """
         if self.judgments is None:
             return t("judgments_unavailable", lang)
+        if not self.can_judge:  # a read-only NEWSREC_HOME (newsrec/read_only.py): say so, write nothing
+            return t("judging_read_only", lang, home=str(self.rec.settings.home))
         result = session.result
         lists = (
             {}
@@ -247,6 +256,8 @@ class Dashboard:
         """Every stored judgment as CSV at `path` (for the page's download button); returns the path."""
         import csv
 
+        from newsrec.evaluation.judgments import spreadsheet_safe
+
         rows = self.judgments.judgments() if self.judgments is not None else []
         with open(path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
@@ -254,9 +265,8 @@ class Dashboard:
             for row in rows:
                 title = self.rec.corpus.news[row.news_id].title if row.news_id in self.rec.corpus.news else ""
                 when = datetime.fromtimestamp(row.created_at, timezone.utc).isoformat(timespec="seconds")
-                writer.writerow(
-                    [row.user_id, row.query, row.news_id, title, row.config, int(row.relevant), row.rank, when]
-                )
+                cells = [row.user_id, row.query, row.news_id, title, row.config, int(row.relevant), row.rank, when]
+                writer.writerow([spreadsheet_safe(cell) for cell in cells])  # no formulas in Excel/Sheets
         return str(path)
 
     def export_judged_set(self, path) -> str:
@@ -288,7 +298,7 @@ class Dashboard:
             shift = charts.rank_shift(result, lang)
             mix = charts.category_mix(shares, result, lang)
         marks = self.marks(session, profile)
-        judging = self.judgments is not None
+        judging = self.can_judge
         return View(
             cards.results_html(
                 result, self.link, lang, self.notes(session, profile, lang), judging, session.runs, marks, link
@@ -350,7 +360,7 @@ class Dashboard:
             t("visual_tokens", lang): str(settings.visual_tokens),
             t("corpus", lang): f"{rec.corpus.name} · "
             + t("corpus_size", lang, news=len(rec.corpus.news), users=len(rec.corpus.users)),
-        }
+        } | ({t("storage", lang): t("storage_read_only", lang, home=str(settings.home))} if settings.read_only else {})
 
 
 def mode_reason(rec: Any, device: str, lang: str = "en") -> str:

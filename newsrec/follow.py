@@ -1,0 +1,109 @@
+"""A running recommender follows the store: other processes' ingests and index rebuilds are picked up, not fatal.
+
+The app holds one Recommender for hours while `ingest` and `index --rebuild` run in other shells. Before each
+recommendation it makes two cheap checks (two stat calls):
+- the corpus's CURRENT names a newer generation: the corpus is read again (all files from one committed
+  generation), the index is synced from it under the store's write lock, and the derived state (lexical
+  index, IDF, trends, the second stage, profiles) is rebuilt;
+- the vector store's health manifest changed (every completed sync rewrites it): another process wrote
+  vectors, so this process's Chroma client, whose view of the segment files and collection ids is now
+  stale ("Error finding id", "Collection ... does not exist"), is reopened. While another process still holds
+  the store's write lock the request is answered from the state already loaded (no waiting behind a writer);
+  a later request switches.
+A store failure during a request (a rebuilt or deleted collection, also on a Chroma server) reopens the
+index, re-syncs it from the committed corpus (a deleted collection comes back empty) and retries once.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from newsrec.errors import NewsrecError
+
+log = logging.getLogger(__name__)
+
+_LOCK = threading.RLock()  # one follower at a time; requests in other threads wait for the switch
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def live_generation(corpus: Any) -> str:
+    """The generation CURRENT names now ("" for corpora without generations, e.g. the demo)."""
+    from newsrec.data import store
+
+    if not getattr(corpus, "generation", ""):
+        return ""
+    try:
+        folder = store.generation_dir(Path(corpus.root))
+    except (OSError, NewsrecError):
+        return corpus.generation  # unreadable pointer: keep serving what is loaded; the next write repairs it
+    return folder.name if folder != Path(corpus.root) else ""
+
+
+def follow_store(rec: Any) -> None:
+    """Pick up another process's committed writes (see the module docstring)."""
+    with _LOCK:
+        newer = live_generation(rec.corpus) not in ("", rec.corpus.generation)
+        if (rec.index.changed_elsewhere() or newer) and not rec.index.reopen(wait=False):
+            # Another process is writing right now (an ingest's sync, a rebuild): answer from the state we
+            # have instead of making every request wait for it; a later request switches. Should the store
+            # fail meanwhile (a rebuild dropped the collection), `follows_store` waits and retries.
+            return
+        if newer:
+            _reload_corpus(rec)
+
+
+def _reload_corpus(rec: Any) -> None:
+    from newsrec.data.corpus import read_corpus
+    from newsrec.learning.stage import build_stage
+    from newsrec.lexical import LexicalIndex
+    from newsrec.profiles import idf_table
+    from newsrec.recall import ForYouRecall
+
+    corpus = read_corpus(Path(rec.corpus.root), rec.corpus.name)
+    stats = rec.index.sync(corpus)  # under the store's write lock, from the committed corpus
+    items = list(corpus.news.values())
+    lexical = LexicalIndex.build(items)
+    stage = build_stage(rec.settings.home, corpus, rec.reranker, rec.embedder, rec.settings.prior_weight, lexical)
+    recall = ForYouRecall(stage.prior, corpus.news, rec.settings.trend_weight)
+    if hasattr(rec.reranker, "prepare_documents"):
+        rec.reranker.prepare_documents(items)
+    if getattr(rec.reranker, "lexical", None) is not None:
+        rec.reranker.lexical = lexical
+    rec.corpus, rec.lexical, rec.idf, rec.now = corpus, lexical, idf_table(items), corpus.latest
+    rec.stage, rec.recall, rec._profiles = stage, recall, {}
+    log.warning(
+        "corpus %s changed on disk (now %s, %d items; index: %s): reloaded",
+        corpus.name,
+        corpus.generation,
+        len(items),
+        stats,
+    )
+
+
+def follows_store(method: F) -> F:
+    """Decorate a Recommender request method: follow the store first; on a store failure reopen and retry once."""
+    from newsrec.errors import ServiceUnavailableError
+    from newsrec.index_health import StoreError
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        follow_store(self)
+        try:
+            return method(self, *args, **kwargs)
+        except (StoreError, ServiceUnavailableError) as error:
+            log.warning("the vector store failed (%s): reopening it and trying once more", error)
+            with _LOCK:
+                self.index.reopen()
+                # A deleted collection reopens empty (get_or_create): without a sync the retry would "succeed"
+                # with no candidates at all. The sync fills it from the committed corpus (a no-op when another
+                # process already re-created and filled it).
+                log.warning("index re-synced after the failure: %s", self.index.sync(self.corpus))
+                self._profiles = {}
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,159 @@
+"""Fault suite, round two (issue 20): a running recommender (what the app holds) and other writers.
+
+Another process ingests into the served corpus or rebuilds its index; the recommender must pick that up
+and keep answering. Run alone with `-m faults`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from test_faults import write_source
+
+from newsrec.config import Settings
+from newsrec.data.corpus import load_corpus
+from newsrec.data.ingest import ingest
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "newsrec", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+def served(tmp_path: Path):
+    from newsrec.pipeline import Recommender
+
+    ingest(write_source(tmp_path / "a", "a", items=200, users=5), Settings.from_env(), corpus="live")
+    settings = Settings.from_env(corpus="live", embedder="lite", reranker="lite")
+    return Recommender.from_settings(settings)
+
+
+def test_a_served_recommender_follows_another_process_ingest(tmp_path):
+    rec = served(tmp_path)  # built, nothing served yet
+    done = cli("ingest", str(write_source(tmp_path / "b", "b", items=150)), "--corpus", "live", "--embedder", "lite")
+    assert done.returncode == 0, done.stderr[-1500:]
+    result = rec.recommend("u1", k=5)  # the old code: "Error finding id ... run `index --rebuild`"
+    assert len(result.reranked) == 5
+    assert len(rec.corpus.news) == 350 and rec.index.has("b0") and len(rec.index) == 350
+    found = rec.recommend("u1", query="Story b7 about b", k=3)
+    assert "b7" in [card.item.id for card in found.reranked]  # the other process's items are served
+
+
+def test_index_rebuild_while_serving_is_safe(tmp_path):
+    rec = served(tmp_path)
+    assert len(rec.recommend("u2", k=5).reranked) == 5
+    done = cli("index", "--corpus", "live", "--rebuild", "--embedder", "lite")
+    assert done.returncode == 0, done.stderr[-1500:]
+    result = rec.recommend("u2", k=5)  # the old code: "Collection ... does not exist" until a restart
+    assert len(result.reranked) == 5 and len(rec.index) == 200
+
+
+def test_sync_from_a_stale_snapshot_keeps_the_other_writers_vectors(tmp_path, fake_embedder):
+    from newsrec.index import NewsIndex
+
+    ingest(write_source(tmp_path / "a", "a", items=30), Settings.from_env(), corpus="race")
+    stale = load_corpus(Settings.from_env(), "race")  # a writer read the corpus here ...
+    index = NewsIndex(Settings.from_env(), "race", fake_embedder)
+    index.sync(stale)
+    # ... meanwhile another writer committed its items and indexed them
+    ingest(write_source(tmp_path / "b", "b", items=20), Settings.from_env(), corpus="race")
+    NewsIndex(Settings.from_env(), "race", fake_embedder).sync(load_corpus(Settings.from_env(), "race"))
+    assert len(index) == 50
+    index.sync(stale)  # the old code deleted b0..b19 here: "removed" came from the stale snapshot
+    assert len(index) == 50 and all(index.has(f"b{i}") for i in range(20))
+
+
+def test_chroma_client_is_created_inside_the_store_lock(monkeypatch, fake_embedder):
+    from filelock import FileLock, Timeout
+
+    import newsrec.index as index_module
+
+    settings = Settings.from_env()
+    real = index_module.chroma_client
+    held = []
+
+    def probing(settings_):
+        other = FileLock(settings_.chroma_dir.with_name(f"{settings_.chroma_dir.name}.lock"))
+        try:
+            other.acquire(timeout=0)
+        except Timeout:
+            held.append(True)
+        else:
+            other.release()
+            held.append(False)
+        return real(settings_)
+
+    monkeypatch.setattr(index_module, "chroma_client", probing)
+    worker = threading.Thread(target=lambda: index_module.NewsIndex(settings, "locked", fake_embedder))
+    worker.start()
+    worker.join(timeout=120)
+    assert held == [True]  # another process creating its client at the same moment waits for this one
+
+
+def _server_collection(url: str, name: str):
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    host, port = url.removeprefix("http://").split(":")
+    client = chromadb.HttpClient(host=host, port=int(port), settings=ChromaSettings(anonymized_telemetry=False))
+    return client, name
+
+
+def test_a_deleted_server_collection_heals_after_the_cli_recreates_it(tmp_path, chroma_server, monkeypatch):
+    """The issue's case on a real `chroma run`: the collection is deleted under the app, the CLI re-creates it;
+    the app used to keep failing ("collection ... is missing on the Chroma server") until a restart."""
+    monkeypatch.setenv("NEWSREC_CHROMA_URL", chroma_server)
+    client, _ = _server_collection(chroma_server, "")
+    for collection in client.list_collections():  # a clean server, as with a fresh temp dir
+        client.delete_collection(collection.name)
+    rec = served(tmp_path)
+    assert len(rec.recommend("u1", k=5).reranked) == 5
+    client.delete_collection(rec.index.name)
+    done = cli("index", "--corpus", "live", "--embedder", "lite")  # re-creates it (a new collection id)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert client.get_collection(rec.index.name).count() == 200
+    result = rec.recommend("u1", k=5)
+    assert len(result.reranked) == 5 and len(rec.index) == 200
+    # Deleted with nobody re-creating it: the app re-creates and re-fills it from the committed corpus.
+    client.delete_collection(rec.index.name)
+    result = rec.recommend("u2", query="Story a7 about a", k=3)
+    assert "a7" in [card.item.id for card in result.reranked]
+    assert client.get_collection(rec.index.name).count() == 200 and len(rec.index) == 200
+
+
+def test_bench_load_with_writers_loses_nothing_and_serves_throughout(newsrec_home):
+    """The cheap version of issue 20's load figure: the dashboard under load while another process ingests and
+    one rebuilds the served corpus; no request fails, and corpus and index hold the union of all writes."""
+    import json
+
+    env = {"NEWSREC_EMBEDDER": "lite", "NEWSREC_RERANKER": "lite", "GRADIO_ANALYTICS_ENABLED": "False"}
+    done = subprocess.run(
+        [sys.executable, "-m", "newsrec", "bench", "load", "--concurrency", "4", "--requests", "40"]
+        + ["--writers", "1", "--writer-items", "150", "--json"],
+        env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    figures = json.loads(done.stdout[done.stdout.index("{") :])
+    assert figures["errors"] == 0 and figures["writers_failed"] == 0
+    assert [w["writer"] for w in figures["writers"]] == ["ingest 0", "index --rebuild"]
+    assert figures["without_writers"]["completed"] == figures["with_writers"]["completed"] == 40
+    assert figures["requests_while_writing"] > 0  # the writers ran while the app was under load
+    counts = figures["counts"]
+    assert counts["nothing_lost"] and counts["expected_items"] == 350 and counts["corpus_items"] == 350
+    assert list(counts["index"].values()) == [350]
+    assert figures["p95_ratio"] > 0  # both phases measured in one run
