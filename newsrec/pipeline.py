@@ -27,7 +27,7 @@ from newsrec.lexical import LexicalIndex
 from newsrec.profiles import build_profile, idf_table
 from newsrec.ranking import cap_categories, freshness_decay, mmr_order
 from newsrec.recall import ForYouRecall
-from newsrec.relevance import matches, query_relevance
+from newsrec.relevance import matches, query_relevance, query_scale
 from newsrec.rerankers import Reranker, get_reranker
 from newsrec.types import (
     Candidate,
@@ -91,6 +91,8 @@ class Recommender:
         )
         self.cache = cache if cache is not None else ScoreCache(settings.cache_dir / "rerank_scores.sqlite")
         self.lexical = lexical or LexicalIndex.build(list(corpus.news.values()))
+        if self.lexical.translator is None and self.lexical.enable_translation(embedder):
+            self.lexical.translator.prepare()  # a bilingual corpus: query words reach the other language
         self.idf = idf_table(list(corpus.news.values()))
         self.now = corpus.latest  # the corpus's own "now", so an old corpus still has fresh items
         self._profiles: dict[str, UserProfile] = {}
@@ -178,8 +180,12 @@ class Recommender:
         tick = time.perf_counter()
         query_vector = self.embedder.embed_queries([query])[0] if query else None
         pool, query_matched = self._retrieve(query, query_vector, profile, n_candidates, filters)
-        asked, notice = query, ""
-        if not query_matched:  # an honest empty state: say so, and show the reader's For-you feed instead
+        asked, notice, nearest = query, "", []
+        if not query_matched and pool:  # no exact match, but a near topic: show it as such, ordered for the reader
+            nearest = [c.item.id for c in pool]
+            notice = f"No exact match for “{query}”; nearest: {pool[0].item.title}."
+            query, query_vector = "", None
+        elif not query_matched:  # an honest empty state: say so, and show the reader's For-you feed instead
             notice = f"Nothing matches “{query}”; showing your For-you feed instead."
             query, query_vector = "", None
             pool, _ = self._retrieve(query, query_vector, profile, n_candidates, filters)
@@ -243,6 +249,7 @@ class Recommender:
             cache_misses=len(pool) - hits,
             query_matched=query_matched,
             notice=notice,
+            nearest=nearest,
         )
 
     def _retrieve(
@@ -266,7 +273,13 @@ class Recommender:
         matched = True
         if query:
             dense = usable(self.index.search(query_vector, fetch, where=filters.where()))
-            lexical = dict(usable(self.lexical.match(query, fetch)))
+            scored = self.lexical.score(query)
+            hits = np.flatnonzero(scored.coverage > 0)
+            hits = hits[np.lexsort((hits, -scored.coverage[hits], -scored.held[hits]))]  # covering items first
+            lexical = {
+                news_id: (float(scored.coverage[i]), float(scored.held[i]))
+                for news_id, i in usable([(self.lexical.ids[i], i) for i in hits])[:fetch]
+            }
             ranked, matched = self._fuse(query_vector, dense, lexical, n)
         elif profile.interests:  # interest neighbours plus trending items (recall.py), by one fused score
             best: dict[str, float] = {}
@@ -297,9 +310,17 @@ class Recommender:
         return pool, matched
 
     def _fuse(
-        self, query_vector: np.ndarray, dense: list[tuple[str, float]], lexical: dict[str, float], n: int
+        self,
+        query_vector: np.ndarray,
+        dense: list[tuple[str, float]],
+        lexical: dict[str, tuple[float, float]],
+        n: int,
     ) -> tuple[list[tuple[str, float]], bool]:
-        """Dense and lexical hits scored by query relevance (newsrec/relevance.py), and whether anything matched."""
+        """Dense and lexical hits scored by query relevance (newsrec/relevance.py), and whether anything matched.
+
+        `lexical` maps news ids to (coverage, held share). When the query admits nothing, the result holds
+        the near topic instead, if any: items at the embedder's match floor, by cosine (`matched` False).
+        """
         cosines = dict(dense)
         only_lexical = [news_id for news_id in lexical if news_id not in cosines and self.index.has(news_id)]
         if only_lexical:
@@ -307,11 +328,17 @@ class Recommender:
             cosines.update(zip(only_lexical, (vectors @ query_vector).tolist(), strict=True))
         ids = list(cosines)
         cos = np.array([cosines[i] for i in ids])
-        coverage = np.array([lexical.get(i, 0.0) for i in ids])
-        scores = query_relevance(cos, coverage, self.embedder, [self.corpus.news[i].category for i in ids])
+        coverage = np.array([lexical.get(i, (0.0, 0.0))[0] for i in ids])
+        held = np.array([lexical.get(i, (0.0, 0.0))[1] for i in ids])
+        categories = [self.corpus.news[i].category for i in ids]
+        scores = query_relevance(cos, coverage, self.embedder, categories, held)
+        if not matches(scores):
+            near = query_scale(self.embedder)(cos)
+            order = [i for i in np.lexsort((np.arange(len(ids)), -cos)) if near[i] > 0][:n]
+            return [(ids[i], float(cos[i])) for i in order], False
         # Only what matches: a short honest list beats cards that claim a match they do not have.
         order = [i for i in np.lexsort((-cos, -scores)) if scores[i] > 0][:n]
-        return [(ids[i], float(scores[i])) for i in order], matches(cos, len(lexical), self.embedder)
+        return [(ids[i], float(scores[i])) for i in order], True
 
     def _one_slot_per_story(self, order: Sequence[int], pool: list[Candidate]) -> list[list[int]]:
         """Pool indices in `order`, grouped so the same story in other languages shares its first slot."""

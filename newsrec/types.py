@@ -187,3 +187,4 @@ class RecommendResult:
     cache_misses: int = 0
     query_matched: bool = True  # False when nothing matched the query and the list is the reader's For-you feed
     notice: str = ""  # a sentence for the reader about the list (e.g. why it fell back), "" when there is none
+    nearest: list[str] = field(default_factory=list)  # no exact match: the nearest stories' ids, which the list shows

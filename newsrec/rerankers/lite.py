@@ -121,9 +121,12 @@ class LiteReranker:
             query_vector = self.embedder.embed_queries([request.query])[0]
         cosines = docs @ query_vector if query_vector is not None else np.zeros(len(candidates))
         lexical = self.lexical or LexicalIndex.build([c.item for c in candidates])
-        coverage = dict(lexical.match(request.query))
-        terms = np.array([coverage.get(c.item.id, 0.0) for c in candidates])
-        return query_relevance(cosines, terms, self.embedder, [c.item.category for c in candidates])
+        scored = lexical.score(request.query)
+        rows = {news_id: i for i, news_id in enumerate(lexical.ids)}
+        at = np.array([rows.get(c.item.id, -1) for c in candidates])
+        terms = np.where(at >= 0, scored.coverage[at], 0.0)
+        held = np.where(at >= 0, scored.held[at], 0.0)
+        return query_relevance(cosines, terms, self.embedder, [c.item.category for c in candidates], held)
 
 
 def _interest_affinity(
