@@ -154,6 +154,7 @@ def _document_terms(item: NewsItem, *, bigrams: bool) -> list[str]:
 # not every "price" story; and two terms of like weight (人工智能 医疗: 0.52 and 0.48) are both needed.
 HOLD = 0.25
 COVER_SHARE = 0.6
+MIN_COVER_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -179,8 +180,14 @@ class LexicalMatch:
 
     @property
     def covers(self) -> np.ndarray:
-        """(N,) bool: the item holds the query's distinctive terms (COVER_SHARE of its weight)."""
-        return self.held >= COVER_SHARE - 1e-9
+        """(N,) bool: the item holds the query's distinctive terms.
+
+        That is COVER_SHARE of the query's weight, or as much as the best item holds if that is less, but
+        never under MIN_COVER_SHARE: "ski holiday" has one ski story that does not say holiday (ski is 0.52
+        of the weight), while "cricket world cup" has only world cups of other sports (0.38).
+        """
+        best = float(self.held.max()) if len(self.held) else 0.0
+        return self.held >= max(min(COVER_SHARE, best), MIN_COVER_SHARE) - 1e-9
 
 
 class LexicalIndex:
@@ -291,8 +298,8 @@ class LexicalIndex:
                 concepts.append(Concept(word.surface, ((word.term,),), kind="number"))
             elif word.han:
                 alternatives = [(word.term,)]
-                pieces = tuple(p for p in _char_bigrams(word.term) if p in self._df) if len(word.term) > 2 else ()
-                if pieces:
+                pieces = tuple(_char_bigrams(word.term)) if len(word.term) > 2 else ()
+                if any(piece in self._df for piece in pieces):
                     alternatives.append(pieces)
                 concepts.append(Concept(word.surface, tuple(alternatives)))
                 translate.append((len(concepts) - 1, word.surface, True))
@@ -326,7 +333,8 @@ class LexicalIndex:
             if run is not None:
                 for piece in _segmenter().lcut(run):
                     if _HAN_RE.match(piece) and piece not in STOPWORDS:
-                        words.append(_QueryWord(piece, piece, True, False))
+                        for part in self._split_han(piece):
+                            words.append(_QueryWord(part, part, True, False))
                 previous_end = -1
                 continue
             word = match.group("word")
@@ -342,6 +350,22 @@ class LexicalIndex:
                 words.append(_QueryWord(word, term, False, joined))
             previous_end = match.end()
         return words
+
+    def _split_han(self, word: str) -> list[str]:
+        """A Chinese query word that no item has, split into the dictionary words it is made of (黄金价格 ->
+        黄金, 价格), longest first from the left, so each part can match, translate and count on its own."""
+        if len(word) < 3 or word in self._df or (word,) in self._synonyms[0]:
+            return [word]
+        known = {part for part in _segmenter().lcut_for_search(word) if len(part) > 1 and part != word}
+        parts, i = [], 0
+        while i < len(word):
+            part = next((word[i:j] for j in range(len(word), i + 1, -1) if word[i:j] in known), "")
+            if part:
+                parts.append(part)
+                i += len(part)
+            else:
+                i += 1
+        return parts if len(parts) > 1 else [word]
 
     def _split_compound(self, word: str) -> tuple[str, str] | None:
         """`fastcharging` -> (fast, charging) when both halves are corpus terms; the most even split first."""
@@ -367,8 +391,8 @@ class LexicalIndex:
         """Index terms of one synonym-table phrase: its words and word pairs, or a Chinese word (or its bigrams)."""
         if _HAN_RE.match(phrase):
             alternatives = [(phrase,)] if phrase in self._df else []
-            pieces = tuple(p for p in _char_bigrams(phrase) if p in self._df)
-            if len(phrase) > 2 and len(pieces) == len(phrase) - 1:  # every piece present, else too loose
+            pieces = tuple(_char_bigrams(phrase))
+            if len(phrase) > 2 and all(piece in self._df for piece in pieces):  # every piece present, else too loose
                 alternatives.append(pieces)
             return alternatives
         terms = tuple(t for t in tokenize(phrase, bigrams=True, stem=True) if t in self._df)
@@ -421,8 +445,8 @@ class LexicalIndex:
                 hold = np.maximum(hold, scores)
             holders = int((hold >= HOLD).sum())
             known = any(term in self._df for alternative in concept.alternatives for term in alternative)
-            if not known and (concept.kind != "word" or _HAN_RE.match(concept.label.replace(" ", ""))):
-                continue  # a Chinese word or a phrase no item has: its pieces, if any, carry the meaning
+            if not known and concept.kind != "word":
+                continue  # a phrase or a number no item has: it adds weight where items have it, costs nothing
             weight = self._idf_of(holders)
             weighted += weight * best
             total += weight

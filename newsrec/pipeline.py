@@ -24,6 +24,7 @@ from newsrec.explain import explain
 from newsrec.index import NewsIndex
 from newsrec.learning.stage import SecondStage, build_stage
 from newsrec.lexical import LexicalIndex
+from newsrec.matching.translation import story_pairs
 from newsrec.profiles import build_profile, idf_table
 from newsrec.ranking import cap_categories, freshness_decay, mmr_order
 from newsrec.recall import ForYouRecall
@@ -41,6 +42,7 @@ from newsrec.types import (
 )
 
 MAX_QUERY_CHARS = 2000
+NO_MATCH = (0.0, 0.0, False)  # (coverage, held share, covers) of an item with none of the query's terms
 GUEST = "guest"  # a reader with no history, available in every corpus (e.g. one ingested without users)
 
 
@@ -92,7 +94,8 @@ class Recommender:
         self.cache = cache if cache is not None else ScoreCache(settings.cache_dir / "rerank_scores.sqlite")
         self.lexical = lexical or LexicalIndex.build(list(corpus.news.values()))
         if self.lexical.translator is None and self.lexical.enable_translation(embedder):
-            self.lexical.translator.prepare()  # a bilingual corpus: query words reach the other language
+            # a bilingual corpus: query words reach the other language, names through same-topic story pairs
+            self.lexical.translator.learn_from_pairs(story_pairs(list(corpus.news.values()), index))
         self.idf = idf_table(list(corpus.news.values()))
         self.now = corpus.latest  # the corpus's own "now", so an old corpus still has fresh items
         self._profiles: dict[str, UserProfile] = {}
@@ -276,8 +279,9 @@ class Recommender:
             scored = self.lexical.score(query)
             hits = np.flatnonzero(scored.coverage > 0)
             hits = hits[np.lexsort((hits, -scored.coverage[hits], -scored.held[hits]))]  # covering items first
+            covers = scored.covers
             lexical = {
-                news_id: (float(scored.coverage[i]), float(scored.held[i]))
+                news_id: (float(scored.coverage[i]), float(scored.held[i]), bool(covers[i]))
                 for news_id, i in usable([(self.lexical.ids[i], i) for i in hits])[:fetch]
             }
             ranked, matched = self._fuse(query_vector, dense, lexical, n)
@@ -313,12 +317,12 @@ class Recommender:
         self,
         query_vector: np.ndarray,
         dense: list[tuple[str, float]],
-        lexical: dict[str, tuple[float, float]],
+        lexical: dict[str, tuple[float, float, bool]],
         n: int,
     ) -> tuple[list[tuple[str, float]], bool]:
         """Dense and lexical hits scored by query relevance (newsrec/relevance.py), and whether anything matched.
 
-        `lexical` maps news ids to (coverage, held share). When the query admits nothing, the result holds
+        `lexical` maps news ids to (coverage, held share, covers). When the query admits nothing, the result holds
         the near topic instead, if any: items at the embedder's match floor, by cosine (`matched` False).
         """
         cosines = dict(dense)
@@ -328,10 +332,9 @@ class Recommender:
             cosines.update(zip(only_lexical, (vectors @ query_vector).tolist(), strict=True))
         ids = list(cosines)
         cos = np.array([cosines[i] for i in ids])
-        coverage = np.array([lexical.get(i, (0.0, 0.0))[0] for i in ids])
-        held = np.array([lexical.get(i, (0.0, 0.0))[1] for i in ids])
+        coverage, held, covers = (np.array(column) for column in zip(*(lexical.get(i, NO_MATCH) for i in ids)))
         categories = [self.corpus.news[i].category for i in ids]
-        scores = query_relevance(cos, coverage, self.embedder, categories, held)
+        scores = query_relevance(cos, coverage, self.embedder, categories, held, covers.astype(bool))
         if not matches(scores):
             near = query_scale(self.embedder)(cos)
             order = [i for i in np.lexsort((np.arange(len(ids)), -cos)) if near[i] > 0][:n]

@@ -21,12 +21,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from newsrec.matching.stemming import stem
+from newsrec.types import NewsItem
+
 __all__ = ["TermTranslator", "TRANSLATION_COSINE", "MAX_TRANSLATIONS"]
 
 log = logging.getLogger(__name__)
 
-TRANSLATION_COSINE = 0.76  # 医疗->medical 0.86, doctors 0.77; 快充->charging 0.67 and 财报->report 0.64 stay out
+TRANSLATION_COSINE = 0.70  # 演唱会->concert 0.73, 回收->recycling 0.72; 快充->charging 0.67, 财报->report 0.64 stay out
+TRANSLATION_MARGIN = 0.08  # and within this of the closest word: 医疗 -> medical (0.86), not doctors (0.77)
 MAX_TRANSLATIONS = 3
+# Names: the encoder barely knows that 库里 is Curry (0.39) or 卡拉尼 Kalani (0.47). Stories of one topic told
+# in both languages do: in a pair of such titles, a word and its translation are each other's closest words.
+PAIR_COSINE = 0.6  # two items in different languages this close tell one topic (RELATED_SCALE.full)
+PAIR_WORD_COSINE = 0.35  # mutual closest title words at this cosine or more are translations ...
+PAIR_SUPPORT = 2  # ... in at least this many pairs
 
 
 class TermTranslator:
@@ -44,6 +53,7 @@ class TermTranslator:
         self._vectors: tuple[np.ndarray, np.ndarray] | None = None
         self._lock = threading.Lock()
         self._cache: dict[str, list[str]] = {}
+        self._pairs: dict[str, set[str]] = {}  # word -> translations learned from story pairs (index terms)
 
     def prepare(self) -> None:
         """Embed the vocabulary now (otherwise the first query does)."""
@@ -59,6 +69,41 @@ class TermTranslator:
                     log.info("term translation: %d English and %d Chinese words", len(self._latin_terms), len(han))
         return self._vectors
 
+    def learn_from_pairs(self, pairs: Sequence[tuple[Sequence[str], Sequence[str]]]) -> int:
+        """Learn word translations from story pairs: ([Chinese title words], [English title terms]) each.
+
+        In each pair, a Chinese word and an English term (a stem) that are each other's closest (by the
+        encoder's word vectors, at PAIR_WORD_COSINE or more) translate each other. Returns how many links.
+        """
+        latin, han = self._vocabulary()
+        latin_row = {term: i for i, term in enumerate(self._latin_terms)}
+        han_row = {word: i for i, word in enumerate(self._han)}
+        learned = 0
+        support: dict[tuple[str, str], int] = {}
+        for han_words, latin_terms in pairs:
+            zh = sorted({w for w in han_words if w in han_row})
+            en = sorted({t for t in latin_terms if t in latin_row})
+            if not zh or not en:
+                continue
+            cosines = han[[han_row[w] for w in zh]] @ latin[[latin_row[t] for t in en]].T  # (Z, E)
+            best_en, best_zh = cosines.argmax(axis=1), cosines.argmax(axis=0)
+            for z, e in enumerate(best_en):
+                if best_zh[e] == z and cosines[z, e] >= PAIR_WORD_COSINE:
+                    support[(zh[z], en[e])] = support.get((zh[z], en[e]), 0) + 1
+        # A link holds when PAIR_SUPPORT pairs show it and it is each word's best-supported link: one pair of
+        # titles aligns 林夏 with Lind (two singers, one topic); several pairs agree only on true translations.
+        best: dict[str, int] = {}
+        for (z, e), count in support.items():
+            best[z] = max(best.get(z, 0), count)
+            best[e] = max(best.get(e, 0), count)
+        for (z, e), count in sorted(support.items()):
+            if count >= PAIR_SUPPORT and count == best[z] == best[e]:
+                self._pairs.setdefault(z, set()).add(e)
+                self._pairs.setdefault(e, set()).add(z)
+                learned += 1
+        self._cache.clear()
+        return learned
+
     def translate(self, words: Sequence[tuple[str, bool]]) -> list[list[str]]:
         """For each (word, is_han) pair, the index terms of its translations, closest first (maybe none)."""
         missing = sorted({word for word, _ in words if word not in self._cache})
@@ -73,11 +118,32 @@ class TermTranslator:
                     continue
                 cosines = target @ vector
                 order = np.argsort(-cosines, kind="stable")[: MAX_TRANSLATIONS * 2]
-                found: list[str] = []
+                found: list[str] = sorted(self._pairs.get(word if is_han[word] else stem(word), ()))
+                bar = max(TRANSLATION_COSINE, float(cosines[order[0]]) - TRANSLATION_MARGIN)
                 for i in order:
-                    if cosines[i] < TRANSLATION_COSINE or len(found) == MAX_TRANSLATIONS:
+                    if cosines[i] < bar or len(found) >= MAX_TRANSLATIONS:
                         break
                     if terms[i] not in found:
                         found.append(terms[i])
                 self._cache[word] = found
         return [list(self._cache[word]) for word, _ in words]
+
+
+def story_pairs(items: Sequence[NewsItem], index: object) -> list[tuple[list[str], list[str]]]:
+    """(Chinese title words, English title stems) of every zh/en item pair at PAIR_COSINE or more (one topic).
+
+    `index` gives the items' stored vectors (NewsIndex.has / .embeddings); items it lacks are left out.
+    """
+    from newsrec.lexical import is_cjk, tokenize
+
+    han = [item for item in items if item.language == "zh" and index.has(item.id)]
+    latin = [item for item in items if item.language == "en" and index.has(item.id)]
+    if not han or not latin:
+        return []
+    cosines = index.embeddings([item.id for item in han]) @ index.embeddings([item.id for item in latin]).T
+    pairs = []
+    for z, e in zip(*np.nonzero(cosines >= PAIR_COSINE), strict=True):
+        zh = [word for word in tokenize(han[z].title) if is_cjk(word) and len(word) > 1]
+        en = [stem(word) for word in tokenize(latin[e].title) if word.isascii() and word.isalpha() and len(word) > 2]
+        pairs.append((zh, en))
+    return pairs
