@@ -8,6 +8,7 @@ splits. `newsrec/relevance.py` fuses the two. BM25 itself comes from `bm25s` (sp
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -53,6 +54,18 @@ _ZH_STOPWORDS = """
 最新 最近 近日 新闻 消息
 """
 STOPWORDS: frozenset[str] = frozenset(_EN_STOPWORDS.split() + _ZH_STOPWORDS.split())
+
+# Common news words: they say what kind of news, not which topic ("gold price", "ski holiday", "Apple launch
+# event", 电池技术突破). They rank (coverage) but count GENERIC_WEIGHT of their weight towards admitting an item
+# (LexicalMatch.held), so one of them alone never admits a story. IDF cannot tell: in a small corpus "event"
+# is rarer than "apple". English words are listed as typed; they are stemmed when used.
+_GENERIC_WORDS = """
+price prices priced cost costs event events launch launches launched holiday holidays record records report
+reports update updates plan plans deal deals week year day month time first top big high low rise rises fall
+falls growth market markets sales results
+价格 价 费用 活动 发布 推出 假期 记录 纪录 报告 计划 技术 突破 增长 市场 销量 首次 提升 创新
+"""
+GENERIC_WEIGHT = 0.25
 
 _jieba_lock = threading.Lock()
 _jieba = None
@@ -154,7 +167,9 @@ def _document_terms(item: NewsItem, *, bigrams: bool) -> list[str]:
 # not every "price" story; and two terms of like weight (人工智能 医疗: 0.52 and 0.48) are both needed.
 HOLD = 0.25
 COVER_SHARE = 0.6
+MIN_TRANSLATION_DF, TRANSLATION_DF_RATIO = 3, 3  # a translation is in at most max(3, 3 x) the word's items
 MIN_COVER_SHARE = 0.5
+FULL_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -177,6 +192,7 @@ class LexicalMatch:
     coverage: np.ndarray  # (N,) IDF-weighted share of the query matched, in [0, 1]
     held: np.ndarray  # (N,) IDF-weighted share of the query's word concepts the item holds, in [0, 1]
     concepts: tuple[Concept, ...] = ()
+    literal: np.ndarray | None = None  # (N,) coverage with common words at full weight (`full`)
 
     @property
     def covers(self) -> np.ndarray:
@@ -188,6 +204,16 @@ class LexicalMatch:
         """
         best = float(self.held.max()) if len(self.held) else 0.0
         return self.held >= max(min(COVER_SHARE, best), MIN_COVER_SHARE) - 1e-9
+
+    @property
+    def full(self) -> np.ndarray:
+        """(N,) bool: full matches, which tell the query's sense: covering items that say FULL_SHARE of the query,
+        its common words included ("Apple launch event" is fully the MacBook launch, only partly an apple price
+        story); all covering items when none does."""
+        covers = self.covers
+        literal = self.coverage if self.literal is None else self.literal
+        full = covers & (literal >= FULL_SHARE)
+        return full if full.any() else covers
 
 
 class LexicalIndex:
@@ -314,7 +340,10 @@ class LexicalIndex:
         if self.translator is not None and translate:
             found = self.translator.translate([(surface, han) for _, surface, han in translate])
             for (index, _, _), terms in zip(translate, found, strict=True):
-                extra = tuple((term,) for term in terms if term in self._df)
+                # a translation may not make the concept much commoner than the word: 收购价格 is not "price"
+                own = [self._df.get(t, 0) for alt in concepts[index].alternatives for t in alt if t in self._df]
+                most = max(MIN_TRANSLATION_DF, TRANSLATION_DF_RATIO * min(own, default=0))
+                extra = tuple((term,) for term in terms if 0 < self._df.get(term, 0) <= most)
                 if extra:
                     concept = concepts[index]
                     concepts[index] = Concept(concept.label, _unique([*concept.alternatives, *extra]), concept.kind)
@@ -426,6 +455,8 @@ class LexicalIndex:
             return cache[term]
 
         weighted = np.zeros(n)
+        literal = np.zeros(n)  # like `weighted`, common words at full weight: how fully the item says the query
+        literal_total = 0.0
         held = np.zeros(n)
         total = admitting = 0.0
         topical = np.zeros(n, dtype=bool)
@@ -435,19 +466,27 @@ class LexicalIndex:
             for alternative in concept.alternatives:
                 weights = np.array([self.idf(term) for term in alternative])
                 scores = sum(w * normalised(t) for w, t in zip(weights, alternative, strict=True)) / weights.sum()
-                best = np.maximum(best, scores)
+                if not (len(alternative) > 1 and _HAN_RE.match(alternative[0])):
+                    best = np.maximum(best, scores)
                 words = [term for term in alternative if " " not in term and not _HAN_RE.match(term)]
                 if len(words) > 1:
                     scores = np.where(np.logical_and.reduce([normalised(w) > 0 for w in words]), scores, 0.0)
+                    hold = np.maximum(hold, scores)
                 elif len(alternative) > 1 and _HAN_RE.match(alternative[0]):  # a Chinese word's bigrams: most
                     present = sum((normalised(piece) > 0).astype(int) for piece in alternative)
                     scores = np.where(2 * present > len(alternative), scores, 0.0)
-                hold = np.maximum(hold, scores)
+                    best = np.maximum(best, scores)  # the headset's 价格 is not 收购价格
+                    hold = np.maximum(hold, scores)
+                else:
+                    hold = np.maximum(hold, scores)
             holders = int((hold >= HOLD).sum())
             known = any(term in self._df for alternative in concept.alternatives for term in alternative)
             if not known and concept.kind != "word":
                 continue  # a phrase or a number no item has: it adds weight where items have it, costs nothing
             weight = self._idf_of(holders)
+            literal += weight * best
+            literal_total += weight
+            weight *= GENERIC_WEIGHT if concept.kind == "word" and self._generic(concept) else 1.0
             weighted += weight * best
             total += weight
             if concept.kind == "word":
@@ -458,7 +497,12 @@ class LexicalIndex:
             return empty
         coverage = np.where(topical, weighted / total, 0.0)
         held = held / admitting if admitting else np.zeros(n)
-        return LexicalMatch(coverage, np.where(topical, held, 0.0), tuple(concepts))
+        literal = np.where(topical, literal / literal_total, 0.0)
+        return LexicalMatch(coverage, np.where(topical, held, 0.0), tuple(concepts), literal)
+
+    def _generic(self, concept: Concept) -> bool:
+        """Whether a concept is a common news word (_GENERIC_WORDS), by its own first alternative."""
+        return len(concept.alternatives[0]) == 1 and concept.alternatives[0][0] in _generic_terms()
 
     def match(self, text: str, n: int | None = None) -> list[tuple[str, float]]:
         """Up to `n` (news_id, coverage) pairs, best first: the IDF-weighted share of the query matched, in [0, 1]."""
@@ -485,6 +529,11 @@ def _char_bigrams(run: str) -> list[str]:
 
 def _unique(alternatives: Iterable[tuple[str, ...]]) -> tuple[tuple[str, ...], ...]:
     return tuple(dict.fromkeys(alternative for alternative in alternatives if alternative))
+
+
+@functools.cache
+def _generic_terms() -> frozenset[str]:
+    return frozenset(_stem(word) for word in _GENERIC_WORDS.split())
 
 
 _synonym_cache: tuple[dict[tuple[str, ...], list[str]], int] | None = None

@@ -25,7 +25,7 @@ from newsrec.index import NewsIndex
 from newsrec.learning.stage import SecondStage, build_stage
 from newsrec.lexical import LexicalIndex
 from newsrec.matching.translation import story_pairs
-from newsrec.profiles import build_profile, idf_table
+from newsrec.profiles import build_profile, idf_table, subcategory_key
 from newsrec.ranking import cap_categories, freshness_decay, mmr_order
 from newsrec.recall import ForYouRecall
 from newsrec.relevance import matches, query_relevance, query_scale
@@ -42,7 +42,7 @@ from newsrec.types import (
 )
 
 MAX_QUERY_CHARS = 2000
-NO_MATCH = (0.0, 0.0, False)  # (coverage, held share, covers) of an item with none of the query's terms
+NO_MATCH = (0.0, 0.0, False, False)  # (coverage, held share, covers, full) of an item without the query's terms
 GUEST = "guest"  # a reader with no history, available in every corpus (e.g. one ingested without users)
 
 
@@ -279,12 +279,12 @@ class Recommender:
             scored = self.lexical.score(query)
             hits = np.flatnonzero(scored.coverage > 0)
             hits = hits[np.lexsort((hits, -scored.coverage[hits], -scored.held[hits]))]  # covering items first
-            covers = scored.covers
+            covers, full = scored.covers, scored.full
             lexical = {
-                news_id: (float(scored.coverage[i]), float(scored.held[i]), bool(covers[i]))
+                news_id: (float(scored.coverage[i]), float(scored.held[i]), bool(covers[i]), bool(full[i]))
                 for news_id, i in usable([(self.lexical.ids[i], i) for i in hits])[:fetch]
             }
-            ranked, matched = self._fuse(query_vector, dense, lexical, n)
+            ranked, matched = self._fuse(query_vector, dense, lexical, n, profile)
         elif profile.interests:  # interest neighbours plus trending items (recall.py), by one fused score
             best: dict[str, float] = {}
             for interest in profile.interests:
@@ -317,12 +317,13 @@ class Recommender:
         self,
         query_vector: np.ndarray,
         dense: list[tuple[str, float]],
-        lexical: dict[str, tuple[float, float, bool]],
+        lexical: dict[str, tuple[float, float, bool, bool]],
         n: int,
+        profile: UserProfile,
     ) -> tuple[list[tuple[str, float]], bool]:
         """Dense and lexical hits scored by query relevance (newsrec/relevance.py), and whether anything matched.
 
-        `lexical` maps news ids to (coverage, held share, covers). When the query admits nothing, the result holds
+        `lexical` maps news ids to (coverage, held share, covers, full). When the query admits nothing, the result holds
         the near topic instead, if any: items at the embedder's match floor, by cosine (`matched` False).
         """
         cosines = dict(dense)
@@ -332,9 +333,13 @@ class Recommender:
             cosines.update(zip(only_lexical, (vectors @ query_vector).tolist(), strict=True))
         ids = list(cosines)
         cos = np.array([cosines[i] for i in ids])
-        coverage, held, covers = (np.array(column) for column in zip(*(lexical.get(i, NO_MATCH) for i in ids)))
+        rows = [lexical.get(i, NO_MATCH) for i in ids]
+        coverage, held, covers, full = (np.array([row[c] for row in rows]) for c in range(4))
         categories = [self.corpus.news[i].category for i in ids]
-        scores = query_relevance(cos, coverage, self.embedder, categories, held, covers.astype(bool))
+        familiar = np.array([subcategory_key(self.corpus.news[i]) in profile.subcategories for i in ids], dtype=bool)
+        scores = query_relevance(
+            cos, coverage, self.embedder, categories, held, covers.astype(bool), full.astype(bool), familiar
+        )
         if not matches(scores):
             near = query_scale(self.embedder)(cos)
             order = [i for i in np.lexsort((np.arange(len(ids)), -cos)) if near[i] > 0][:n]

@@ -36,7 +36,7 @@ OFF_SENSE = 0.5  # what a partial match outside the full matches' categories kee
 # corpus does not cover, or covers only nearly (Bundesliga -> Chinese football, COVID vaccine -> flu vaccine),
 # the closest story reaches up to 0.41; a covered query that no story matches in words needs more than that.
 CLEAR_MATCH = 0.7
-PART_SHARE = 0.4  # a partial match that holds this share of the query's weight is related (typhoon of "Typhoon X")
+PART_SHARE = 0.5  # a partial match that holds half the query's weight is related (typhoon of "Typhoon X")
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,8 @@ def query_relevance(
     categories: Sequence[str] | None = None,
     held: np.ndarray | None = None,
     covers: np.ndarray | None = None,
+    full: np.ndarray | None = None,
+    familiar: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N,) in [0, 1] from query-item cosines and lexical coverage (LexicalIndex.score), both (N,).
 
@@ -80,11 +82,12 @@ def query_relevance(
     """
     coverage = np.asarray(coverage, dtype=np.float64)
     relevance = DENSE_SHARE * query_scale(embedder)(cosines) + (1 - DENSE_SHARE) * coverage
+    if full is None:
+        full = coverage >= SENSE_COVERAGE
     if categories is not None:
-        full = coverage >= SENSE_COVERAGE if covers is None else np.asarray(covers, dtype=bool)
-        relevance = relevance * sense_factor(full, categories)
+        relevance = relevance * sense_factor(full, categories, familiar)
     if held is not None and covers is not None and getattr(embedder, "query_scale", None) is not None:
-        relevance = np.where(admitted(cosines, held, covers, embedder, categories), relevance, 0.0)
+        relevance = np.where(admitted(cosines, held, covers, embedder, categories, full, familiar), relevance, 0.0)
     return relevance
 
 
@@ -94,6 +97,8 @@ def admitted(
     covers: np.ndarray,
     embedder: object | None,
     categories: Sequence[str] | None = None,
+    full: np.ndarray | None = None,
+    familiar: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N,) bool: the items a query admits. One shared common word ("price", "event") is not enough.
 
@@ -102,9 +107,10 @@ def admitted(
     - is a clear semantic match: its cosine reads CLEAR_MATCH or more on the embedder's query scale; or
     - where some item covers the query: holds PART_SHARE of it, or part of it with a cosine at the
       scale's floor (semantically related at all).
-    The last two only in the query's sense: when some items cover the query, an item outside their
-    categories needs to cover it too ("Apple launch event" covers the MacBook launch, tech; the apple
-    wholesale-price story, finance, shares "apple" and a cosine of 0.35 with it, and stays out).
+    All only in the query's sense (with `categories`, `sense_factor`): an item neither in the categories of
+    the `full` matches (LexicalMatch.full) nor `familiar` to the reader is left out. For Daniel, "Apple
+    launch event" fully matches the MacBook launch (tech); the apple wholesale-price story (finance/
+    commodities, which he never reads) holds "apple" but not "launch event", and stays out.
     """
     cosines = np.asarray(cosines, dtype=np.float64)
     held = np.asarray(held, dtype=np.float64)
@@ -113,22 +119,29 @@ def admitted(
     related = scale(cosines) >= CLEAR_MATCH
     if covers.any():
         related |= (held >= PART_SHARE) | ((held > 0) & (cosines >= scale.floor))
-        if categories is not None:
-            related &= sense_factor(covers, categories) == 1.0
-    return covers | related
+    admit = covers | related
+    if categories is not None and covers.any():
+        full = covers if full is None else np.asarray(full, dtype=bool)
+        admit &= full | (sense_factor(full, categories, familiar) == 1.0)
+    return admit
 
 
-def sense_factor(full: np.ndarray, categories: Sequence[str]) -> np.ndarray:
-    """(N,): 1, or OFF_SENSE for an item that is not a full match, in a category none of the full matches has.
+def sense_factor(full: np.ndarray, categories: Sequence[str], familiar: np.ndarray | None = None) -> np.ndarray:
+    """(N,): 1, or OFF_SENSE for an item that is not a full match and lies outside the query's sense.
 
-    Without a full match (a one-word query the items only mention, a query answered in another
-    language) nothing says which sense is meant, and every item keeps its relevance.
+    In sense: in a category of a full match, or `familiar` to the reader (a subcategory the reader reads):
+    the reader settles what the query means. A topic spans categories (battery cells under autos, science
+    and tech), and a battery engineer reads them all; an apple grower reads no phones. Without a full match
+    (a one-word query the items only mention, a query answered in another language) nothing says which
+    sense is meant, and every item keeps its relevance.
     """
     full = np.asarray(full, dtype=bool)
     categories = np.asarray(list(categories), dtype=object)
     if not full.any():
         return np.ones(len(full))
     in_sense = np.isin(categories, sorted(set(categories[full])))
+    if familiar is not None:
+        in_sense |= np.asarray(familiar, dtype=bool)
     return np.where(full | in_sense, 1.0, OFF_SENSE)
 
 

@@ -17,7 +17,6 @@ ev | electric vehicle | electric car | 电动车 | 电动汽车 | 新能源车 |
 fast charge | fast charging | quick charge | rapid charging | 快充 | 超充 | 快速充电
 solid state battery | solid state cell | 固态电池
 sodium ion | 钠离子
-battery | batteries | 电池
 earnings | quarterly results | results season | 财报 | 业绩
 revenue | sales revenue | 营收
 gdp | gross domestic product | economic growth | 经济增长
@@ -25,7 +24,7 @@ inflation | consumer prices | cpi | 通胀
 exchange rate | currency | 汇率
 stock market | stocks | shares | equities | 股市 | 股票
 real estate | property market | housing market | 楼市 | 房地产
-gold | bullion | 黄金 | 金价
+gold | bullion
 singles day | double eleven | 双十一
 smartphone | mobile phone | cell phone | 智能手机 | 手机
 chip | chips | semiconductor | 芯片 | 半导体

@@ -129,8 +129,11 @@ class LiteReranker:
         terms = np.where(at >= 0, scored.coverage[at], 0.0)
         held = np.where(at >= 0, scored.held[at], 0.0)
         covers = np.where(at >= 0, scored.covers[at], False)
+        full = np.where(at >= 0, scored.full[at], False)
         categories = [c.item.category for c in candidates]
-        return query_relevance(cosines, terms, self.embedder, categories, held, covers)
+        read = request.profile.subcategories if request.profile is not None else {}
+        familiar = np.array([subcategory_key(c.item) in read for c in candidates], dtype=bool)
+        return query_relevance(cosines, terms, self.embedder, categories, held, covers, full, familiar)
 
 
 def _interest_affinity(
