@@ -60,10 +60,10 @@ STOPWORDS: frozenset[str] = frozenset(_EN_STOPWORDS.split() + _ZH_STOPWORDS.spli
 # (LexicalMatch.held), so one of them alone never admits a story. IDF cannot tell: in a small corpus "event"
 # is rarer than "apple". English words are listed as typed; they are stemmed when used.
 _GENERIC_WORDS = """
-price prices priced cost costs event events launch launches launched holiday holidays record records report
-reports update updates plan plans deal deals week year day month time first top big high low rise rises fall
-falls growth market markets sales results
-价格 价 费用 活动 发布 推出 假期 记录 纪录 报告 计划 技术 突破 增长 市场 销量 首次 提升 创新
+price prices priced cost costs fee fees event events launch launches launched holiday holidays record records
+report reports update updates plan plans deal deals week year day month time first top big high low rise rises
+fall falls results
+价格 价 费用 活动 发布 推出 假期 记录 纪录 报告 计划 技术 突破 首次 提升 创新
 """
 GENERIC_WEIGHT = 0.25
 
@@ -167,7 +167,7 @@ def _document_terms(item: NewsItem, *, bigrams: bool) -> list[str]:
 # not every "price" story; and two terms of like weight (人工智能 医疗: 0.52 and 0.48) are both needed.
 HOLD = 0.25
 COVER_SHARE = 0.6
-MIN_TRANSLATION_DF, TRANSLATION_DF_RATIO = 3, 3  # a translation is in at most max(3, 3 x) the word's items
+MIN_TRANSLATION_DF, TRANSLATION_DF_RATIO = 5, 3  # a translation is in at most max(5, 3 x) the word's items
 MIN_COVER_SHARE = 0.5
 FULL_SHARE = 0.5
 
