@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,15 +76,8 @@ class JudgedLine:
 # --- reading ---------------------------------------------------------------------------------------------
 
 
-def parse_judgments(
-    lines: Iterable[str], source: str = "judgments", news_ids: Iterable[str] | None = None, users: Iterable[str] = ()
-) -> list[JudgedLine]:
-    """Judged lines from JSONL text; an InputError names the line and what is wrong with it.
-
-    With `news_ids` / `users`, labels of unknown stories and unknown readers are errors too.
-    """
-    known_news = None if news_ids is None else set(news_ids)
-    known_users = set(users)
+def parse_judgments(lines: Iterable[str], source: str = "judgments") -> list[JudgedLine]:
+    """Judged lines from JSONL text; an InputError names the line and what is wrong with it."""
     judged: list[JudgedLine] = []
     for number, raw in enumerate(lines, 1):
         if not raw.strip():
@@ -93,13 +87,30 @@ def parse_judgments(
             record = json.loads(raw)
         except json.JSONDecodeError as error:
             raise InputError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
-        judged.append(_judged_line(record, number, where, known_news, known_users))
+        judged.append(_judged_line(record, number, where))
     if not judged:
         raise InputError(f"{source}: no judgments (expected one JSON object per line)")
     return judged
 
 
-def _judged_line(record, number: int, where: str, known_news: set[str] | None, known_users: set[str]) -> JudgedLine:
+def check_known(
+    judged: Sequence[JudgedLine], news_ids: Iterable[str], users: Iterable[str], source: str = "judgments"
+) -> None:
+    """An InputError for the first line that names a reader or a story the corpus lacks."""
+    known_news, known_users = set(news_ids), set(users)
+    for line in judged:
+        where = f"{source}, line {line.line}"
+        if line.user not in known_users:
+            raise InputError(f"{where}: unknown user {line.user!r} (this corpus has {_sample(known_users)})")
+        unknown = sorted(set(line.labels) - known_news)
+        if unknown:
+            raise InputError(
+                f"{where}: unknown news id {unknown[0]!r}"
+                + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+            )
+
+
+def _judged_line(record, number: int, where: str) -> JudgedLine:
     if not isinstance(record, dict):
         raise InputError(f"{where}: expected a JSON object, got {type(record).__name__}")
     for name in ("user", "query", "labels"):
@@ -108,8 +119,6 @@ def _judged_line(record, number: int, where: str, known_news: set[str] | None, k
     user, query, labels = record["user"], record["query"], record["labels"]
     if not isinstance(user, str) or not user.strip():
         raise InputError(f"{where}: 'user' must be a non-empty string, got {user!r}")
-    if known_users and user not in known_users:
-        raise InputError(f"{where}: unknown user {user!r} (this corpus has {_sample(known_users)})")
     if not isinstance(query, str):
         raise InputError(f"{where}: 'query' must be a string (\"\" for the For-you feed), got {query!r}")
     if not isinstance(labels, dict):
@@ -118,8 +127,6 @@ def _judged_line(record, number: int, where: str, known_news: set[str] | None, k
     for news_id, grade in labels.items():
         if isinstance(grade, bool) or not isinstance(grade, int) or not 0 <= grade <= MAX_GRADE:
             raise InputError(f"{where}: grade of {news_id!r} must be an integer 0..{MAX_GRADE}, got {grade!r}")
-        if known_news is not None and news_id not in known_news:
-            raise InputError(f"{where}: unknown news id {news_id!r}")
         grades[news_id] = grade
     extra = {}
     for name in ("kind", "lang", "note"):
@@ -153,7 +160,7 @@ def load_judgments(
         raise InputError(f"judgments file {path} does not exist") from None
     except UnicodeDecodeError:
         raise InputError(f"judgments file {path} is not UTF-8 text") from None
-    return parse_judgments(text.splitlines(), str(path), news_ids, users)
+    return parse_judgments(text.splitlines(), str(path))
 
 
 # --- story groups ----------------------------------------------------------------------------------------
@@ -283,7 +290,9 @@ def score_lines(runs: Sequence[LineRun], groups: StoryGroups) -> list[LineScore]
             ranked = scores[i].ranked[:K]
             # ranx wants every query in the run; a slot no judgment names stands in for an empty answer
             run[f"q{i:06d}"] = {key: float(K - r) for r, key in enumerate(ranked)} or {"(nothing)": 0.0}
-        values = ranx_evaluate(Qrels(qrels), Run(run), ["ndcg_burges@10", "precision@5"], return_mean=False)
+        with warnings.catch_warnings():  # numba's notes on ranx's integer casts, not about our data
+            warnings.simplefilter("ignore")
+            values = ranx_evaluate(Qrels(qrels), Run(run), ["ndcg_burges@10", "precision@5"], return_mean=False)
         ids = sorted(qrels)
         for metric, attr in (("ndcg_burges@10", "ndcg10"), ("precision@5", "p5")):
             for qid, value in zip(ids, np.atleast_1d(values[metric]), strict=True):
