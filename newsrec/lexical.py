@@ -308,6 +308,7 @@ class LexicalIndex:
         words = self._query_words(text)
         concepts: list[Concept] = []
         translate: list[tuple[int, str, bool]] = []  # (concept index, surface word, is_han)
+        absent: set[str] = set()  # surface words whose own term no item holds: only a translation can match them
         i = 0
         while i < len(words):
             span, group = self._synonym_span(words, i)
@@ -316,7 +317,7 @@ class LexicalIndex:
                 label = " ".join(word.surface for word in words[i : i + span])
                 concepts.append(Concept(label, _unique(alternatives)))
                 if span == 1:
-                    translate.append((len(concepts) - 1, words[i].surface, words[i].han))
+                    translate.append((len(concepts) - 1, words[i].cased or words[i].surface, words[i].han))
                 i += span
                 continue
             word = words[i]
@@ -329,16 +330,20 @@ class LexicalIndex:
                     alternatives.append(pieces)
                 concepts.append(Concept(word.surface, tuple(alternatives)))
                 translate.append((len(concepts) - 1, word.surface, True))
+                if word.term not in self._df:
+                    absent.add(word.surface)
             else:
                 concepts.append(Concept(word.surface, ((word.term,),)))
-                translate.append((len(concepts) - 1, word.surface, False))
+                translate.append((len(concepts) - 1, word.cased or word.surface, False))
+                if word.term not in self._df:
+                    absent.add(word.cased or word.surface)
             i += 1
         for left, right in zip(words, words[1:], strict=False):  # word pairs side by side: phrase terms
             phrase = f"{left.term} {right.term}"
             if right.joined and not left.han and not right.han and phrase in self._df:
                 concepts.append(Concept(f"{left.surface} {right.surface}", ((phrase,),), kind="phrase"))
         if self.translator is not None and translate:
-            found = self.translator.translate([(surface, han) for _, surface, han in translate])
+            found = self.translator.translate([(surface, han) for _, surface, han in translate], sorted(absent))
             for (index, _, _), terms in zip(translate, found, strict=True):
                 # a translation may not make the concept much commoner than the word: 收购价格 is not "price"
                 own = [self._df.get(t, 0) for alt in concepts[index].alternatives for t in alt if t in self._df]
@@ -354,7 +359,10 @@ class LexicalIndex:
         words: list[_QueryWord] = []
         if not text:
             return words
-        text = unicodedata.normalize("NFKC", text).lower()
+        typed = unicodedata.normalize("NFKC", text)
+        text = typed.lower()
+        if len(text) != len(typed):  # a rare letter whose lower case is longer: no cased forms
+            typed = text
         previous_end = -1
         for match in _TOKEN_RE.finditer(text):
             joined = previous_end >= 0 and bool(_JOINS_WORDS.fullmatch(text, previous_end, match.start()))
@@ -376,7 +384,7 @@ class LexicalIndex:
                 words.append(_QueryWord(split[0], _stem(split[0]), False, joined))
                 words.append(_QueryWord(split[1], _stem(split[1]), False, True))
             else:
-                words.append(_QueryWord(word, term, False, joined))
+                words.append(_QueryWord(word, term, False, joined, typed[match.start("word") : match.end("word")]))
             previous_end = match.end()
         return words
 
@@ -518,6 +526,7 @@ class _QueryWord:
     term: str  # its index term: the stem, or the jieba word
     han: bool
     joined: bool  # only a space or hyphen since the previous kept word (a phrase may span them)
+    cased: str = ""  # as typed, case kept: the encoder knows "Harbin" (哈尔滨 0.72), not "harbin" (no translation)
 
 
 _HAN_SEARCH = re.compile(rf"[{_CJK}]")
