@@ -157,8 +157,16 @@ def _document_terms(item: NewsItem, *, bigrams: bool) -> list[str]:
     # boilerplate (publisher blurbs) that would otherwise dilute it. The desk's category and subcategory
     # count once: an editor filed the story under "earnings" even when its words say "revenue".
     title = tokenize(item.title, bigrams=bigrams, stem=True)
-    labels = tokenize(f"{item.category}. {item.subcategory}".replace("-", " "), bigrams=bigrams, stem=True)
-    return title + title + tokenize(item.body, bigrams=bigrams, stem=True) + labels
+    return title + title + tokenize(item.body, bigrams=bigrams, stem=True) + _label_terms(item, bigrams=bigrams)
+
+
+def _label_terms(item: NewsItem, *, bigrams: bool) -> list[str]:
+    return tokenize(f"{item.category}. {item.subcategory}".replace("-", " "), bigrams=bigrams, stem=True)
+
+
+def _head_terms(item: NewsItem, *, bigrams: bool) -> list[str]:
+    """What a story is about, as opposed to what it mentions: its title and its desk labels."""
+    return tokenize(item.title, bigrams=bigrams, stem=True) + _label_terms(item, bigrams=bigrams)
 
 
 # How a query admits an item (newsrec/relevance.py): the item holds a query concept when the concept's score
@@ -193,6 +201,7 @@ class LexicalMatch:
     held: np.ndarray  # (N,) IDF-weighted share of the query's word concepts the item holds, in [0, 1]
     concepts: tuple[Concept, ...] = ()
     literal: np.ndarray | None = None  # (N,) coverage with common words at full weight (`full`)
+    headline: np.ndarray | None = None  # (N,) bool: the title or the desk labels hold one of the query's words
 
     @property
     def covers(self) -> np.ndarray:
@@ -233,6 +242,7 @@ class LexicalIndex:
         df: Counter[str] | None = None,
         latin_words: dict[str, str] | None = None,
         han_words: list[str] | None = None,
+        heads: dict[str, np.ndarray] | None = None,
     ):
         self.ids = ids
         self._bm25 = bm25  # bm25s.BM25, or None when the corpus has no terms at all
@@ -240,6 +250,7 @@ class LexicalIndex:
         self._df = df or Counter()  # documents per term, for the IDF weights of `match`
         self._latin_words = latin_words or {}  # stem -> a surface word, in bilingual corpora (for translation)
         self._han_words = han_words or []  # jieba words (not bigrams), in bilingual corpora
+        self._heads = heads or {}  # term -> indices of the items whose title or desk labels hold it
         self.translator = None  # a matching.translation.TermTranslator, set by `enable_translation`
         self._synonyms = _synonym_index()
 
@@ -259,6 +270,11 @@ class LexicalIndex:
         corpus = [_document_terms(item, bigrams=bigrams) for item in items]
         if not any(corpus):
             return cls(ids, None, bigrams=bigrams)
+        postings: dict[str, list[int]] = {}
+        for i, item in enumerate(items):
+            for term in sorted(set(_head_terms(item, bigrams=bigrams))):
+                postings.setdefault(term, []).append(i)
+        heads = {term: np.array(rows, dtype=np.int64) for term, rows in postings.items()}
         bm25 = bm25s.BM25(k1=k1, b=b)
         bm25.index(corpus, show_progress=False)
         df: Counter[str] = Counter()
@@ -268,7 +284,7 @@ class LexicalIndex:
         han_words: list[str] = []
         if 0 < han_titles < len(items):  # two scripts: keep the vocabulary that term translation reads
             latin_words, han_words = _vocabulary(items)
-        return cls(ids, bm25, bigrams=bigrams, df=df, latin_words=latin_words, han_words=han_words)
+        return cls(ids, bm25, bigrams=bigrams, df=df, latin_words=latin_words, han_words=han_words, heads=heads)
 
     def enable_translation(self, embedder: object) -> bool:
         """Translate query words into the corpus's other script with `embedder`'s word vectors; False if unused."""
@@ -468,6 +484,7 @@ class LexicalIndex:
         held = np.zeros(n)
         total = admitting = 0.0
         topical = np.zeros(n, dtype=bool)
+        headline = np.zeros(n, dtype=bool)
         for concept in concepts:
             best = np.zeros(n)
             hold = np.zeros(n)  # like `best`, but an English phrase counts only where all its words are
@@ -500,13 +517,33 @@ class LexicalIndex:
             if concept.kind == "word":
                 held += weight * (hold >= HOLD)
                 admitting += weight
+                headline |= self._in_heads(concept)
                 topical |= best > 0
         if not total:
             return empty
         coverage = np.where(topical, weighted / total, 0.0)
         held = held / admitting if admitting else np.zeros(n)
         literal = np.where(topical, literal / literal_total, 0.0)
-        return LexicalMatch(coverage, np.where(topical, held, 0.0), tuple(concepts), literal)
+        return LexicalMatch(coverage, np.where(topical, held, 0.0), tuple(concepts), literal, headline)
+
+    def _in_heads(self, concept: Concept) -> np.ndarray:
+        """(N,) bool: items whose title or desk labels hold one of the concept's alternatives (all its terms;
+        most bigrams of a Chinese word)."""
+        found = np.zeros(len(self.ids), dtype=bool)
+        for alternative in concept.alternatives:
+            alternative = tuple(term for term in alternative if " " not in term) or alternative  # words, not pairs
+            counts = np.zeros(len(self.ids), dtype=np.int64)
+            for term in alternative:
+                rows = self._heads.get(term)
+                if rows is not None:
+                    counts[rows] += 1
+            need = (
+                len(alternative) // 2 + 1
+                if len(alternative) > 1 and _HAN_RE.match(alternative[0])
+                else len(alternative)
+            )
+            found |= counts >= need
+        return found
 
     def _generic(self, concept: Concept) -> bool:
         """Whether a concept is a common news word (_GENERIC_WORDS), by its own first alternative."""

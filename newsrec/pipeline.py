@@ -42,7 +42,7 @@ from newsrec.types import (
 )
 
 MAX_QUERY_CHARS = 2000
-NO_MATCH = (0.0, 0.0, False, False)  # (coverage, held share, covers, full) of an item without the query's terms
+NO_MATCH = (0.0, 0.0, False, False, False)  # (coverage, held share, covers, full, headline) without the query's terms
 GUEST = "guest"  # a reader with no history, available in every corpus (e.g. one ingested without users)
 
 
@@ -280,8 +280,15 @@ class Recommender:
             hits = np.flatnonzero(scored.coverage > 0)
             hits = hits[np.lexsort((hits, -scored.coverage[hits], -scored.held[hits]))]  # covering items first
             covers, full = scored.covers, scored.full
+            headline = scored.headline if scored.headline is not None else np.ones(len(covers), dtype=bool)
             lexical = {
-                news_id: (float(scored.coverage[i]), float(scored.held[i]), bool(covers[i]), bool(full[i]))
+                news_id: (
+                    float(scored.coverage[i]),
+                    float(scored.held[i]),
+                    bool(covers[i]),
+                    bool(full[i]),
+                    bool(headline[i]),
+                )
                 for news_id, i in usable([(self.lexical.ids[i], i) for i in hits])[:fetch]
             }
             ranked, matched = self._fuse(query_vector, dense, lexical, n, profile)
@@ -317,14 +324,14 @@ class Recommender:
         self,
         query_vector: np.ndarray,
         dense: list[tuple[str, float]],
-        lexical: dict[str, tuple[float, float, bool, bool]],
+        lexical: dict[str, tuple[float, float, bool, bool, bool]],
         n: int,
         profile: UserProfile,
     ) -> tuple[list[tuple[str, float]], bool]:
         """Dense and lexical hits scored by query relevance (newsrec/relevance.py), and whether anything matched.
 
-        `lexical` maps news ids to (coverage, held share, covers, full). When the query admits nothing, the result holds
-        the near topic instead, if any: items at the embedder's match floor, by cosine (`matched` False).
+        `lexical` maps news ids to (coverage, held share, covers, full, headline). When the query admits nothing, the
+        result holds the near topic instead, if any: items at the embedder's match floor, by cosine (`matched` False).
         """
         cosines = dict(dense)
         only_lexical = [news_id for news_id in lexical if news_id not in cosines and self.index.has(news_id)]
@@ -334,11 +341,19 @@ class Recommender:
         ids = list(cosines)
         cos = np.array([cosines[i] for i in ids])
         rows = [lexical.get(i, NO_MATCH) for i in ids]
-        coverage, held, covers, full = (np.array([row[c] for row in rows]) for c in range(4))
+        coverage, held, covers, full, headline = (np.array([row[c] for row in rows]) for c in range(5))
         categories = [self.corpus.news[i].category for i in ids]
         familiar = np.array([subcategory_key(self.corpus.news[i]) in profile.subcategories for i in ids], dtype=bool)
         scores = query_relevance(
-            cos, coverage, self.embedder, categories, held, covers.astype(bool), full.astype(bool), familiar
+            cos,
+            coverage,
+            self.embedder,
+            categories,
+            held,
+            covers.astype(bool),
+            full.astype(bool),
+            familiar,
+            headline.astype(bool),
         )
         if not matches(scores):
             near = query_scale(self.embedder)(cos)

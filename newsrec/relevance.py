@@ -72,6 +72,7 @@ def query_relevance(
     covers: np.ndarray | None = None,
     full: np.ndarray | None = None,
     familiar: np.ndarray | None = None,
+    headline: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N,) in [0, 1] from query-item cosines and lexical coverage (LexicalIndex.score), both (N,).
 
@@ -87,7 +88,8 @@ def query_relevance(
     if categories is not None:
         relevance = relevance * sense_factor(full, categories, familiar)
     if held is not None and covers is not None and getattr(embedder, "query_scale", None) is not None:
-        relevance = np.where(admitted(cosines, held, covers, embedder, categories, full, familiar), relevance, 0.0)
+        admit = admitted(cosines, held, covers, embedder, categories, full, familiar, headline)
+        relevance = np.where(admit, relevance, 0.0)
     return relevance
 
 
@@ -99,6 +101,7 @@ def admitted(
     categories: Sequence[str] | None = None,
     full: np.ndarray | None = None,
     familiar: np.ndarray | None = None,
+    headline: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N,) bool: the items a query admits. One shared common word ("price", "event") is not enough.
 
@@ -111,11 +114,20 @@ def admitted(
     the `full` matches (LexicalMatch.full) nor `familiar` to the reader is left out. For Daniel, "Apple
     launch event" fully matches the MacBook launch (tech); the apple wholesale-price story (finance/
     commodities, which he never reads) holds "apple" but not "launch event", and stays out.
+
+    With `headline` (LexicalMatch.headline), an item that holds part of the query only in its body and whose
+    cosine is under the scale's floor only mentions it and does not cover it: a world tour with a Tokyo date is
+    not "Tokyo travel", an online-clinic story that says 健康 in passing is not 牙齿健康. Its title or desk labels,
+    or its meaning, must say the query; or its body all of the query (a product named only in the body).
     """
     cosines = np.asarray(cosines, dtype=np.float64)
     held = np.asarray(held, dtype=np.float64)
     covers = np.asarray(covers, dtype=bool)
     scale = query_scale(embedder)
+    if headline is not None:
+        mention = ~np.asarray(headline, dtype=bool) & (cosines < scale.floor) & (held < 1.0 - 1e-9)
+        covers = covers & ~mention
+        full = None if full is None else np.asarray(full, dtype=bool) & ~mention
     related = scale(cosines) >= CLEAR_MATCH
     if covers.any():
         related |= (held >= PART_SHARE) | ((held > 0) & (cosines >= scale.floor))

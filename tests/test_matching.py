@@ -94,3 +94,54 @@ def test_a_chinese_name_reaches_the_english_reports(recommender):
     """库里 is Curry: learned from the corpus's zh/en story pairs (the encoder alone reads 库里 ~ curry at 0.39)."""
     shown = listed(recommender.recommend("u02", query="库里"))
     assert len(set(shown) & CURRY_IN_ENGLISH) >= 3, shown
+
+
+def test_a_name_typed_with_capitals_translates(recommender):
+    """The encoder knows "Harbin" (哈尔滨, 0.72) but not "harbin": query words are translated as typed. Pair-learned
+    names still apply whatever the case (Curry ~ 库里)."""
+    harbin = {alt for concept in recommender.lexical.concepts("Harbin ice festival") for alt in concept.alternatives}
+    assert ("哈尔滨",) in harbin, harbin
+    curry = {alt for concept in recommender.lexical.concepts("Curry injured") for alt in concept.alternatives}
+    assert ("库里",) in curry, curry
+
+
+@pytest.mark.parametrize(
+    ("user", "query", "expected"),
+    [
+        ("u09", "流媒体", "n162"),  # no story says 流媒体; n162 is the streaming price war (streaming ~ 流媒体 0.60)
+        ("u04", "感恩节 出行", "n145"),  # no story says 感恩节; n145: 31 million to fly over Thanksgiving week
+    ],
+)
+def test_a_word_no_story_holds_reaches_its_translation(recommender, user, query, expected):
+    result = recommender.recommend(user, query=query)
+    assert result.query_matched, f"{query} answered 'nothing matches'"
+    assert expected in listed(result)
+
+
+def test_a_loose_closest_word_does_not_translate_an_absent_word(recommender):
+    """ "dresses" is closest to 服化 (costume and make-up, 0.61), but 服化 is far closer to "clothing" (0.75): no story
+    is about wedding dresses, and the page says so."""
+    result = recommender.recommend("u09", query="wedding dresses")
+    assert not result.query_matched
+    assert "n157" not in listed(result)  # a costume drama
+
+
+@pytest.mark.parametrize(
+    ("user", "query", "mention"),
+    [
+        ("u04", "Tokyo travel", "n156"),  # a singer's world tour whose body lists a Tokyo date
+        ("u05", "牙齿健康", "n126"),  # online clinics; the body says 健康 in passing, nothing about teeth
+    ],
+)
+def test_a_story_that_only_mentions_part_of_the_query_is_no_match(recommender, user, query, mention):
+    """Holding part of the query in the body only, with a cosine under the encoder's floor, is a mention."""
+    result = recommender.recommend(user, query=query)
+    assert not result.query_matched  # the page says "nothing matches" (or names a nearest topic) ...
+    assert mention not in (result.nearest or [])  # ... and the mention is not offered as that topic
+
+
+def test_a_name_said_only_in_the_body_still_matches(recommender):
+    """All of the query in the body is more than a mention: the Lingo Loop earbuds are named only in n062's body."""
+    result = recommender.recommend("u10", query="Lingo Loop")
+    assert result.query_matched
+    assert "n062" in listed(result)

@@ -130,10 +130,11 @@ class LiteReranker:
         held = np.where(at >= 0, scored.held[at], 0.0)
         covers = np.where(at >= 0, scored.covers[at], False)
         full = np.where(at >= 0, scored.full[at], False)
+        headline = None if scored.headline is None else np.where(at >= 0, scored.headline[at], False)
         categories = [c.item.category for c in candidates]
         read = request.profile.subcategories if request.profile is not None else {}
         familiar = np.array([subcategory_key(c.item) in read for c in candidates], dtype=bool)
-        return query_relevance(cosines, terms, self.embedder, categories, held, covers, full, familiar)
+        return query_relevance(cosines, terms, self.embedder, categories, held, covers, full, familiar, headline)
 
 
 def _interest_affinity(
