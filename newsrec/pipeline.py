@@ -25,10 +25,11 @@ from newsrec.follow import follows_store
 from newsrec.index import NewsIndex
 from newsrec.learning.stage import SecondStage, build_stage
 from newsrec.lexical import LexicalIndex
-from newsrec.profiles import build_profile, idf_table
+from newsrec.matching.translation import story_pairs
+from newsrec.profiles import build_profile, idf_table, subcategory_key
 from newsrec.ranking import cap_categories, freshness_decay, mmr_order
 from newsrec.recall import ForYouRecall
-from newsrec.relevance import matches, query_relevance
+from newsrec.relevance import matches, query_relevance, query_scale
 from newsrec.rerankers import Reranker, get_reranker
 from newsrec.types import (
     Candidate,
@@ -42,6 +43,7 @@ from newsrec.types import (
 )
 
 MAX_QUERY_CHARS = 2000
+NO_MATCH = (0.0, 0.0, False, False, False)  # (coverage, held share, covers, full, headline) without the query's terms
 GUEST = "guest"  # a reader with no history, available in every corpus (e.g. one ingested without users)
 
 
@@ -92,6 +94,9 @@ class Recommender:
         )
         self.cache = cache if cache is not None else ScoreCache(settings.cache_dir / "rerank_scores.sqlite")
         self.lexical = lexical or LexicalIndex.build(list(corpus.news.values()))
+        if self.lexical.translator is None and self.lexical.enable_translation(embedder):
+            # a bilingual corpus: query words reach the other language, names through same-topic story pairs
+            self.lexical.translator.learn_from_pairs(story_pairs(list(corpus.news.values()), index))
         self.idf = idf_table(list(corpus.news.values()))
         self.now = corpus.latest  # the corpus's own "now", so an old corpus still has fresh items
         self._profiles: dict[str, UserProfile] = {}
@@ -181,8 +186,12 @@ class Recommender:
         tick = time.perf_counter()
         query_vector = self.embedder.embed_queries([query])[0] if query else None
         pool, query_matched = self._retrieve(query, query_vector, profile, n_candidates, filters)
-        asked, notice = query, ""
-        if not query_matched:  # an honest empty state: say so, and show the reader's For-you feed instead
+        asked, notice, nearest = query, "", []
+        if not query_matched and pool:  # no exact match, but a near topic: show it as such, ordered for the reader
+            nearest = [c.item.id for c in pool]
+            notice = f"No exact match for “{query}”; nearest: {pool[0].item.title}."
+            query, query_vector = "", None
+        elif not query_matched:  # an honest empty state: say so, and show the reader's For-you feed instead
             notice = f"Nothing matches “{query}”; showing your For-you feed instead."
             query, query_vector = "", None
             pool, _ = self._retrieve(query, query_vector, profile, n_candidates, filters)
@@ -246,6 +255,7 @@ class Recommender:
             cache_misses=len(pool) - hits,
             query_matched=query_matched,
             notice=notice,
+            nearest=nearest,
         )
 
     def _retrieve(
@@ -269,8 +279,22 @@ class Recommender:
         matched = True
         if query:
             dense = usable(self.index.search(query_vector, fetch, where=filters.where()))
-            lexical = dict(usable(self.lexical.match(query, fetch)))
-            ranked, matched = self._fuse(query_vector, dense, lexical, n)
+            scored = self.lexical.score(query)
+            hits = np.flatnonzero(scored.coverage > 0)
+            hits = hits[np.lexsort((hits, -scored.coverage[hits], -scored.held[hits]))]  # covering items first
+            covers, full = scored.covers, scored.full
+            headline = scored.headline if scored.headline is not None else np.ones(len(covers), dtype=bool)
+            lexical = {
+                news_id: (
+                    float(scored.coverage[i]),
+                    float(scored.held[i]),
+                    bool(covers[i]),
+                    bool(full[i]),
+                    bool(headline[i]),
+                )
+                for news_id, i in usable([(self.lexical.ids[i], i) for i in hits])[:fetch]
+            }
+            ranked, matched = self._fuse(query_vector, dense, lexical, n, profile)
         elif profile.interests:  # interest neighbours plus trending items (recall.py), by one fused score
             best: dict[str, float] = {}
             for interest in profile.interests:
@@ -300,9 +324,18 @@ class Recommender:
         return pool, matched
 
     def _fuse(
-        self, query_vector: np.ndarray, dense: list[tuple[str, float]], lexical: dict[str, float], n: int
+        self,
+        query_vector: np.ndarray,
+        dense: list[tuple[str, float]],
+        lexical: dict[str, tuple[float, float, bool, bool, bool]],
+        n: int,
+        profile: UserProfile,
     ) -> tuple[list[tuple[str, float]], bool]:
-        """Dense and lexical hits scored by query relevance (newsrec/relevance.py), and whether anything matched."""
+        """Dense and lexical hits scored by query relevance (newsrec/relevance.py), and whether anything matched.
+
+        `lexical` maps news ids to (coverage, held share, covers, full, headline). When the query admits nothing, the
+        result holds the near topic instead, if any: items at the embedder's match floor, by cosine (`matched` False).
+        """
         cosines = dict(dense)
         only_lexical = [news_id for news_id in lexical if news_id not in cosines and self.index.has(news_id)]
         if only_lexical:
@@ -310,11 +343,28 @@ class Recommender:
             cosines.update(zip(only_lexical, (vectors @ query_vector).tolist(), strict=True))
         ids = list(cosines)
         cos = np.array([cosines[i] for i in ids])
-        coverage = np.array([lexical.get(i, 0.0) for i in ids])
-        scores = query_relevance(cos, coverage, self.embedder, [self.corpus.news[i].category for i in ids])
+        rows = [lexical.get(i, NO_MATCH) for i in ids]
+        coverage, held, covers, full, headline = (np.array([row[c] for row in rows]) for c in range(5))
+        categories = [self.corpus.news[i].category for i in ids]
+        familiar = np.array([subcategory_key(self.corpus.news[i]) in profile.subcategories for i in ids], dtype=bool)
+        scores = query_relevance(
+            cos,
+            coverage,
+            self.embedder,
+            categories,
+            held,
+            covers.astype(bool),
+            full.astype(bool),
+            familiar,
+            headline.astype(bool),
+        )
+        if not matches(scores):
+            near = query_scale(self.embedder)(cos)
+            order = [i for i in np.lexsort((np.arange(len(ids)), -cos)) if near[i] > 0][:n]
+            return [(ids[i], float(cos[i])) for i in order], False
         # Only what matches: a short honest list beats cards that claim a match they do not have.
         order = [i for i in np.lexsort((-cos, -scores)) if scores[i] > 0][:n]
-        return [(ids[i], float(scores[i])) for i in order], matches(cos, len(lexical), self.embedder)
+        return [(ids[i], float(scores[i])) for i in order], True
 
     def _one_slot_per_story(self, order: Sequence[int], pool: list[Candidate]) -> list[list[int]]:
         """Pool indices in `order`, grouped so the same story in other languages shares its first slot."""

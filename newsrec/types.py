@@ -207,3 +207,4 @@ class RecommendResult:
     notice: str = ""  # a sentence for the reader about the list (e.g. why it fell back), "" when there is none
     blocked: int = 0  # stories editorial rules kept out of this top k (newsrec/editorial)
     rule_notices: list[str] = field(default_factory=list)  # editorial rules that could not act fully, in English
+    nearest: list[str] = field(default_factory=list)  # no exact match: the nearest stories' ids, which the list shows

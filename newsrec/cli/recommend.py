@@ -83,6 +83,7 @@ def result_to_json(result: RecommendResult) -> dict:
         "query": result.query,
         "query_matched": result.query_matched,
         "notice": result.notice,
+        "nearest": result.nearest,
         "retrieval": [
             {"id": r.item.id, "title": r.item.title, "score": r.score, "rank": r.rank, "duplicate_ids": r.duplicate_ids}
             for r in result.retrieval

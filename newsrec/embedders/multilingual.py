@@ -68,6 +68,7 @@ class MultilingualEmbedder:
     query_scale = QUERY_SCALE
     related_scale = RELATED_SCALE
     same_story_cosine = SAME_STORY_COSINE
+    term_translation = True  # its single-word vectors line up across languages (newsrec/matching/translation.py)
 
     def __init__(self, config: MultilingualConfig | None = None):
         self.config = config or MultilingualConfig()

@@ -45,6 +45,7 @@ WITH_QUERY = LiteWeights(query=0.45, interest=0.2, category=0.3, fresh=0.05)
 # With a query, the profile parts count in full for items whose query relevance reaches this, and in
 # proportion below it: personalisation reorders what matches; it brings in nothing that does not.
 QUERY_GATE = 0.25
+RELATIVE_GATE = 0.8  # ... and in full only from this share of the best query relevance among the candidates
 FOR_YOU = LiteWeights(query=0.0, interest=0.65, category=0.25, fresh=0.1)
 # Share of the interest part taken by the reading's repeated title words (profiles.repeated_terms): the
 # multilingual encoder puts every orchard story near an AI-farm-drone read, while the word "AI" in eight
@@ -95,7 +96,8 @@ class LiteReranker:
                 rejected = np.stack([interest.vector for interest in profile.avoid])
                 parts["avoid"] = -np.clip(docs @ rejected.T, 0, 1).max(axis=1)
         if query:  # personalisation reorders what matches the query; it brings in nothing that does not
-            gate = np.clip(parts["query"] / QUERY_GATE, 0, 1)
+            # ... nor lifts a half match over the best ones: the gate opens relative to the list's best match
+            gate = np.clip(parts["query"] / max(QUERY_GATE, RELATIVE_GATE * float(parts["query"].max())), 0, 1)
             for name in ("interest", "category", "fresh"):
                 parts[name] = parts[name] * gate
         return [
@@ -121,9 +123,18 @@ class LiteReranker:
             query_vector = self.embedder.embed_queries([request.query])[0]
         cosines = docs @ query_vector if query_vector is not None else np.zeros(len(candidates))
         lexical = self.lexical or LexicalIndex.build([c.item for c in candidates])
-        coverage = dict(lexical.match(request.query))
-        terms = np.array([coverage.get(c.item.id, 0.0) for c in candidates])
-        return query_relevance(cosines, terms, self.embedder, [c.item.category for c in candidates])
+        scored = lexical.score(request.query)
+        rows = {news_id: i for i, news_id in enumerate(lexical.ids)}
+        at = np.array([rows.get(c.item.id, -1) for c in candidates])
+        terms = np.where(at >= 0, scored.coverage[at], 0.0)
+        held = np.where(at >= 0, scored.held[at], 0.0)
+        covers = np.where(at >= 0, scored.covers[at], False)
+        full = np.where(at >= 0, scored.full[at], False)
+        headline = None if scored.headline is None else np.where(at >= 0, scored.headline[at], False)
+        categories = [c.item.category for c in candidates]
+        read = request.profile.subcategories if request.profile is not None else {}
+        familiar = np.array([subcategory_key(c.item) in read for c in candidates], dtype=bool)
+        return query_relevance(cosines, terms, self.embedder, categories, held, covers, full, familiar, headline)
 
 
 def _interest_affinity(

@@ -204,9 +204,8 @@ def results_html(
     linked = f' data-link="{esc(deep_link)}"' if deep_link else ""
     if result is None:
         return f'<div class="empty"{linked}>{esc(t("pick_user", lang))}</div>'
-    notice = esc(
-        " ".join(x for x in (result.notice, t("rules_blocked", lang, n=result.blocked) if result.blocked else "") if x)
-    )
+    blocked = t("rules_blocked", lang, n=result.blocked) if result.blocked else ""
+    notice = esc(" ".join(x for x in (_notice(result, lang), blocked) if x))
     notice_html = f'<div id="notice" role="status"{"" if notice else " hidden"}>{notice}</div>'
     if not result.reranked:
         return f'{notice_html}<div class="empty"{linked}>{esc(t("no_results", lang))}</div>'
@@ -220,6 +219,16 @@ def results_html(
         f"{notice_html}{header}{legend_html(lang)}"
         f'<div class="card-grid" data-query="{esc(result.query)}" data-run="{run}"{linked}>{cards}</div>'
     )
+
+
+def _notice(result: RecommendResult, lang: str) -> str:
+    """The pipeline's notice, in the page's language where the page knows its kind (no exact match: the nearest)."""
+    if result.nearest:
+        titles = {rec.item.id: rec.item.title for rec in (*result.reranked, *result.retrieval)}
+        title = titles.get(result.nearest[0])
+        if title:
+            return t("nearest_notice", lang, query=result.query, title=title)
+    return result.notice
 
 
 def history_html(user: User | None, news: Mapping[str, NewsItem], link: ImageLinker, lang: str = "en") -> str:

@@ -55,6 +55,10 @@ LABELS: dict[str, dict[str, str]] = {
         "zh": "没有结果：换个查询或减少筛选。",
     },
     "pick_user": {"en": "Pick a reader to start.", "zh": "请先选择一位读者。"},
+    "nearest_notice": {
+        "en": "No exact match for “{query}”; nearest: {title}.",
+        "zh": "没有与“{query}”完全匹配的结果；最接近的：{title}。",
+    },
     "feedback_note": {
         "en": "Session feedback: {liked} liked, {disliked} hidden. Reset restores the reader's profile.",
         "zh": "本次会话反馈：喜欢 {liked} 条，隐藏 {disliked} 条。“重置画像”可恢复原始画像。",
