@@ -86,7 +86,7 @@ def _closest_history(embedding: np.ndarray | None, history_vectors: Mapping[str,
         return []
     ids = list(history_vectors)
     similarities = np.stack([history_vectors[i] for i in ids]) @ embedding  # (H,)
-    return [ids[i] for i in np.argsort(-similarities)[:3] if similarities[i] >= HISTORY_MATCH]
+    return [ids[i] for i in np.argsort(-similarities, kind="stable")[:3] if similarities[i] >= HISTORY_MATCH]
 
 
 def _reason(kind, share, item, embedding, profile, matched, history_titles, query) -> Reason:

@@ -57,16 +57,25 @@ def _title_term_scores(
     scores: Counter[str] = Counter()
     titles: Counter[str] = Counter()
     for item, weight in zip(items, weights, strict=True):
-        for term in set(tokenize(item.title)):
+        for term in dict.fromkeys(tokenize(item.title)):  # each term once per title, in title order
             if len(term) > 1 and not term.isdigit():
                 scores[term] += float(weight) * idf.get(term, 1.0)
                 titles[term] += 1
     return scores, titles
 
 
+def ranked(scores: Mapping[str, float]) -> list[tuple[str, float]]:
+    """(key, score) pairs, highest score first, ties by key: the same order in every process.
+
+    `Counter.most_common` breaks ties by insertion order, and insertion order followed the iteration order
+    of a set of strings, which Python salts per process (PYTHONHASHSEED): labels changed between runs.
+    """
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
 def salient_terms(items: Sequence[NewsItem], weights: Sequence[float], idf: Mapping[str, float], top: int) -> list[str]:
     """Terms of the items' titles ranked by recency-weighted tf-idf."""
-    return [term for term, _ in _title_term_scores(items, weights, idf)[0].most_common(top)]
+    return [term for term, _ in ranked(_title_term_scores(items, weights, idf)[0])[:top]]
 
 
 def repeated_terms(items: Sequence[NewsItem], weights: Sequence[float], idf: Mapping[str, float]) -> dict[str, float]:
@@ -77,7 +86,7 @@ def repeated_terms(items: Sequence[NewsItem], weights: Sequence[float], idf: Map
     """
     scores, titles = _title_term_scores(items, weights, idf)
     total = float(sum(weights)) or 1.0
-    return {term: score / total for term, score in scores.most_common() if titles[term] >= 2}
+    return {term: score / total for term, score in ranked(scores) if titles[term] >= 2}
 
 
 def build_profile(
@@ -107,7 +116,7 @@ def build_profile(
         centre = (weights[rows, None] * embeddings[rows]).sum(axis=0)
         centre /= np.linalg.norm(centre) or 1.0
         strength = weights[rows] * (embeddings[rows] @ centre)
-        order = rows[np.argsort(-strength)]
+        order = rows[np.argsort(-strength, kind="stable")]
         keywords = salient_terms([items[i] for i in rows], weights[rows], idf, top=5)
         profile.interests.append(
             Interest(
@@ -126,8 +135,8 @@ def build_profile(
     for item, weight in zip(items, weights, strict=True):
         categories[item.category or "uncategorised"] += float(weight) / total
         subcategories[subcategory_key(item)] += float(weight) / total
-    profile.categories = dict(categories.most_common())
-    profile.subcategories = dict(subcategories.most_common())
+    profile.categories = dict(ranked(categories))
+    profile.subcategories = dict(ranked(subcategories))
     profile.keywords = salient_terms(items, weights, idf, top=12)
     profile.terms = repeated_terms(items, weights, idf)
     profile.images = representative_images(items, weights)
@@ -197,12 +206,12 @@ def apply_feedback(profile: UserProfile, item: NewsItem, embedding: np.ndarray, 
     total = sum(interest.weight for interest in interests)
     for interest in interests:
         interest.weight /= total
-    interests.sort(key=lambda interest: -interest.weight)
+    interests.sort(key=lambda interest: -interest.weight)  # stable: equal weights keep their order
     categories = dict(profile.categories)
     if item.category:
         categories[item.category] = categories.get(item.category, 0.0) + 0.1
         norm = sum(categories.values())
-        categories = {name: share / norm for name, share in sorted(categories.items(), key=lambda kv: -kv[1])}
+        categories = {name: share / norm for name, share in ranked(categories)}
     return replace(
         profile,
         interests=interests,

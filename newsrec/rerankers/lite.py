@@ -58,7 +58,9 @@ class LiteReranker:
     def __init__(self, embedder: Embedder | None = None, lexical: LexicalIndex | None = None):
         self.embedder = embedder  # its match range scales cosines; it embeds the query if a request has no vector
         self.lexical = lexical  # the corpus's lexical index (IDF weights); without it, one over the candidates
-        self._title_terms: dict[str, frozenset[str]] = {}  # title -> its terms (jieba is not free)
+        # title -> its distinct terms in title order (jieba is not free); a tuple, not a set: the float sum
+        # over them must run in the same order in every process
+        self._title_terms: dict[str, tuple[str, ...]] = {}
 
     def score(self, request: RerankRequest, candidates: Sequence[Candidate]) -> list[float]:
         return [sum(parts.values()) for parts in self.score_components(request, candidates)]
@@ -111,7 +113,7 @@ class LiteReranker:
             title = candidate.item.title
             own = self._title_terms.get(title)
             if own is None:
-                own = self._title_terms[title] = frozenset(tokenize(title))
+                own = self._title_terms[title] = tuple(dict.fromkeys(tokenize(title)))
             affinity[i] = min(sum(terms.get(term, 0.0) for term in own) / top, 1.0)
         return affinity
 
