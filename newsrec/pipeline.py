@@ -41,6 +41,7 @@ from newsrec.types import (
 )
 
 MAX_QUERY_CHARS = 2000
+FRESHNESS_PARTS = ("fresh",)  # score parts that exist only while the freshness control is on
 GUEST = "guest"  # a reader with no history, available in every corpus (e.g. one ingested without users)
 
 
@@ -194,6 +195,14 @@ class Recommender:
             query_vector=query_vector,
         )
         scores, hits, parts, model_notice = self._rerank(request, pool)
+        # A story marked "not interested" scored with the rest: under "Apple launch event" the disliked
+        # MacBook story is what says the search means Apple the company; without it the fruit stories rose.
+        shown = [i for i, c in enumerate(pool) if c.item.id not in set(profile.disliked_ids)]
+        if len(shown) < len(pool):
+            pool, scores, parts = [pool[i] for i in shown], scores[shown], [parts[i] for i in shown]
+        half_life = self.settings.freshness_half_life_days if half_life_days is None else half_life_days
+        if half_life <= 0:  # freshness is off: no freshness part in any score, so no card says "recent"
+            scores, parts = without_parts(scores, parts, FRESHNESS_PARTS)
         notice = " ".join(part for part in (notice, model_notice) if part)
         timings["rerank"] = _ms(tick)
 
@@ -251,10 +260,12 @@ class Recommender:
         """First stage: up to n candidates that pass the filters, best first; and whether any matched the query.
 
         A search covers read stories too (a reader looks up the price story he read last week); the For-you
-        feed shows unread ones only. Stories marked "not interested" never come back.
+        feed shows unread ones only. Stories marked "not interested" stay in a search's pool, where they
+        still tell which sense of the query the reader searched for (`recommend` drops them after scoring);
+        they never come back on a page.
         """
-        excluded = set(profile.disliked_ids) | (set() if query else profile.read_ids)
-        fetch = n + len(excluded)
+        excluded = set() if query else set(profile.disliked_ids) | profile.read_ids
+        fetch = n + len(excluded) + len(profile.disliked_ids)
 
         def usable(hits: list[tuple[str, float]]) -> list[tuple[str, float]]:
             return [
@@ -424,6 +435,19 @@ class Recommender:
         for i, a, b in zip(known, first, second, strict=True):
             retrieval[i], rerank[i] = float(a), float(b)
         return retrieval, rerank
+
+
+def without_parts(
+    scores: np.ndarray, parts: list[dict[str, float]], names: Sequence[str]
+) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """Scores and parts with the named parts taken out: each score loses exactly what those parts added.
+
+    The freshness control at 0 means "age does not count": the lite reranker's freshness part and a
+    learned model's freshness term go, so the breakdown, the reasons and the order all agree with it.
+    """
+    kept = [{name: value for name, value in p.items() if name not in names} for p in parts]
+    removed = np.array([sum(v for name, v in p.items() if name in names) for p in parts], dtype=np.float64)
+    return np.asarray(scores, dtype=np.float64) - removed.reshape(np.shape(scores)), kept
 
 
 def model_options(settings: Settings, model: str, corpus: Corpus) -> dict:

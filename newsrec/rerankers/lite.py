@@ -8,7 +8,8 @@
                                                subcategory counts half its category, as far as the item resembles
                                                the reading)
           + w_fresh    * freshness            (halves every FRESH_HALF_LIFE_DAYS of age)
-          - w_avoid    * rejection similarity (cosine to items the reader marked "not interested")
+          - w_avoid    * rejection similarity (closeness to items the reader marked "not interested", counted
+                                               only beyond same-topic closeness: `near_scale`)
 
 Each part lies in [0, 1]. With a query the profile parts count only as far as the item matches it (they
 reorder what matches); without one (the "For you" feed) the profile terms share the weight. The weights
@@ -95,7 +96,7 @@ class LiteReranker:
                 parts["interest"] = np.where(unread, 0.5, 1.0) * parts["interest"]
             if profile.avoid:
                 rejected = np.stack([interest.vector for interest in profile.avoid])
-                parts["avoid"] = -np.clip(docs @ rejected.T, 0, 1).max(axis=1)
+                parts["avoid"] = -near_scale(self.embedder)((docs @ rejected.T).max(axis=1))
         if query:  # personalisation reorders what matches the query; it brings in nothing that does not
             gate = np.clip(parts["query"] / QUERY_GATE, 0, 1)
             for name in ("interest", "category", "fresh"):
@@ -126,6 +127,22 @@ class LiteReranker:
         coverage = dict(lexical.match(request.query))
         terms = np.array([coverage.get(c.item.id, 0.0) for c in candidates])
         return query_relevance(cosines, terms, self.embedder, [c.item.category for c in candidates])
+
+
+def near_scale(embedder: object | None) -> CosineScale:
+    """How close a story must be to a story marked "not interested" to be held back with it.
+
+    "Not interested" in one story is not a rejection of its whole topic: under "Apple launch event" the
+    MacBook story sits at cosine 0.4-0.5 to every Apple-company story and to the apple-price story alike
+    (USE), and demoting all of them turned the search to fruit. Only what is closer than a same-topic
+    item (the embedder's `related_scale.full`) counts, fully from halfway to an identical vector: the
+    same story in the other language (0.82) is held back, the headset story (0.50) is not. An embedder
+    that states no calibrated scale keeps the plain clipped cosine.
+    """
+    related = getattr(embedder, "related_scale", None)
+    if related is None:
+        return CosineScale()
+    return CosineScale(floor=related.full, full=(related.full + 1.0) / 2)
 
 
 def _interest_affinity(
