@@ -163,6 +163,7 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
             knobs.diversity,
             knobs.half_life_days,
             dash.export_judgments(_export_path(dash)),
+            dash.export_judged_set(_export_path(dash, ".jsonl")),
             *view,
         )
 
@@ -184,11 +185,12 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
         untouched = [gr.skip()] * (len(View._fields) - 1)
         if action in ("relevant", "not-relevant"):
             gr.Info(dash.judge(session, news_id, action == "relevant", lang))
-            return session, *untouched, dash.judged_html(session, lang), dash.export_judgments(_export_path(dash))
+            exports = dash.export_judgments(_export_path(dash)), dash.export_judged_set(_export_path(dash, ".jsonl"))
+            return session, *untouched, dash.judged_html(session, lang), *exports
         if action not in ("like", "dislike"):
-            return session, *untouched, gr.skip(), gr.skip()  # a click on the card itself, not on a button
+            return session, *untouched, gr.skip(), gr.skip(), gr.skip()  # a click on the card itself, not a button
         session, view = feedback(session, action, news_id, controls(*knobs), lang)
-        return session, *view, gr.skip()
+        return session, *view, gr.skip(), gr.skip()
 
     @friendly
     def on_reset(session, lang_choice, *knobs):
@@ -203,8 +205,9 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
     return on_load, on_user, on_run, on_card, on_reset, on_language
 
 
-def _export_path(dash: Dashboard) -> str:
-    """Where the judgments CSV is written: one file per data dir, in the temp folder Gradio may serve from.
+def _export_path(dash: Dashboard, suffix: str = ".csv") -> str:
+    """Where the judgments CSV (or JSONL test set) is written: one file per data dir, in the temp folder Gradio
+    may serve from.
 
     Every tab exports the same table (all judgments), so rewriting one file is enough; Gradio copies it to
     its cache before serving it.
@@ -212,7 +215,7 @@ def _export_path(dash: Dashboard) -> str:
     folder = Path(tempfile.gettempdir()) / "newsrec-exports"
     folder.mkdir(exist_ok=True)
     home = hashlib.sha256(str(dash.rec.settings.home).encode()).hexdigest()[:12]
-    return str(folder / f"judgments-{home}.csv")
+    return str(folder / f"judgments-{home}{suffix}")
 
 
 # --- page ----------------------------------------------------------------------------------------
@@ -221,6 +224,7 @@ def _export_path(dash: Dashboard) -> str:
 LABEL_KEYS = (
     "user", "history", "query", "run", "reset", "controls", "k", "candidates", "diversity", "freshness",
     "categories", "instruction", "tab_results", "tab_side", "tab_charts", "tab_system", "evaluation", "export_csv",
+    "export_jsonl",
 )  # fmt: skip
 BUTTON_KEYS = {"run", "reset"}  # buttons show their label as their value (a DownloadButton's value is its file)
 LANGUAGE_NAMES = {code: name for name, code in LANGUAGES.items()}
@@ -295,6 +299,7 @@ def build_demo(
                 with gr.Row(elem_id="judge-bar"):
                     judged = gr.HTML(elem_id="judged", js_on_load=None)
                     export = gr.DownloadButton(t("export_csv", lang), size="sm", elem_id="export", scale=0)
+                    export_set = gr.DownloadButton(t("export_jsonl", lang), size="sm", elem_id="export-jsonl", scale=0)
                 with gr.Tabs(elem_id="tabs"):
                     with gr.Tab(t("tab_results", lang), id="tab-results", elem_id="tab-results") as tab_results:
                         results = gr.HTML(elem_id="results", js_on_load=CARD_CLICKS, min_height=200)
@@ -332,6 +337,7 @@ def build_demo(
             tab_system,
             tab_eval,
             export,
+            export_set,
         ]  # same order as LABEL_KEYS
         knobs = [k, candidates, diversity, half_life, categories, instruction]
         # One progress indicator, on the cards, for everything that recomputes them.
@@ -342,7 +348,7 @@ def build_demo(
             on_load,
             inputs=None,
             outputs=[user_picker, categories, instruction, models, session, history, query, language, *knobs[:4],
-                     export, *view_parts],
+                     export, export_set, *view_parts],
             **gpu_work,
         )  # fmt: skip
         user_picker.input(on_user, [user_picker, language], [session, history]).success(
@@ -353,7 +359,9 @@ def build_demo(
         for chip in examples:
             chip.click(lambda text: text, chip, query).then(on_run, run_inputs, [session, *view_parts], **gpu_work)
         for cards_view in (results, side):
-            cards_view.click(on_card, [session, language, *knobs], [session, *view_parts, export], **gpu_work)
+            cards_view.click(
+                on_card, [session, language, *knobs], [session, *view_parts, export, export_set], **gpu_work
+            )
         reset.click(on_reset, [session, language, *knobs], [session, *view_parts], **gpu_work)
         language.change(on_language, [session, language], [header, *labelled, history, *view_parts]).then(
             lambda choice: relabel_evaluation(lang_code(choice)), language, evaluation

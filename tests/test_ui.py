@@ -352,7 +352,8 @@ def test_page_has_the_stable_element_ids():
     demo = app.build_demo(lambda progress=None: None, Settings())
     ids = {block.elem_id for block in demo.blocks.values() if getattr(block, "elem_id", None)}
     assert {"user-picker", "history", "query", "run", "results", "side-by-side", "charts", "system"} <= ids
-    assert len(app.LABEL_KEYS) == 18
+    assert len(app.LABEL_KEYS) == 19
+    assert {"export", "export-jsonl"} <= ids  # judgments as CSV, and as a test set for `evaluate --judgments`
 
 
 def test_handlers_turn_input_errors_into_gradio_errors():

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from newsrec.cli.common import add_model_flags, print_json, settings_from_args
+from newsrec.cli.common import add_model_flags, print_json, settings_from_args, utf8_text
 from newsrec.config import DEMO_CORPUS, Settings
 from newsrec.errors import InputError
 from newsrec.evaluation import ab, offline, split
@@ -54,6 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--top-k", type=int, default=10, help="list size for the beyond-accuracy metrics")
     evaluate.add_argument("--dump-scores", metavar="FILE", help="write one JSON line of scores per impression")
+    evaluate.add_argument(
+        "--judgments",
+        metavar="FILE",
+        type=utf8_text,
+        help="instead of a log: graded judgments (JSONL: user, query, labels) of searches and For-you feeds; "
+        "reports judged nDCG@10, P@5 and 'nothing matches' answers (lite models unless --embedder/--reranker)",
+    )
     evaluate.set_defaults(func=run_evaluate)
 
     test = subparsers.add_parser(
@@ -143,6 +150,10 @@ def _progress(quiet: bool, total: int, label: str):
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    if args.judgments:
+        from newsrec.cli.judged import run_judged
+
+        return run_judged(args)
     if args.top_k < 1:
         raise InputError("--top-k must be at least 1")
     names = args.scorer or list(offline.SCORER_NAMES)

@@ -3,6 +3,7 @@
     store = JudgmentStore(settings)
     store.record("u1", "solid-state battery", "n42", relevant=True, config="rerank:lite", rank=1)
     store.ndcg_by_config()   # {"rerank:lite": {"ndcg": 0.83, "lists": 4, "judgments": 19}, ...}
+    store.export_jsonl(path) # a test set for `python -m newsrec evaluate --judgments path`
 
 One row per (user, query, news item, config): judging again overwrites the earlier verdict (editors change
 their minds). Every write commits at once, so nothing is lost when the app stops.
@@ -14,11 +15,12 @@ not punish a configuration. Items are ordered by the rank they were shown at.
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +129,14 @@ class JudgmentStore:
             ).fetchall()
         return [Judgment(u, q, n, c, bool(r), k, t) for u, q, n, c, r, k, t in rows]
 
+    def export_jsonl(self, path: Path | str) -> Path:
+        """Every judgment as a judged-relevance test set (JSONL, see `judged_records`) at `path`."""
+        path = Path(path)
+        with path.open("w", encoding="utf-8") as handle:
+            for record in judged_records(self.judgments()):
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return path
+
     def ndcg_by_config(self, k: int = 10) -> dict[str, dict[str, float]]:
         """Mean nDCG@k over the judged (user, query) lists of each config, with list and judgment counts."""
         lists: dict[tuple[str, str, str], list[Judgment]] = defaultdict(list)
@@ -147,6 +157,36 @@ class JudgmentStore:
             }
             for config, values in sorted(per_config.items())
         }
+
+
+def judged_records(judgments: Iterable[Judgment]) -> list[dict]:
+    """Verdicts as the judged-relevance format (evaluation/judged.py): one record per (user, query).
+
+    ✓ = 1, ✗ = 0; an item judged under several configs keeps its latest verdict (the editor's last word).
+    A list judged all ✗ has no relevant story, so `evaluate --judgments` expects "nothing matches" for it.
+    """
+    lists: dict[tuple[str, str], dict[str, tuple[float, int]]] = defaultdict(dict)
+    for judgment in judgments:
+        labels = lists[(judgment.user_id, judgment.query)]
+        earlier = labels.get(judgment.news_id)
+        if earlier is None or judgment.created_at >= earlier[0]:
+            labels[judgment.news_id] = (judgment.created_at, int(judgment.relevant))
+    return [
+        {
+            "user": user,
+            "query": query,
+            "labels": {news_id: grade for news_id, (_, grade) in sorted(labels.items())},
+            "kind": "for-you" if not query else "editor",
+            "lang": _language(query),
+        }
+        for (user, query), labels in sorted(lists.items())
+    ]
+
+
+def _language(query: str) -> str:
+    if any("\u3400" <= ch <= "\u9fff" for ch in query):
+        return "zh"
+    return "en" if any(ch.isascii() and ch.isalpha() for ch in query) else ""
 
 
 def condensed_ndcg(relevant: list[bool], k: int = 10) -> float:

@@ -165,6 +165,7 @@ LABELS: dict[str, dict[str, str]] = {
     "judged_toast": {"en": "Judged “{title}”: {verdict}", "zh": "已判断《{title}》：{verdict}"},
     "judgment_count": {"en": "{count} judged for this reader and query", "zh": "该读者与查询已判断 {count} 条"},
     "export_csv": {"en": "Export judgments (CSV)", "zh": "导出判断（CSV）"},
+    "export_jsonl": {"en": "Export as test set (JSONL)", "zh": "导出为测试集（JSONL）"},
     "judged_relevant": {"en": "Judged relevant", "zh": "已判为相关"},
     "judged_not_relevant": {"en": "Judged not relevant", "zh": "已判为不相关"},
     "duplicate_note": {"en": "Also in {languages}", "zh": "另有{languages}版本"},

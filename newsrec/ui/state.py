@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from newsrec.errors import InputError
@@ -230,6 +231,13 @@ class Dashboard:
                     [row.user_id, row.query, row.news_id, title, row.config, int(row.relevant), row.rank, when]
                 )
         return str(path)
+
+    def export_judged_set(self, path) -> str:
+        """Every stored judgment as a judged-relevance test set (JSONL for `evaluate --judgments`); the path."""
+        if self.judgments is None:
+            Path(path).write_text("", encoding="utf-8")
+            return str(path)
+        return str(self.judgments.export_jsonl(path))
 
     # --- page parts ----------------------------------------------------------------------------
 
