@@ -214,7 +214,14 @@ class Recommender:
             index = group[0]
             candidate = pool[index]
             why = explain(
-                candidate.item, parts[index], candidate.embedding, profile, history_vectors, history_titles, query
+                candidate.item,
+                parts[index],
+                candidate.embedding,
+                profile,
+                history_vectors,
+                history_titles,
+                query,
+                candidate.source,
             )
             return Recommendation(
                 item=candidate.item,
@@ -275,6 +282,7 @@ class Recommender:
             ]
 
         matched = True
+        sources: dict[str, str] = {}  # For-you: which recall source found each item
         if query:
             dense = usable(self.index.search(query_vector, fetch, where=filters.where()))
             lexical = dict(usable(self.lexical.match(query, fetch)))
@@ -286,6 +294,7 @@ class Recommender:
                 for news_id, similarity in usable(self.index.search(interest.vector, share, where=filters.where())):
                     best[news_id] = max(best.get(news_id, -1.0), similarity)
             trending = self.recall.trending(n, lambda i: i not in best and self.index.has(i) and usable([(i, 0)]))
+            sources = dict.fromkeys(best, "interest") | dict.fromkeys(trending, "trending")
             if trending:
                 centres = np.stack([interest.vector for interest in profile.interests])  # (I, D)
                 cosines = (self.index.embeddings(trending) @ centres.T).max(axis=1)
@@ -297,11 +306,17 @@ class Recommender:
             items = [item for item in self.corpus.news.values() if item.id not in excluded and filters.accepts(item)]
             items.sort(key=lambda item: format_time(item.published_at) or "", reverse=True)
             ranked = self.recall.cold_start([item.id for item in items[:n]], n, lambda i: bool(usable([(i, 0)])))
+            popular = set(self.recall.trending(n, lambda i: bool(usable([(i, 0)])), share=1.0))
+            sources = {news_id: "trending" if news_id in popular else "newest" for news_id, _ in ranked}
         ranked = [(news_id, score) for news_id, score in ranked if self.index.has(news_id)]
         embeddings = self.index.embeddings([news_id for news_id, _ in ranked]) if ranked else []
         pool = [
             Candidate(
-                item=self.corpus.news[news_id], retrieval_score=float(score), retrieval_rank=rank, embedding=vector
+                item=self.corpus.news[news_id],
+                retrieval_score=float(score),
+                retrieval_rank=rank,
+                embedding=vector,
+                source=sources.get(news_id, ""),
             )
             for rank, ((news_id, score), vector) in enumerate(zip(ranked, embeddings, strict=True), 1)
         ]

@@ -26,6 +26,8 @@ MAX_INTERESTS = 5
 MAX_PROFILE_IMAGES = 3
 FEEDBACK_STEP = 0.5  # how far "more like this" pulls the nearest interest towards the liked item
 NEW_INTEREST_SIMILARITY = 0.35  # a liked item less similar than this to every interest starts a new one
+MAX_LABEL_PARTS = 3  # topic names (or shared title words) in an interest's label
+LABEL_SEPARATOR = " · "
 
 
 def recency_weights(history: Sequence[HistoryEntry], news: Mapping[str, NewsItem], now: datetime | None) -> np.ndarray:
@@ -117,15 +119,18 @@ def build_profile(
         centre /= np.linalg.norm(centre) or 1.0
         strength = weights[rows] * (embeddings[rows] @ centre)
         order = rows[np.argsort(-strength, kind="stable")]
-        keywords = salient_terms([items[i] for i in rows], weights[rows], idf, top=5)
+        members = [items[i] for i in rows]
+        keywords = salient_terms(members, weights[rows], idf, top=5)
+        topics = interest_topics(members, weights[rows])
         profile.interests.append(
             Interest(
-                label=" · ".join(keywords[:3]) or items[order[0]].title[:40],
+                label=interest_label(topics, members, weights[rows], idf, items[order[0]]),
                 vector=centre.astype(np.float32),
                 weight=float(weights[rows].sum() / total),
                 news_ids=[items[i].id for i in order],
                 keywords=keywords,
                 members=embeddings[order].astype(np.float32),
+                topics=topics,
             )
         )
     profile.interests.sort(key=lambda interest: -interest.weight)
@@ -142,6 +147,55 @@ def build_profile(
     profile.images = representative_images(items, weights)
     profile.summary = summarise(profile, items, weights)
     return profile
+
+
+def topic(item: NewsItem) -> str:
+    """An item's topic name: its subcategory, else its category, else "" (NeMig and MIND have both)."""
+    return item.subcategory or item.category
+
+
+def interest_topics(items: Sequence[NewsItem], weights: Sequence[float]) -> list[str]:
+    """The members' topics by recency-weighted count, ties by name; at most MAX_LABEL_PARTS."""
+    shares: Counter[str] = Counter()
+    for item, weight in zip(items, weights, strict=True):
+        if topic(item):
+            shares[topic(item)] += float(weight)
+    return [name for name, _ in ranked(shares)[:MAX_LABEL_PARTS]]
+
+
+def interest_label(
+    topics: Sequence[str],
+    items: Sequence[NewsItem],
+    weights: Sequence[float],
+    idf: Mapping[str, float],
+    representative: NewsItem,
+) -> str:
+    """A name of whole words for an interest, the same in every process.
+
+    The corpus's own topic names when its items have them ("markets · economy · earnings"): they are whole
+    words an editor filed the stories under, and the page can translate them. Without them, the title
+    words at least two member titles share; else the interest's most representative title. Never the
+    top tf-idf words of the titles: for a one-story interest they were "ease, natural and costs", and
+    jieba's pieces such as 双十 (of 双十一) read as nonsense.
+    """
+    if topics:
+        return LABEL_SEPARATOR.join(topics)
+    scores, titles = _title_term_scores(items, weights, idf)
+    shared = [term for term, _ in ranked(scores) if titles[term] >= 2][:MAX_LABEL_PARTS]
+    if shared:
+        return LABEL_SEPARATOR.join(shared)
+    return clip_title(representative.title)
+
+
+def clip_title(title: str, limit: int = 40) -> str:
+    """A title cut at a word boundary (any character for Chinese), with "…" when cut."""
+    title = " ".join(title.split())
+    if len(title) <= limit:
+        return title
+    cut = title[:limit]
+    if title[limit].isalnum() and " " in cut:
+        cut = cut[: cut.rfind(" ")]
+    return cut.rstrip(" ,.;:-") + "…"
 
 
 def subcategory_key(item: NewsItem) -> str:
@@ -200,7 +254,9 @@ def apply_feedback(profile: UserProfile, item: NewsItem, embedding: np.ndarray, 
         if nearest.members is not None:
             nearest.members = np.vstack([embedding, nearest.members])
     else:
-        interest = Interest(label=item.title[:40], vector=embedding, weight=0.25, news_ids=[item.id])
+        topics = [topic(item)] if topic(item) else []
+        label = LABEL_SEPARATOR.join(topics) or clip_title(item.title)
+        interest = Interest(label=label, vector=embedding, weight=0.25, news_ids=[item.id], topics=topics)
         interest.members = embedding[None, :]
         interests.append(interest)
     total = sum(interest.weight for interest in interests)
