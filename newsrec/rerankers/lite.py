@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from newsrec.embedders import Embedder
-from newsrec.lexical import LexicalIndex, tokenize
 from newsrec.explain import HISTORY_MATCH
+from newsrec.lexical import LexicalIndex, tokenize
 from newsrec.profiles import subcategory_key, topic
 from newsrec.relevance import CosineScale, query_relevance, related_scale
 from newsrec.rerankers import register_reranker
