@@ -341,6 +341,10 @@ def test_judgment_is_stored_shown_and_survives_a_reload(page, server, browser):
             reloaded.click("#export")
         exported = Path(download.value.path()).read_text(encoding="utf-8")
         assert news_id in exported and exported.startswith("user_id,query,news_id,title")
+        with reloaded.expect_download() as download:
+            reloaded.click("#export-jsonl")  # the same verdicts as a test set for `evaluate --judgments`
+        lines = [json.loads(line) for line in Path(download.value.path()).read_text(encoding="utf-8").splitlines()]
+        assert any(line["query"] == "Apple launch event" and line["labels"].get(news_id) == 1 for line in lines)
     finally:
         reloaded.close()
 

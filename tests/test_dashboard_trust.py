@@ -119,6 +119,11 @@ def test_judgments_show_on_cards_after_a_rerun_and_export_as_csv(corpus_settings
         rows = list(csv.DictReader(handle))
     assert {(r["news_id"], r["relevant"]) for r in rows} >= {(first, "1"), (second, "0")}
     assert rows[0]["title"] and rows[0]["query"] == "NBA game"
+    from newsrec.evaluation.judged import load_judgments  # the same verdicts as a test set for evaluate --judgments
+
+    (judged,) = load_judgments(fresh.export_judged_set(tmp_path / "j.jsonl"))
+    assert (judged.user, judged.query, judged.kind) == ("fan", "NBA game", "editor")
+    assert judged.labels[first] == 1 and judged.labels[second] == 0
 
 
 # --- one legible score, reasons in words ----------------------------------------------------------------

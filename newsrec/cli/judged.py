@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 
 from rich.console import Console
 from rich.table import Table
 
 from newsrec.cli.common import print_json, settings_from_args
 from newsrec.config import DEMO_CORPUS
+from newsrec.errors import InputError
 from newsrec.evaluation.judged import (
     FOR_YOU,
     GroupSummary,
@@ -21,8 +23,14 @@ from newsrec.evaluation.judged import (
 )
 from newsrec.pipeline import GUEST, Recommender
 
+# flags of the log evaluation that mean nothing for judged lines: refused rather than silently ignored
+LOG_ONLY_FLAGS = ("news", "behaviors", "scorer", "split", "limit", "dump_scores")
+
 
 def run_judged(args: argparse.Namespace) -> int:
+    given = sorted(f"--{name.replace('_', '-')}" for name in LOG_ONLY_FLAGS if getattr(args, name) is not None)
+    if given:
+        raise InputError(f"--judgments scores judged lines, not a log; it takes no log flags ({', '.join(given)})")
     settings = settings_from_args(args)
     # lite unless asked otherwise: the judged floors are set for the CPU pipeline CI runs
     settings = dataclasses.replace(
@@ -56,13 +64,13 @@ def run_judged(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_judged(report: JudgedReport) -> None:
+def print_judged(report: JudgedReport, console: Console | None = None) -> None:
     about = report.about
     table = Table(
         title=f"judged relevance · {about.get('judgments', '')} · {about.get('mode', '')} "
         f"(reranker {about.get('reranker', '')}, embedder {about.get('embedder', '')})"
     )
-    for column in ("kind", "lines", "covered", "nDCG@10", "P@5", "P@10*", "uncovered: said nothing", "wrongly nothing"):
+    for column in ("kind", "lines", "covered", "nDCG@10", "P@5", "P@10*", "said nothing†", "wrongly nothing‡"):
         table.add_column(column, justify="left" if column == "kind" else "right")
     table.add_row(*_cells(report.queries), style="bold")
     for summary in report.by_kind.values():
@@ -70,12 +78,13 @@ def print_judged(report: JudgedReport) -> None:
     if report.for_you.lines:
         table.add_section()
         table.add_row(*_cells(report.for_you), style="bold")
-    console = Console()
+    # piped output (CI logs, files) gets a width that fits the table; a terminal keeps its own
+    console = console or Console(width=None if sys.stdout.isatty() else 120)
     console.print(table)
     console.print(
         "nDCG@10 (gain 2^grade-1) and P@5 over covered lines (some grade > 0); *P@10 of For-you lines divides by "
-        "min(10, the reader's judged relevant unread stories). 'said nothing': uncovered lines answered "
-        "'nothing matches' (higher is better); 'wrongly nothing': covered lines answered so (lower is better). "
+        "min(10, the reader's judged relevant unread stories). †uncovered lines (no grade > 0) answered "
+        "'nothing matches' (higher is better); ‡covered lines answered so (lower is better). "
         f"{len(report.lines)} lines in {report.seconds:.1f} s."
     )
 

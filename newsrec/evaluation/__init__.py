@@ -3,7 +3,8 @@
 - metrics.py: MIND accuracy metrics (AUC, MRR, nDCG@5/10) and beyond-accuracy metrics of a top-k list
 - offline.py: scorers (random, popularity, retrieval, rerank) and the evaluation loop over a log
 - ab.py: deterministic assignment, replay and click-model outcomes, bootstrap/permutation statistics
-- judgments.py: durable editor relevance judgments (SQLite) and nDCG per configuration
+- judgments.py: durable editor relevance judgments (SQLite), nDCG per configuration, export as a judged set
+- judged.py: graded judgments of searches and For-you feeds (JSONL), scored on the live pipeline
 - demo_logs.py: impression logs built from the demo corpus's simulated readers
 """
 

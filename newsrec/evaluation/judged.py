@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -289,7 +290,9 @@ def score_lines(runs: Sequence[LineRun], groups: StoryGroups) -> list[LineScore]
             ranked = scores[i].ranked[:K]
             # ranx wants every query in the run; a slot no judgment names stands in for an empty answer
             run[f"q{i:06d}"] = {key: float(K - r) for r, key in enumerate(ranked)} or {"(nothing)": 0.0}
-        values = ranx_evaluate(Qrels(qrels), Run(run), ["ndcg_burges@10", "precision@5"], return_mean=False)
+        with warnings.catch_warnings():  # numba's notes on ranx's integer casts, not about our data
+            warnings.simplefilter("ignore")
+            values = ranx_evaluate(Qrels(qrels), Run(run), ["ndcg_burges@10", "precision@5"], return_mean=False)
         ids = sorted(qrels)
         for metric, attr in (("ndcg_burges@10", "ndcg10"), ("precision@5", "p5")):
             for qid, value in zip(ids, np.atleast_1d(values[metric]), strict=True):
