@@ -82,14 +82,6 @@ def test_grace_farm_gate_fill_ins_never_claim_an_interest(recommender):
         assert "Outside your usual topics." in why(card, "en") and "不在常读主题之内。" in why(card, "zh")
 
 
-def test_investor_feed_leads_with_her_topics_not_farm_gate_stories(recommender):
-    """Grace got farm-gate apple and pear stories from #2 on: "close to" her 双十一 read in USE's space."""
-    top = ids(recommender.recommend("u03").reranked)
-    assert not set(top[:4]) & FARM_GATE, top
-    assert {recommender.corpus.news[i].category for i in top[:4]} == {"finance"}, top
-    assert len(set(top) & FARM_GATE) <= 3, top
-
-
 def test_interest_claims_name_an_interest_of_the_storys_topic(recommender):
     for user in sorted(recommender.corpus.users):
         profile = recommender.profile(user)

@@ -3,9 +3,7 @@
     score = w_query    * query relevance      (newsrec/relevance.py: multilingual cosine fused with the
                                                IDF-weighted share of the query's terms the item has)
           + w_interest * interest affinity    (best cosine to one of the reader's interests, scaled by its weight,
-                                               blended with the title words the reading repeats; x OFF_TOPIC
-                                               in the For-you feed for an item of none of the interests'
-                                               topics and close to no single read)
+                                               blended with the title words the reading repeats)
           + w_category * category affinity    (the item's subcategory share in the reader's history; an unread
                                                subcategory counts half its category, as far as the item resembles
                                                the reading)
@@ -26,9 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from newsrec.embedders import Embedder
-from newsrec.explain import HISTORY_MATCH
 from newsrec.lexical import LexicalIndex, tokenize
-from newsrec.profiles import subcategory_key, topic
+from newsrec.profiles import subcategory_key
 from newsrec.relevance import CosineScale, query_relevance, related_scale
 from newsrec.rerankers import register_reranker
 from newsrec.types import Candidate, Interest, RerankRequest, UserProfile
@@ -54,12 +51,6 @@ FOR_YOU = LiteWeights(query=0.0, interest=0.65, category=0.25, fresh=0.1)
 # multilingual encoder puts every orchard story near an AI-farm-drone read, while the word "AI" in eight
 # of ten titles says what the reader follows.
 TERM_SHARE = 0.3
-# For-you only: what the interest part keeps for an item of none of the interests' topics that is close
-# to no single read, the cards that say "Outside your usual topics". USE finds Chinese texts broadly
-# alike, so an investor's 双十一 read made farm-gate apple stories her second-best match. On the judged
-# development set (assets/demo/judgments-dev.jsonl, For-you lines): 1.0 -> nDCG@10 0.923, P@10 0.831;
-# 0.7 -> 0.930, 0.828; 0.5 -> 0.918, 0.810.
-OFF_TOPIC = 0.7
 
 
 class LiteReranker:
@@ -97,9 +88,6 @@ class LiteReranker:
                 if profile.terms:
                     words = self._term_affinity(candidates, profile.terms)
                     parts["interest"] = (1 - TERM_SHARE) * parts["interest"] + TERM_SHARE * words
-                if not query:
-                    off_topic = _off_topic(candidates, docs, profile.interests)
-                    parts["interest"] = np.where(off_topic, OFF_TOPIC, 1.0) * parts["interest"]
             if profile.categories:
                 parts["category"] = _category_affinity(candidates, profile, parts["interest"])
                 # The mirror image: a story in a category the reader never opens counts half its content
@@ -155,19 +143,6 @@ def near_scale(embedder: object | None) -> CosineScale:
     if related is None:
         return CosineScale()
     return CosineScale(floor=related.full, full=(related.full + 1.0) / 2)
-
-
-def _off_topic(candidates: Sequence[Candidate], docs: np.ndarray, interests: Sequence[Interest]) -> np.ndarray:
-    """(N,) True where an item is of no interest's topic and close to no single read (HISTORY_MATCH)."""
-    topics = {name for interest in interests for name in interest.topics}
-    if not topics:
-        return np.zeros(len(candidates), dtype=bool)
-    named = np.array([bool(topic(c.item)) and topic(c.item) not in topics for c in candidates])
-    members = [interest.members for interest in interests if interest.members is not None and len(interest.members)]
-    if not members:
-        return named
-    closest = (docs @ np.vstack(members).T).max(axis=1)
-    return named & (closest < HISTORY_MATCH)
 
 
 def _interest_affinity(
