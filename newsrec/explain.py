@@ -9,13 +9,14 @@ whose part is about zero is never claimed: no "matches the query" when the query
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from newsrec.lexical import tokenize
-from newsrec.types import NewsItem, Reason, UserProfile
+from newsrec.profiles import topic
+from newsrec.types import Interest, NewsItem, Reason, UserProfile
 
 # Cosine from which an item is said to be like one history item, or close to an interest's centre.
 # USE finds Chinese texts broadly alike, so a reason must not claim closeness on any positive part.
@@ -25,6 +26,7 @@ from newsrec.types import NewsItem, Reason, UserProfile
 # 72% and 5.9%, and 老李's 双十一 and Apple-revenue stories reach 0.40 to his apple interest.
 HISTORY_MATCH = 0.45
 INTEREST_MATCH = 0.45
+RELATED_FLOOR = 0.25  # below this cosine even a same-topic story is unrelated (USE's related_scale floor)
 MIN_SHARE = 0.1  # a kind must carry at least this share of the score's parts to be a reason
 MAX_REASONS = 3
 
@@ -58,8 +60,13 @@ def explain(
     history_vectors: Mapping[str, np.ndarray],
     history_titles: Mapping[str, str],
     query: str = "",
+    source: str = "",
 ) -> Explanation:
-    """Reasons and the English line for one card, from its score's `contributions`."""
+    """Reasons and the English line for one card, from its score's `contributions`.
+
+    `source` is where the For-you feed found the card ("trending" for the trending recall): a card that
+    is close to no read and to no interest's topics says it is trending or outside the usual topics.
+    """
     by_kind: dict[str, float] = {}
     for name, value in contributions.items():
         if name in KINDS:
@@ -73,7 +80,7 @@ def explain(
     for kind, share in sorted(shares.items(), key=lambda kv: -kv[1]):
         if share < MIN_SHARE or len(reasons) == MAX_REASONS:
             break
-        reasons.append(_reason(kind, share, item, embedding, profile, matched, history_titles, query))
+        reasons.append(_reason(kind, share, item, embedding, profile, matched, history_titles, query, source))
     if shares.get("avoid", 0.0) <= -MIN_SHARE:
         reasons.append(Reason("avoid", shares["avoid"]))
     if profile is not None and item.id in profile.read_ids:
@@ -86,10 +93,10 @@ def _closest_history(embedding: np.ndarray | None, history_vectors: Mapping[str,
         return []
     ids = list(history_vectors)
     similarities = np.stack([history_vectors[i] for i in ids]) @ embedding  # (H,)
-    return [ids[i] for i in np.argsort(-similarities)[:3] if similarities[i] >= HISTORY_MATCH]
+    return [ids[i] for i in np.argsort(-similarities, kind="stable")[:3] if similarities[i] >= HISTORY_MATCH]
 
 
-def _reason(kind, share, item, embedding, profile, matched, history_titles, query) -> Reason:
+def _reason(kind, share, item, embedding, profile, matched, history_titles, query, source="") -> Reason:
     if kind == "query":
         terms = sorted(set(tokenize(query)) & set(tokenize(item.text)))
         return Reason("query", share, ", ".join(terms[:4]))
@@ -97,11 +104,14 @@ def _reason(kind, share, item, embedding, profile, matched, history_titles, quer
         if matched:
             return Reason("history", share, history_titles.get(matched[0], matched[0]))
         if profile is not None and profile.interests and embedding is not None:
-            best = max(profile.interests, key=lambda interest: float(interest.vector @ embedding))
-            if float(best.vector @ embedding) >= INTEREST_MATCH:
+            best = claimed_interest(item, embedding, profile.interests)
+            if best is not None:
                 return Reason("interest", share, best.label)
-            # the part counted, but the item is close to neither an interest nor a read: say it is a weak
-            # match rather than claim closeness (filler in a short feed, e.g. a music festival for 老李)
+            # the part counted, but the item is close to no read and outside every interest's topics: say
+            # what the slot is rather than claim an interest (USE finds Chinese texts broadly alike, so an
+            # apple-export story sat at cosine 0.45 to an investor's 双十一 read)
+            if not query.strip():
+                return Reason("trending" if source == "trending" else "outside", share)
             return Reason("weak", share)
         return Reason("interest", share)
     if kind == "category":
@@ -109,6 +119,25 @@ def _reason(kind, share, item, embedding, profile, matched, history_titles, quer
     if kind == "publisher":
         return Reason("publisher", share, item.source)
     return Reason(kind, share)
+
+
+def claimed_interest(item: NewsItem, embedding: np.ndarray, interests: Sequence[Interest]) -> Interest | None:
+    """The interest a card may say it fits, or None: the closest one (cosine) among those that claim it.
+
+    An interest claims an item of one of its topics (the corpus's subcategories, else categories) at
+    the related level (`RELATED_FLOOR`), or any item at INTEREST_MATCH when neither names a topic.
+    """
+    name = topic(item)
+    best, best_cosine = None, -np.inf
+    for interest in interests:
+        cosine = float(interest.vector @ embedding)
+        if name and interest.topics:
+            claims = name in interest.topics and cosine >= RELATED_FLOOR
+        else:
+            claims = cosine >= INTEREST_MATCH
+        if claims and cosine > best_cosine:
+            best, best_cosine = interest, cosine
+    return best
 
 
 def render(reasons: list[Reason], item: NewsItem, profile: UserProfile | None, query: str = "") -> str:
@@ -128,6 +157,10 @@ def render(reasons: list[Reason], item: NewsItem, profile: UserProfile | None, q
             words.append(f"from {reason.detail}, a publisher the reader follows")
         elif reason.kind == "weak":
             words.append("only loosely like the reading")
+        elif reason.kind == "outside":
+            words.append("outside the reader's usual topics")
+        elif reason.kind == "trending":
+            words.append("trending with readers")
         elif reason.kind == "read":
             words.append("already read")
         elif reason.kind == "popularity":

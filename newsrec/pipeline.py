@@ -44,6 +44,7 @@ from newsrec.types import (
 
 MAX_QUERY_CHARS = 2000
 NO_MATCH = (0.0, 0.0, False, False, False)  # (coverage, held share, covers, full, headline) without the query's terms
+FRESHNESS_PARTS = ("fresh",)  # score parts that exist only while the freshness control is on
 GUEST = "guest"  # a reader with no history, available in every corpus (e.g. one ingested without users)
 
 
@@ -206,6 +207,14 @@ class Recommender:
             query_vector=query_vector,
         )
         scores, hits, parts, model_notice = self._rerank(request, pool)
+        # A story marked "not interested" scored with the rest: under "Apple launch event" the disliked
+        # MacBook story is what says the search means Apple the company; without it the fruit stories rose.
+        shown = [i for i, c in enumerate(pool) if c.item.id not in set(profile.disliked_ids)]
+        if len(shown) < len(pool):
+            pool, scores, parts = [pool[i] for i in shown], scores[shown], [parts[i] for i in shown]
+        half_life = self.settings.freshness_half_life_days if half_life_days is None else half_life_days
+        if half_life <= 0:  # freshness is off: no freshness part in any score, so no card says "recent"
+            scores, parts = without_parts(scores, parts, FRESHNESS_PARTS)
         notice = " ".join(part for part in (notice, model_notice) if part)
         timings["rerank"] = _ms(tick)
 
@@ -217,7 +226,14 @@ class Recommender:
             index = group[0]
             candidate = pool[index]
             why = explain(
-                candidate.item, parts[index], candidate.embedding, profile, history_vectors, history_titles, query
+                candidate.item,
+                parts[index],
+                candidate.embedding,
+                profile,
+                history_vectors,
+                history_titles,
+                query,
+                candidate.source,
             )
             return Recommendation(
                 item=candidate.item,
@@ -264,10 +280,12 @@ class Recommender:
         """First stage: up to n candidates that pass the filters, best first; and whether any matched the query.
 
         A search covers read stories too (a reader looks up the price story he read last week); the For-you
-        feed shows unread ones only. Stories marked "not interested" never come back.
+        feed shows unread ones only. Stories marked "not interested" stay in a search's pool, where they
+        still tell which sense of the query the reader searched for (`recommend` drops them after scoring);
+        they never come back on a page.
         """
-        excluded = set(profile.disliked_ids) | (set() if query else profile.read_ids)
-        fetch = n + len(excluded)
+        excluded = set() if query else set(profile.disliked_ids) | profile.read_ids
+        fetch = n + len(excluded) + len(profile.disliked_ids)
 
         def usable(hits: list[tuple[str, float]]) -> list[tuple[str, float]]:
             return [
@@ -277,6 +295,7 @@ class Recommender:
             ]
 
         matched = True
+        sources: dict[str, str] = {}  # For-you: which recall source found each item
         if query:
             dense = usable(self.index.search(query_vector, fetch, where=filters.where()))
             scored = self.lexical.score(query)
@@ -302,6 +321,7 @@ class Recommender:
                 for news_id, similarity in usable(self.index.search(interest.vector, share, where=filters.where())):
                     best[news_id] = max(best.get(news_id, -1.0), similarity)
             trending = self.recall.trending(n, lambda i: i not in best and self.index.has(i) and usable([(i, 0)]))
+            sources = dict.fromkeys(best, "interest") | dict.fromkeys(trending, "trending")
             if trending:
                 centres = np.stack([interest.vector for interest in profile.interests])  # (I, D)
                 cosines = (self.index.embeddings(trending) @ centres.T).max(axis=1)
@@ -313,11 +333,17 @@ class Recommender:
             items = [item for item in self.corpus.news.values() if item.id not in excluded and filters.accepts(item)]
             items.sort(key=lambda item: format_time(item.published_at) or "", reverse=True)
             ranked = self.recall.cold_start([item.id for item in items[:n]], n, lambda i: bool(usable([(i, 0)])))
+            popular = set(self.recall.trending(n, lambda i: bool(usable([(i, 0)])), share=1.0))
+            sources = {news_id: "trending" if news_id in popular else "newest" for news_id, _ in ranked}
         ranked = [(news_id, score) for news_id, score in ranked if self.index.has(news_id)]
         embeddings = self.index.embeddings([news_id for news_id, _ in ranked]) if ranked else []
         pool = [
             Candidate(
-                item=self.corpus.news[news_id], retrieval_score=float(score), retrieval_rank=rank, embedding=vector
+                item=self.corpus.news[news_id],
+                retrieval_score=float(score),
+                retrieval_rank=rank,
+                embedding=vector,
+                source=sources.get(news_id, ""),
             )
             for rank, ((news_id, score), vector) in enumerate(zip(ranked, embeddings, strict=True), 1)
         ]
@@ -477,6 +503,19 @@ class Recommender:
         for i, a, b in zip(known, first, second, strict=True):
             retrieval[i], rerank[i] = float(a), float(b)
         return retrieval, rerank
+
+
+def without_parts(
+    scores: np.ndarray, parts: list[dict[str, float]], names: Sequence[str]
+) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """Scores and parts with the named parts taken out: each score loses exactly what those parts added.
+
+    The freshness control at 0 means "age does not count": the lite reranker's freshness part and a
+    learned model's freshness term go, so the breakdown, the reasons and the order all agree with it.
+    """
+    kept = [{name: value for name, value in p.items() if name not in names} for p in parts]
+    removed = np.array([sum(v for name, v in p.items() if name in names) for p in parts], dtype=np.float64)
+    return np.asarray(scores, dtype=np.float64) - removed.reshape(np.shape(scores)), kept
 
 
 def model_options(settings: Settings, model: str, corpus: Corpus) -> dict:

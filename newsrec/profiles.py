@@ -26,6 +26,8 @@ MAX_INTERESTS = 5
 MAX_PROFILE_IMAGES = 3
 FEEDBACK_STEP = 0.5  # how far "more like this" pulls the nearest interest towards the liked item
 NEW_INTEREST_SIMILARITY = 0.35  # a liked item less similar than this to every interest starts a new one
+MAX_LABEL_PARTS = 3  # topic names (or shared title words) in an interest's label
+LABEL_SEPARATOR = " · "
 
 
 def recency_weights(history: Sequence[HistoryEntry], news: Mapping[str, NewsItem], now: datetime | None) -> np.ndarray:
@@ -57,16 +59,25 @@ def _title_term_scores(
     scores: Counter[str] = Counter()
     titles: Counter[str] = Counter()
     for item, weight in zip(items, weights, strict=True):
-        for term in set(tokenize(item.title)):
+        for term in dict.fromkeys(tokenize(item.title)):  # each term once per title, in title order
             if len(term) > 1 and not term.isdigit():
                 scores[term] += float(weight) * idf.get(term, 1.0)
                 titles[term] += 1
     return scores, titles
 
 
+def ranked(scores: Mapping[str, float]) -> list[tuple[str, float]]:
+    """(key, score) pairs, highest score first, ties by key: the same order in every process.
+
+    `Counter.most_common` breaks ties by insertion order, and insertion order followed the iteration order
+    of a set of strings, which Python salts per process (PYTHONHASHSEED): labels changed between runs.
+    """
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
 def salient_terms(items: Sequence[NewsItem], weights: Sequence[float], idf: Mapping[str, float], top: int) -> list[str]:
     """Terms of the items' titles ranked by recency-weighted tf-idf."""
-    return [term for term, _ in _title_term_scores(items, weights, idf)[0].most_common(top)]
+    return [term for term, _ in ranked(_title_term_scores(items, weights, idf)[0])[:top]]
 
 
 def repeated_terms(items: Sequence[NewsItem], weights: Sequence[float], idf: Mapping[str, float]) -> dict[str, float]:
@@ -77,7 +88,7 @@ def repeated_terms(items: Sequence[NewsItem], weights: Sequence[float], idf: Map
     """
     scores, titles = _title_term_scores(items, weights, idf)
     total = float(sum(weights)) or 1.0
-    return {term: score / total for term, score in scores.most_common() if titles[term] >= 2}
+    return {term: score / total for term, score in ranked(scores) if titles[term] >= 2}
 
 
 def build_profile(
@@ -107,16 +118,19 @@ def build_profile(
         centre = (weights[rows, None] * embeddings[rows]).sum(axis=0)
         centre /= np.linalg.norm(centre) or 1.0
         strength = weights[rows] * (embeddings[rows] @ centre)
-        order = rows[np.argsort(-strength)]
-        keywords = salient_terms([items[i] for i in rows], weights[rows], idf, top=5)
+        order = rows[np.argsort(-strength, kind="stable")]
+        members = [items[i] for i in rows]
+        keywords = salient_terms(members, weights[rows], idf, top=5)
+        topics = interest_topics(members, weights[rows])
         profile.interests.append(
             Interest(
-                label=" · ".join(keywords[:3]) or items[order[0]].title[:40],
+                label=interest_label(topics, members, weights[rows], idf, items[order[0]]),
                 vector=centre.astype(np.float32),
                 weight=float(weights[rows].sum() / total),
                 news_ids=[items[i].id for i in order],
                 keywords=keywords,
                 members=embeddings[order].astype(np.float32),
+                topics=topics,
             )
         )
     profile.interests.sort(key=lambda interest: -interest.weight)
@@ -126,13 +140,62 @@ def build_profile(
     for item, weight in zip(items, weights, strict=True):
         categories[item.category or "uncategorised"] += float(weight) / total
         subcategories[subcategory_key(item)] += float(weight) / total
-    profile.categories = dict(categories.most_common())
-    profile.subcategories = dict(subcategories.most_common())
+    profile.categories = dict(ranked(categories))
+    profile.subcategories = dict(ranked(subcategories))
     profile.keywords = salient_terms(items, weights, idf, top=12)
     profile.terms = repeated_terms(items, weights, idf)
     profile.images = representative_images(items, weights)
     profile.summary = summarise(profile, items, weights)
     return profile
+
+
+def topic(item: NewsItem) -> str:
+    """An item's topic name: its subcategory, else its category, else "" (NeMig and MIND have both)."""
+    return item.subcategory or item.category
+
+
+def interest_topics(items: Sequence[NewsItem], weights: Sequence[float]) -> list[str]:
+    """The members' topics by recency-weighted count, ties by name; at most MAX_LABEL_PARTS."""
+    shares: Counter[str] = Counter()
+    for item, weight in zip(items, weights, strict=True):
+        if topic(item):
+            shares[topic(item)] += float(weight)
+    return [name for name, _ in ranked(shares)[:MAX_LABEL_PARTS]]
+
+
+def interest_label(
+    topics: Sequence[str],
+    items: Sequence[NewsItem],
+    weights: Sequence[float],
+    idf: Mapping[str, float],
+    representative: NewsItem,
+) -> str:
+    """A name of whole words for an interest, the same in every process.
+
+    The corpus's own topic names when its items have them ("markets · economy · earnings"): they are whole
+    words an editor filed the stories under, and the page can translate them. Without them, the title
+    words at least two member titles share; else the interest's most representative title. Never the
+    top tf-idf words of the titles: for a one-story interest they were "ease, natural and costs", and
+    jieba's pieces such as 双十 (of 双十一) read as nonsense.
+    """
+    if topics:
+        return LABEL_SEPARATOR.join(topics)
+    scores, titles = _title_term_scores(items, weights, idf)
+    shared = [term for term, _ in ranked(scores) if titles[term] >= 2][:MAX_LABEL_PARTS]
+    if shared:
+        return LABEL_SEPARATOR.join(shared)
+    return clip_title(representative.title)
+
+
+def clip_title(title: str, limit: int = 40) -> str:
+    """A title cut at a word boundary (any character for Chinese), with "…" when cut."""
+    title = " ".join(title.split())
+    if len(title) <= limit:
+        return title
+    cut = title[:limit]
+    if title[limit].isalnum() and " " in cut:
+        cut = cut[: cut.rfind(" ")]
+    return cut.rstrip(" ,.;:-") + "…"
 
 
 def subcategory_key(item: NewsItem) -> str:
@@ -191,18 +254,20 @@ def apply_feedback(profile: UserProfile, item: NewsItem, embedding: np.ndarray, 
         if nearest.members is not None:
             nearest.members = np.vstack([embedding, nearest.members])
     else:
-        interest = Interest(label=item.title[:40], vector=embedding, weight=0.25, news_ids=[item.id])
+        topics = [topic(item)] if topic(item) else []
+        label = LABEL_SEPARATOR.join(topics) or clip_title(item.title)
+        interest = Interest(label=label, vector=embedding, weight=0.25, news_ids=[item.id], topics=topics)
         interest.members = embedding[None, :]
         interests.append(interest)
     total = sum(interest.weight for interest in interests)
     for interest in interests:
         interest.weight /= total
-    interests.sort(key=lambda interest: -interest.weight)
+    interests.sort(key=lambda interest: -interest.weight)  # stable: equal weights keep their order
     categories = dict(profile.categories)
     if item.category:
         categories[item.category] = categories.get(item.category, 0.0) + 0.1
         norm = sum(categories.values())
-        categories = {name: share / norm for name, share in sorted(categories.items(), key=lambda kv: -kv[1])}
+        categories = {name: share / norm for name, share in ranked(categories)}
     return replace(
         profile,
         interests=interests,

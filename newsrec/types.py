@@ -85,12 +85,13 @@ class Impression:
 class Interest:
     """One cluster of a user's reading: a direction in embedding space plus the words that name it."""
 
-    label: str  # short human-readable name, e.g. "battery · solid-state · EV"
+    label: str  # short human-readable name of whole words, e.g. "ev-battery · sodium-ion · charging"
     vector: np.ndarray  # (D,) L2-normalised
     weight: float  # share of the recency-weighted history, sums to 1 over a profile's interests
     news_ids: list[str] = field(default_factory=list)  # history items in this cluster, strongest first
     keywords: list[str] = field(default_factory=list)
     members: np.ndarray | None = None  # (n, D) embeddings of those history items, same order as news_ids
+    topics: list[str] = field(default_factory=list)  # the reads' subcategories (else categories), strongest first
 
 
 @dataclass
@@ -133,6 +134,7 @@ class Candidate:
     retrieval_score: float
     retrieval_rank: int  # 1-based
     embedding: np.ndarray | None = None  # (D,) L2-normalised document embedding, when the index has one
+    source: str = ""  # For-you recall source: "interest", "trending" or "newest"; "" for a search
 
 
 @dataclass

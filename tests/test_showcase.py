@@ -83,21 +83,24 @@ def test_apple_grower_for_you_is_farming_not_his_categories_share(recommender):
 
 def test_reasons_claim_an_interest_only_when_the_story_is_close_to_it(recommender):
     """USE finds Chinese texts broadly alike: 老李's filler (a music festival, 双十一, Apple revenue) was
-    "close to the interest 果农 · apple · 苹果". A reason claims an interest only from INTEREST_MATCH on."""
-    from newsrec.explain import INTEREST_MATCH
+    "close to the interest 果农 · apple · 苹果". A reason claims an interest only for a story of one of
+    its topics (issue 18: the interest's reads' subcategories), at the related level or closer."""
+    from newsrec.explain import RELATED_FLOOR
 
     profile = recommender.profile("u07")
+    by_label = {interest.label: interest for interest in profile.interests}
     feed = recommender.recommend("u07", k=30).reranked
     claims = {r.item.id: r for r in feed if any(reason.kind == "interest" for reason in r.reasons)}
     for card in claims.values():
         vector = recommender.index.embeddings([card.item.id])[0]
-        assert max(float(interest.vector @ vector) for interest in profile.interests) >= INTEREST_MATCH
+        interest = by_label[next(reason.detail for reason in card.reasons if reason.kind == "interest")]
+        assert card.item.subcategory in interest.topics and float(interest.vector @ vector) >= RELATED_FLOOR
     filler = {"n167", "n101", "n032", "n008"}  # music festival, 双十一, Apple revenue, a sodium battery plant
     listed = [r for r in feed if r.item.id in filler]
     assert listed, ids(feed)  # they are still in a long feed, as filler ...
     for card in listed:  # ... and say so, instead of claiming his apple interest
         assert "close to the interest" not in card.explanation, (card.item.id, card.explanation)
-        assert {reason.kind for reason in card.reasons} & {"weak", "fresh", "category", "history"}, card.item.id
+        assert {reason.kind for reason in card.reasons} & {"weak", "outside", "fresh", "category", "history"}
 
 
 def test_interest_claim_floor_is_calibrated(recommender):
@@ -153,8 +156,10 @@ def test_investor_for_you_keeps_to_finance(recommender):
     assert BATTERY_RECYCLING in top[:3], top
 
 
-# Stories about AI at work or AI products (Lena, u10, follows practical AI applications).
-AI_STORIES = {"n036", "n067", "n068", "n069", "n070", "n081", "n100"}
+# Stories about AI at work or AI products (Lena, u10, follows practical AI applications). The picking
+# robots (n044) joined with issue 18: its judged set (assets/demo/judgments-dev.jsonl) grades them 2 for
+# her, and with freshness off by default no freshness part lifts the AI chip (n069) above them any more.
+AI_STORIES = {"n036", "n044", "n067", "n068", "n069", "n070", "n081", "n100"}
 
 
 def test_ai_reader_for_you_leads_with_ai_not_orchards(recommender):

@@ -8,7 +8,8 @@
                                                subcategory counts half its category, as far as the item resembles
                                                the reading)
           + w_fresh    * freshness            (halves every FRESH_HALF_LIFE_DAYS of age)
-          - w_avoid    * rejection similarity (cosine to items the reader marked "not interested")
+          - w_avoid    * rejection similarity (closeness to items the reader marked "not interested", counted
+                                               only beyond same-topic closeness: `near_scale`)
 
 Each part lies in [0, 1]. With a query the profile parts count only as far as the item matches it (they
 reorder what matches); without one (the "For you" feed) the profile terms share the weight. The weights
@@ -59,7 +60,9 @@ class LiteReranker:
     def __init__(self, embedder: Embedder | None = None, lexical: LexicalIndex | None = None):
         self.embedder = embedder  # its match range scales cosines; it embeds the query if a request has no vector
         self.lexical = lexical  # the corpus's lexical index (IDF weights); without it, one over the candidates
-        self._title_terms: dict[str, frozenset[str]] = {}  # title -> its terms (jieba is not free)
+        # title -> its distinct terms in title order (jieba is not free); a tuple, not a set: the float sum
+        # over them must run in the same order in every process
+        self._title_terms: dict[str, tuple[str, ...]] = {}
 
     def score(self, request: RerankRequest, candidates: Sequence[Candidate]) -> list[float]:
         return [sum(parts.values()) for parts in self.score_components(request, candidates)]
@@ -94,7 +97,7 @@ class LiteReranker:
                 parts["interest"] = np.where(unread, 0.5, 1.0) * parts["interest"]
             if profile.avoid:
                 rejected = np.stack([interest.vector for interest in profile.avoid])
-                parts["avoid"] = -np.clip(docs @ rejected.T, 0, 1).max(axis=1)
+                parts["avoid"] = -near_scale(self.embedder)((docs @ rejected.T).max(axis=1))
         if query:  # personalisation reorders what matches the query; it brings in nothing that does not
             # ... nor lifts a half match over the best ones: the gate opens relative to the list's best match
             gate = np.clip(parts["query"] / max(QUERY_GATE, RELATIVE_GATE * float(parts["query"].max())), 0, 1)
@@ -113,7 +116,7 @@ class LiteReranker:
             title = candidate.item.title
             own = self._title_terms.get(title)
             if own is None:
-                own = self._title_terms[title] = frozenset(tokenize(title))
+                own = self._title_terms[title] = tuple(dict.fromkeys(tokenize(title)))
             affinity[i] = min(sum(terms.get(term, 0.0) for term in own) / top, 1.0)
         return affinity
 
@@ -135,6 +138,22 @@ class LiteReranker:
         read = request.profile.subcategories if request.profile is not None else {}
         familiar = np.array([subcategory_key(c.item) in read for c in candidates], dtype=bool)
         return query_relevance(cosines, terms, self.embedder, categories, held, covers, full, familiar, headline)
+
+
+def near_scale(embedder: object | None) -> CosineScale:
+    """How close a story must be to a story marked "not interested" to be held back with it.
+
+    "Not interested" in one story is not a rejection of its whole topic: under "Apple launch event" the
+    MacBook story sits at cosine 0.4-0.5 to every Apple-company story and to the apple-price story alike
+    (USE), and demoting all of them turned the search to fruit. Only what is closer than a same-topic
+    item (the embedder's `related_scale.full`) counts, fully from halfway to an identical vector: the
+    same story in the other language (0.82) is held back, the headset story (0.50) is not. An embedder
+    that states no calibrated scale keeps the plain clipped cosine.
+    """
+    related = getattr(embedder, "related_scale", None)
+    if related is None:
+        return CosineScale()
+    return CosineScale(floor=related.full, full=(related.full + 1.0) / 2)
 
 
 def _interest_affinity(

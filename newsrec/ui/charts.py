@@ -142,7 +142,8 @@ def category_mix(history_shares: Mapping[str, float], result: RecommendResult, l
     total = sum(counts.values()) or 1
     recommended = {name: count / total for name, count in counts.items()}
     categories = sorted(
-        set(history_shares) | set(recommended), key=lambda c: -(history_shares.get(c, 0) + recommended.get(c, 0))
+        set(history_shares) | set(recommended),
+        key=lambda c: (-(history_shares.get(c, 0) + recommended.get(c, 0)), c),  # ties by name, not set order
     )
     labels = [html.escape(category_name(c, lang)) for c in categories]
     fig = go.Figure(

@@ -14,6 +14,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from newsrec.profiles import LABEL_SEPARATOR
 from newsrec.types import Reason, Recommendation
 from newsrec.ui.i18n import t
 
@@ -21,6 +22,7 @@ MAX_REASONS = 3
 QUOTE_WIDTH = 48  # display columns; CJK characters take two
 KNOWN = (
     "read", "query", "interest", "history", "category", "publisher", "popularity", "fresh", "model", "avoid", "weak",
+    "outside", "trending",
 )  # fmt: skip
 _SEPARATORS = re.compile(r"\s*[·,;/|、，]\s*")
 
@@ -64,13 +66,20 @@ def sentence(reason: Reason, lang: str = "en") -> str:
     kind = reason.kind if reason.kind in KNOWN else "other"
     detail = reason.detail.strip()
     if kind == "interest" and detail:
-        detail = phrase(detail, lang)
+        detail = phrase([topic_name(part, lang) for part in detail.split(LABEL_SEPARATOR.strip())], lang)
     elif kind == "category" and detail:
         detail = category_name(detail, lang)
         detail = detail[:1].upper() + detail[1:]  # it starts the sentence
     if detail:
         return t(f"why_{kind}", lang, detail=clip(detail))
     return t(f"why_{kind}_plain", lang, kind=reason.kind)
+
+
+def topic_name(name: str, lang: str) -> str:
+    """An interest label's part in the page's language: a known topic or category name, else as it is."""
+    name = name.strip()
+    label = t(f"topic_{name.lower()}", lang)
+    return category_name(name, lang) if label == f"topic_{name.lower()}" else label
 
 
 def category_name(category: str, lang: str) -> str:
