@@ -93,14 +93,15 @@ def rank_shift(result: RecommendResult, lang: str = "en") -> go.Figure:
     """
     k = max(len(result.retrieval), len(result.reranked))
     beyond = k + 1
-    final = {rec.item.id: rec.rank for rec in result.reranked}
-    start = {rec.item.id: rec.rank for rec in result.retrieval}
-    titles = {rec.item.id: rec.item.title for rec in [*result.retrieval, *result.reranked]}
+    # one line per story, from its retrieval slot (the cards' retrieval_rank) to its reranked rank, so the
+    # chart agrees with the badges even where the two lists show another language of a merged pair
+    kept = {rec.retrieval_rank for rec in result.reranked}
+    lines = [(min(rec.retrieval_rank, beyond), rec.rank, rec.item.title) for rec in result.reranked]
+    lines += [(rec.rank, beyond, rec.item.title) for rec in result.retrieval if rec.rank not in kept]
     fig = go.Figure()
-    for news_id in dict.fromkeys([*start, *final]):
-        a, b = start.get(news_id, beyond), final.get(news_id, beyond)
-        colour = NEW if news_id not in start else SAME if a == b else UP if b < a else DOWN
-        label = _short(titles[news_id], 34)
+    for a, b, title in lines:
+        colour = NEW if a == beyond else SAME if a == b else UP if b < a else DOWN
+        label = _short(title, 34)
         fig.add_trace(
             go.Scatter(
                 x=[0, 1],
@@ -111,7 +112,7 @@ def rank_shift(result: RecommendResult, lang: str = "en") -> go.Figure:
                 text=[label if a != beyond else "", label if b != beyond else ""],
                 textposition=["middle left", "middle right"],
                 textfont=dict(size=11, color="#334155"),
-                customdata=[_short(titles[news_id], 80)] * 2,
+                customdata=[_short(title, 80)] * 2,
                 hovertemplate="%{customdata}<br>#%{y}<extra></extra>",
                 showlegend=False,
             )
