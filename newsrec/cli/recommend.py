@@ -7,7 +7,7 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from newsrec.cli.common import add_model_flags, in_range, print_json, settings_from_args, utf8_text
+from newsrec.cli.common import add_model_flags, in_range, print_json, print_table, settings_from_args, utf8_text
 from newsrec.config import CANDIDATES_RANGE, CATEGORY_CAP_RANGE, DIVERSITY_RANGE, HALF_LIFE_RANGE, K_RANGE
 from newsrec.pipeline import Filters, Recommender
 from newsrec.types import RecommendResult
@@ -99,7 +99,9 @@ def result_to_json(result: RecommendResult) -> dict:
 def print_result(result: RecommendResult) -> None:
     title = f"{result.mode} · user {result.user_id} · " + (f"query {result.query!r}" if result.query else "For you")
     table = Table(title=title)
-    for column in ("#", "was", "score", "category", "title", "why"):
+    for column in ("#", "was", "score"):
+        table.add_column(column, justify="right")
+    for column in ("category", "title", "why"):
         table.add_column(column, overflow="fold")
     for r in result.reranked:
         table.add_row(
@@ -108,5 +110,5 @@ def print_result(result: RecommendResult) -> None:
     console = Console()
     if result.notice:
         console.print(result.notice)
-    console.print(table)
+    print_table(table)
     console.print("timings (ms): " + ", ".join(f"{stage} {ms:.1f}" for stage, ms in result.timings_ms.items()))
