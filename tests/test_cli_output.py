@@ -46,3 +46,26 @@ def test_the_why_column_cuts_long_titles_with_an_ellipsis():
     assert quoted.endswith("…") and len(quoted) <= 50 and title.startswith(quoted[:-1])
     short = render([Reason("history", 0.5, "Short title")], NewsItem(id="x", title="y"), None)
     assert "“Short title”" in short
+
+
+def test_cli_diversity_has_the_dashboard_direction(monkeypatch):
+    """`--diversity 0` is pure relevance (MMR lambda 1), `--diversity 1` the most diverse (lambda 0): the
+    dashboard slider's scale and meaning."""
+    from newsrec.cli import recommend as recommend_cli
+
+    asked: list[float | None] = []
+
+    class Fake:
+        def recommend(self, user_id, **options):
+            asked.append(options["mmr_lambda"])
+            raise SystemExit(0)
+
+    monkeypatch.setattr(recommend_cli.Recommender, "from_settings", classmethod(lambda cls, *a, **k: Fake()))
+    for value in ("0", "0.25", "1"):
+        args = build_parser().parse_args(["recommend", "--user", "u01", "--diversity", value, "--json"])
+        with pytest.raises(SystemExit):
+            args.func(args)
+    args = build_parser().parse_args(["recommend", "--user", "u01", "--json"])
+    with pytest.raises(SystemExit):
+        args.func(args)
+    assert asked == [1.0, 0.75, 0.0, None]

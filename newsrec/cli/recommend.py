@@ -30,7 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--language", action="append", default=[], type=utf8_text, help="keep only this language (repeatable)"
     )
     parser.add_argument(
-        "--diversity", type=in_range(float, *DIVERSITY_RANGE), default=None, help="MMR lambda in [0, 1]; 1 = off"
+        "--diversity",
+        type=in_range(float, *DIVERSITY_RANGE),
+        default=None,
+        help="0 = pure relevance (default) .. 1 = most diverse, as the dashboard slider (MMR lambda = 1 - diversity)",
     )
     parser.add_argument(
         "--half-life",
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         k=args.k,
         candidates=args.candidates,
         filters=Filters(categories=args.category, languages=args.language),
-        mmr_lambda=args.diversity,
+        mmr_lambda=None if args.diversity is None else 1.0 - args.diversity,
         half_life_days=args.half_life,
         category_cap=args.category_cap,
     )

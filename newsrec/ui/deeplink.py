@@ -35,7 +35,7 @@ def _number(params: Mapping[str, str], key: str, default: float, low: float, hig
         value = float(params.get(key, default))
     except (TypeError, ValueError):
         return default
-    return default if value != value else min(max(value, low), high)  # NaN -> default
+    return value if low <= value <= high else default  # out of range or NaN -> the default, as the README says
 
 
 def parse(params: Mapping[str, str] | None, defaults: Controls, users: Sequence[str] = (), categories=()) -> LinkState:
