@@ -45,11 +45,21 @@ def default_home() -> Path:
 
 
 def cuda_available() -> bool:
+    """Whether torch can use a CUDA GPU. Without an NVIDIA driver on the machine the answer is no, given
+    without importing torch (seconds on a small CPU): a lite command never needs it."""
+    if not _nvidia_driver_present():
+        return False
     try:
         import torch
     except ImportError:
         return False
     return torch.cuda.is_available()
+
+
+def _nvidia_driver_present() -> bool:
+    import shutil
+
+    return any(Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/nvidiactl")) or bool(shutil.which("nvidia-smi"))
 
 
 def _auto_model(gpu_choice: str, model: str) -> str:

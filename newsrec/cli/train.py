@@ -21,9 +21,10 @@ from newsrec.cli.evaluate import _progress, open_log
 from newsrec.config import Settings
 from newsrec.evaluation import offline
 from newsrec.evaluation.split import MIN_USERS, default_split
+from newsrec.evaluation.training import train_and_save
 from newsrec.learning import store
 from newsrec.learning.ranker import KINDS
-from newsrec.learning.train import is_current, train_and_save
+from newsrec.learning.train import is_current
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from newsrec.ui.state import Controls
+from newsrec.ui.controls import Controls
 
 LANGS = ("en", "zh")
 MAX_QUERY = 500  # longer queries are cut (the pipeline itself rejects overlong ones with a message)

@@ -11,13 +11,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from newsrec.errors import InputError
 from newsrec.types import RecommendResult, UserProfile
 from newsrec.ui import cards, charts, feedback
+from newsrec.ui.controls import Controls
 from newsrec.ui.i18n import t
 
 if TYPE_CHECKING:
@@ -36,18 +37,6 @@ class JudgmentRecorder(Protocol):
     ) -> Any: ...
 
     def judgments(self, user_id: str | None = None, query: str | None = None, config: str | None = None) -> list: ...
-
-
-@dataclass
-class Controls:
-    """The dashboard's knobs, in the units the widgets show."""
-
-    k: int = 10
-    candidates: int = 100
-    diversity: float = 0.0  # 0 = pure relevance; the pipeline's MMR lambda is 1 - diversity
-    half_life_days: float = 0.0  # 0 = no freshness decay
-    categories: list[str] = field(default_factory=list)
-    instruction: str = ""
 
 
 @dataclass
