@@ -151,7 +151,7 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
         models = f"**{t('embedder', lang)}**: `{rec.embedder.name}` · **{t('reranker', lang)}**: `{rec.reranker.name}`"
         return (
             gr.update(choices=choices, value=first),
-            gr.update(choices=dash.category_choices(), value=knobs.categories),
+            gr.update(choices=dash.category_options(lang), value=knobs.categories),
             gr.update(value=knobs.instruction),
             models,
             session,
@@ -198,7 +198,10 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
     @friendly
     def on_language(session, lang_choice):
         dash, lang = get_dashboard(), lang_code(lang_choice)
-        return *labels(lang), dash.history(session, lang), *dash.view(session, lang)
+        updates = labels(lang)
+        filters = 1 + LABEL_KEYS.index("categories")  # the filter's options follow the language too
+        updates[filters] = gr.update(label=t("categories", lang), choices=dash.category_options(lang))
+        return *updates, dash.history(session, lang), *dash.view(session, lang)
 
     return on_load, on_user, on_run, on_card, on_reset, on_language
 

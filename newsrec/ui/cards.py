@@ -17,6 +17,7 @@ from newsrec.types import ImageRef, NewsItem, Recommendation, RecommendResult, U
 from newsrec.ui import reasons, scores
 from newsrec.ui.i18n import t
 from newsrec.ui.reasons import category_name, clip
+from newsrec.ui.taxonomy import subcategory_name
 
 ImageLinker = Callable[[ImageRef], "str | None"]  # image -> URL the browser can load, or None
 ACTIONS = ("like", "dislike", "relevant", "not-relevant")
@@ -60,6 +61,17 @@ def thumbnail(item: NewsItem, link: ImageLinker, css_class: str = "thumb", overl
     initial = esc((item.category or "·")[:1].upper())
     slug = category_slug(item.category)
     return f'<div class="{css_class} placeholder cat-{slug}"><span>{initial}</span>{overlay}</div>'
+
+
+def localized_notice(result: RecommendResult, lang: str = "en") -> str:
+    """The pipeline's notice in the page's language: its "nothing matches" sentence is translated, any
+    other part (a reranker server's fallback) is kept as it is."""
+    notice = result.notice or ""
+    if not result.query_matched and result.query:
+        english = t("no_match_notice", "en", query=result.query)
+        rest = notice.replace(english, "").strip()
+        notice = " ".join(part for part in (t("no_match_notice", lang, query=result.query), rest) if part)
+    return notice
 
 
 def rank_move(rec: Recommendation, retrieval_k: int, lang: str = "en") -> str:
@@ -131,7 +143,8 @@ def news_card(
     verdict = marks.verdicts.get(item.id)
     liked = item.id in marks.liked
     source = " · ".join(part for part in (item.source, format_when(item.published_at)) if part)
-    category = " / ".join(part for part in (category_name(item.category, lang), item.subcategory) if part)
+    sub = subcategory_name(item.subcategory, lang) if item.subcategory else ""
+    category = " / ".join(part for part in (category_name(item.category, lang), sub) if part)
     actions = ""
     if feedback:
         if liked:
@@ -204,7 +217,7 @@ def results_html(
     linked = f' data-link="{esc(deep_link)}"' if deep_link else ""
     if result is None:
         return f'<div class="empty"{linked}>{esc(t("pick_user", lang))}</div>'
-    notice = esc(result.notice)
+    notice = esc(localized_notice(result, lang))
     notice_html = f'<div id="notice" role="status"{"" if notice else " hidden"}>{notice}</div>'
     if not result.reranked:
         return f'{notice_html}<div class="empty"{linked}>{esc(t("no_results", lang))}</div>'

@@ -86,6 +86,12 @@ class Dashboard:
     def category_choices(self) -> list[str]:
         return sorted({item.category for item in self.rec.corpus.news.values() if item.category})
 
+    def category_options(self, lang: str = "en") -> list[tuple[str, str]]:
+        """(label, value) pairs for the category filter: labels in the page's language, values unchanged."""
+        from newsrec.ui.reasons import category_name
+
+        return [(category_name(category, lang), category) for category in self.category_choices()]
+
     # --- handlers ----------------------------------------------------------------------------
 
     def select_user(self, user_id: str | None, lang: str = "en") -> tuple[Session, str]:
