@@ -109,6 +109,7 @@ class Recommender:
         reranker: Reranker | None = None,
         show_progress: bool = False,
         on_progress: Callable[[int, int], None] | None = None,
+        warm_up: bool = True,
     ) -> Recommender:
         """Load the corpus and models and bring the index up to date (the first run embeds everything)."""
         settings = settings or Settings.from_env()
@@ -126,7 +127,8 @@ class Recommender:
         if hasattr(reranker, "prepare_documents"):  # e.g. Qwen3-VL: photo features computed at index time
             reranker.prepare_documents(list(corpus.news.values()))
         recommender = cls(settings, corpus, embedder, reranker, index, lexical=lexical)
-        embedder.embed_queries(["warm-up"])  # load lazy model weights now, not inside the first request
+        if warm_up:  # load lazy model weights now, not inside the first request (a one-shot command skips it)
+            embedder.embed_queries(["warm-up"])
         return recommender
 
     @property

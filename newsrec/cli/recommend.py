@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    recommender = Recommender.from_settings(settings_from_args(args), show_progress=not args.json)
+    # one request per process: the embedder loads only if the query needs it (a For-you feed does not)
+    recommender = Recommender.from_settings(settings_from_args(args), show_progress=not args.json, warm_up=False)
     result = recommender.recommend(
         args.user,
         query=args.query,

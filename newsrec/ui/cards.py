@@ -172,7 +172,7 @@ def news_card(
     return (
         f'<article class="news-card{state}" data-news-id="{esc(item.id)}" data-rank="{rec.rank}"'
         f"{_judgment_attr(verdict)}>"
-        f"{thumbnail(item, link, overlay=judge)}"
+        f"{thumbnail(item, link)}"  # nothing laid over the picture: the ✓/✗ sit with the other actions
         '<div class="card-body">'
         f'<div class="card-meta"><span class="rank">#{rec.rank}</span>{rank_move(rec, retrieval_k, lang)}'
         f'<span class="cat cat-{category_slug(item.category)}">{esc(category or "—")}</span>'
@@ -188,7 +188,7 @@ def news_card(
         f"<b>{rec.retrieval_score:.3f}</b></span></div>"
         f"{notes}"
         f'<ul class="why">{why}</ul>'
-        f'<div class="card-actions">{actions}</div>'
+        f'<div class="card-actions">{actions}{judge}</div>'
         "</div></article>"
     )
 
