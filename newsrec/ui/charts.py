@@ -101,7 +101,7 @@ def rank_shift(result: RecommendResult, lang: str = "en") -> go.Figure:
     fig = go.Figure()
     for a, b, title in lines:
         colour = NEW if a == beyond else SAME if a == b else UP if b < a else DOWN
-        label = _short(title, 34)
+        label = _short(title, 15)  # short enough for both ends to fit a phone; hover shows the whole title
         fig.add_trace(
             go.Scatter(
                 x=[0, 1],
@@ -111,7 +111,8 @@ def rank_shift(result: RecommendResult, lang: str = "en") -> go.Figure:
                 marker=dict(size=9, color=colour),
                 text=[label if a != beyond else "", label if b != beyond else ""],
                 textposition=["middle left", "middle right"],
-                textfont=dict(size=11, color="#334155"),
+                textfont=dict(size=10, color="#334155"),
+                cliponaxis=False,
                 customdata=[_short(title, 80)] * 2,
                 hovertemplate="%{customdata}<br>#%{y}<extra></extra>",
                 showlegend=False,
@@ -122,9 +123,10 @@ def rank_shift(result: RecommendResult, lang: str = "en") -> go.Figure:
             go.Scatter(x=[None], y=[None], mode="lines", line=dict(color=colour, width=3), name=t(key, lang))
         )
     fig.update_xaxes(
-        tickvals=[0, 1],
+        tickvals=[-1.0, 2.0],  # under each column of labels, so the two names never meet on a phone
         ticktext=[t("retrieval_list", lang), t("reranked_list", lang)],
-        range=[-1.0, 2.0],
+        range=[-2.0, 3.0],  # room for the labels on both sides, inside the plot
+        tickangle=0,
         title_text=t("axis_stage", lang),
     )
     fig.update_yaxes(
@@ -134,7 +136,13 @@ def rank_shift(result: RecommendResult, lang: str = "en") -> go.Figure:
         showgrid=False,
         title_text=t("axis_rank", lang),
     )
-    return style(fig, t("chart_shift", lang), height=max(360, 30 * k + 120))
+    style(fig, t("chart_shift", lang), height=max(400, 30 * k + 170))
+    # the legend goes under the chart: above it, four entries run into the title on a phone
+    fig.update_layout(
+        legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0),
+        margin=dict(l=56, r=12, t=56, b=150),
+    )
+    return fig
 
 
 def category_mix(history_shares: Mapping[str, float], result: RecommendResult, lang: str = "en") -> go.Figure:
