@@ -351,11 +351,12 @@ def build_evaluation_tab(get_recommender: Callable, language: gr.components.Comp
         """The latest results again, in the new language (the toggle relabels; the results stay)."""
         lang, last = lang_of(lang_choice), last or {}
         report, result = last.get("report"), last.get("ab")
-        offline_part = offline_view(report, lang) if report is not None else (gr.update(),) * 5
+        empty = localized(pd.DataFrame(columns=["scorer", "impressions", *ACCURACY_METRICS]), lang)
+        offline_part = offline_view(report, lang) if report is not None else (empty, *(gr.update(),) * 4)
         ab_part = (
             (ab_table(result.variants, lang), ab_figure(result, lang), verdict_lines(result, lang))
             if result is not None
-            else (gr.update(),) * 3
+            else (ab_table([], lang), gr.update(), gr.update())
         )
         return (*offline_part, *ab_part)
 
