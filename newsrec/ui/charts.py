@@ -173,7 +173,11 @@ def category_mix(history_shares: Mapping[str, float], result: RecommendResult, l
     fig.update_layout(barmode="group")
     fig.update_yaxes(tickformat=".0%", rangemode="tozero", title_text=t("axis_share", lang))
     fig.update_xaxes(title_text=t("axis_category", lang))
-    return style(fig, t("chart_mix", lang))
+    style(fig, t("chart_mix", lang), height=400)
+    fig.update_layout(  # legend under the chart, as in rank_shift: at the top it runs into the title on a phone
+        legend=dict(orientation="h", yanchor="top", y=-0.3, xanchor="left", x=0), margin=dict(b=120)
+    )
+    return fig
 
 
 def history_category_shares(categories: Mapping[str, float] | None, history_categories: list[str]) -> dict[str, float]:
