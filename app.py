@@ -69,6 +69,16 @@ const follow = () => {
 new MutationObserver(follow).observe(element, {childList: true, subtree: true});
 """
 
+# The address bar's `lang` follows the toggle even while the cards are on a hidden tab (they re-render later).
+FOLLOW_LANGUAGE = """
+(choice) => {
+  const url = new URL(window.location.href);
+  if (choice === '中文') url.searchParams.set('lang', 'zh'); else url.searchParams.delete('lang');
+  history.replaceState(null, '', url.pathname + url.search);
+  return [];
+}
+"""
+
 # On a phone the reading history starts folded, so the query comes first (the summary line stays).
 FOLD_ON_PHONES = """
 const fold = () => {
@@ -360,7 +370,7 @@ def build_demo(
         reset.click(on_reset, [session, language, *knobs], [session, *view_parts], **gpu_work)
         language.change(on_language, [session, language], [header, *labelled, history, *view_parts]).then(
             lambda choice: relabel_evaluation(lang_code(choice)), language, evaluation
-        )
+        ).then(None, language, None, js=FOLLOW_LANGUAGE)
     return demo
 
 
