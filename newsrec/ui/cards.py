@@ -67,10 +67,9 @@ def localized_notice(result: RecommendResult, lang: str = "en") -> str:
     """The pipeline's notice in the page's language: its "nothing matches" sentence is translated, any
     other part (a reranker server's fallback) is kept as it is."""
     notice = result.notice or ""
-    if not result.query_matched and result.query:
-        english = t("no_match_notice", "en", query=result.query)
-        rest = notice.replace(english, "").strip()
-        notice = " ".join(part for part in (t("no_match_notice", lang, query=result.query), rest) if part)
+    english = t("no_match_notice", "en", query=result.query)  # the sentence pipeline.py writes
+    if not result.query_matched and english in notice:
+        notice = notice.replace(english, t("no_match_notice", lang, query=result.query))
     return notice
 
 
