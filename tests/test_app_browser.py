@@ -515,19 +515,24 @@ def test_phone_layout_keeps_header_chart_and_history_whole(browser, server):
 
 def test_chinese_after_an_evaluation_run_keeps_the_results(page):
     open_tab(page, "Evaluation")
-    if not page.locator("#tab-evaluation .js-plotly-plot").count():
-        page.get_by_role("button", name="Evaluate").click()
-        page.wait_for_selector("#tab-evaluation .js-plotly-plot", timeout=300_000)
-    cells = "#tab-evaluation table td"  # a virtual table: only rows on screen exist, so look at the first
-    page.locator("#tab-evaluation table").first.scroll_into_view_if_needed()
-    page.locator(cells, has_text="random").first.wait_for(timeout=30_000)
+    page.get_by_role("button", name="Evaluate").click()  # a run of its own, so its rows are laid out on screen
+
+    def show_table() -> None:  # it measures its rows when laid out; a resize makes it lay them out again
+        page.locator("#tab-evaluation table").first.scroll_into_view_if_needed()
+        page.set_viewport_size({"width": 1440, "height": 1001})
+        page.set_viewport_size({"width": 1440, "height": 1000})
+        page.wait_for_timeout(500)
+
+    show_table()
+    has_row = "(name) => document.querySelector('#tab-evaluation table')?.textContent.includes(name)"
+    page.wait_for_function(has_row, arg="random", timeout=300_000)
     page.locator("#language label", has_text="中文").click()
     try:
         page.wait_for_function("() => window.location.search.includes('lang=zh')", timeout=30_000)  # address bar
         page.locator("#tab-evaluation", has_text="按用户").first.wait_for(timeout=30_000)  # chart titles
         page.wait_for_timeout(800)
-        page.locator("#tab-evaluation table").first.scroll_into_view_if_needed()
-        assert page.locator(cells, has_text="随机").count() >= 1  # the rows stay, scorers named in 中文
+        show_table()
+        page.wait_for_function(has_row, arg="随机", timeout=30_000)  # the rows stay, scorers named in 中文
         texts = page.evaluate(
             "() => [...document.querySelectorAll('#tab-evaluation .gtitle, #tab-evaluation .g-xtitle, "
             "#tab-evaluation .g-ytitle, #tab-evaluation .prose p')].map((e) => e.textContent.trim()).filter(Boolean)"
