@@ -73,6 +73,16 @@ const follow = () => {
 new MutationObserver(follow).observe(element, {childList: true, subtree: true});
 """
 
+# The address bar's `lang` follows the toggle even while the cards are on a hidden tab (they re-render later).
+FOLLOW_LANGUAGE = """
+(choice) => {
+  const url = new URL(window.location.href);
+  if (choice === '中文') url.searchParams.set('lang', 'zh'); else url.searchParams.delete('lang');
+  history.replaceState(null, '', url.pathname + url.search);
+  return [];
+}
+"""
+
 # On a phone the reading history starts folded, so the query comes first (the summary line stays).
 FOLD_ON_PHONES = """
 const fold = () => {
@@ -164,7 +174,7 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
         models = f"**{t('embedder', lang)}**: `{rec.embedder.name}` · **{t('reranker', lang)}**: `{rec.reranker.name}`"
         return (
             gr.update(choices=choices, value=first),
-            gr.update(choices=dash.category_choices(), value=knobs.categories),
+            gr.update(choices=dash.category_options(lang), value=knobs.categories),
             gr.update(value=knobs.instruction),
             models,
             session,
@@ -219,7 +229,10 @@ def make_handlers(get_dashboard: Callable[..., Dashboard]):
     @friendly
     def on_language(session, lang_choice):
         dash, lang = get_dashboard(), lang_code(lang_choice)
-        return *labels(lang), dash.history(session, lang), *dash.view(session, lang)
+        updates = labels(lang)
+        filters = 1 + LABEL_KEYS.index("categories")  # the filter's options follow the language too
+        updates[filters] = gr.update(label=t("categories", lang), choices=dash.category_options(lang))
+        return *updates, dash.history(session, lang), *dash.view(session, lang)
 
     return on_load, on_user, on_run, on_card, on_reset, on_language
 
@@ -404,7 +417,9 @@ def build_demo(
         reset.click(on_reset, [session, language, *knobs, newsroom.state], [session, *view_parts], **gpu_work)
         language.change(on_language, [session, language], [header, *labelled, history, *view_parts]).then(
             lambda choice: relabel_evaluation(lang_code(choice)), language, evaluation
-        ).then(newsroom.relabel, newsroom.relabel_inputs, [*newsroom.labelled, *newsroom.overview])
+        ).then(newsroom.relabel, newsroom.relabel_inputs, [*newsroom.labelled, *newsroom.overview]).then(
+            None, language, None, js=FOLLOW_LANGUAGE
+        )
         demo.load(newsroom.on_load, None, [tabs, *newsroom.load_outputs], show_progress="hidden")
     return demo
 

@@ -28,7 +28,7 @@ DEMO_CORPUS = "demo"
 # Ranges of the recommendation knobs, the same for the dashboard's sliders and the CLI's flags.
 K_RANGE = (1, 30)
 CANDIDATES_RANGE = (10, 300)
-DIVERSITY_RANGE = (0.0, 1.0)  # CLI --diversity is the MMR lambda, the slider 1 - lambda: the same interval
+DIVERSITY_RANGE = (0.0, 1.0)  # CLI --diversity and the slider alike: 0 = pure relevance, MMR lambda = 1 - it
 HALF_LIFE_RANGE = (0.0, 30.0)  # days; 0 = off
 CATEGORY_CAP_RANGE = (0, 30)  # 0 = off
 CHROMA_PAGE_SIZE = 300  # Chroma Cloud's limit on results per query and records per write
@@ -47,11 +47,21 @@ def default_home() -> Path:
 
 
 def cuda_available() -> bool:
+    """Whether torch can use a CUDA GPU. Without an NVIDIA driver on the machine the answer is no, given
+    without importing torch (seconds on a small CPU): a lite command never needs it."""
+    if not _nvidia_driver_present():
+        return False
     try:
         import torch
     except ImportError:
         return False
     return torch.cuda.is_available()
+
+
+def _nvidia_driver_present() -> bool:
+    import shutil
+
+    return any(Path(p).exists() for p in ("/proc/driver/nvidia", "/dev/nvidiactl")) or bool(shutil.which("nvidia-smi"))
 
 
 def _auto_model(gpu_choice: str, model: str) -> str:

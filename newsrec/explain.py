@@ -147,7 +147,8 @@ def render(reasons: list[Reason], item: NewsItem, profile: UserProfile | None, q
         if reason.kind == "query":
             words.append(f"matches the query ({reason.detail})" if reason.detail else "matches the query")
         elif reason.kind == "history":
-            words.append(f"like “{reason.detail[:50]}”")
+            title = reason.detail if len(reason.detail) <= 50 else reason.detail[:49].rstrip() + "…"
+            words.append(f"like “{title}”")
         elif reason.kind == "interest":
             words.append(f"close to the interest “{reason.detail}”" if reason.detail else "close to the reading")
         elif reason.kind == "category":

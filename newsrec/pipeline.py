@@ -116,6 +116,7 @@ class Recommender:
         reranker: Reranker | None = None,
         show_progress: bool = False,
         on_progress: Callable[[int, int], None] | None = None,
+        warm_up: bool = True,
     ) -> Recommender:
         """Load the corpus and models and bring the index up to date (the first run embeds everything)."""
         settings = settings or Settings.from_env()
@@ -133,7 +134,8 @@ class Recommender:
         if hasattr(reranker, "prepare_documents"):  # e.g. Qwen3-VL: photo features computed at index time
             reranker.prepare_documents(list(corpus.news.values()))
         recommender = cls(settings, corpus, embedder, reranker, index, lexical=lexical)
-        embedder.embed_queries(["warm-up"])  # load lazy model weights now, not inside the first request
+        if warm_up:  # load lazy model weights now, not inside the first request (a one-shot command skips it)
+            embedder.embed_queries(["warm-up"])
         return recommender
 
     @property
@@ -222,6 +224,11 @@ class Recommender:
         order = self._post_rank(scores, pool, len(pool), mmr_lambda, half_life_days, category_cap)
         history_vectors, history_titles = self._history_lookup(profile)
 
+        # The retrieval column shows one slot per story, so a story's retrieval rank is its slot there
+        # (not its position in the pool, where the other language of a merged pair also takes a place).
+        stories = self._one_slot_per_story(range(len(pool)), pool)
+        slot = {i: rank for rank, group in enumerate(stories, 1) for i in group}
+
         def make(group: list[int], rank: int, score: float, contributions: dict[str, float]) -> Recommendation:
             index = group[0]
             candidate = pool[index]
@@ -240,7 +247,7 @@ class Recommender:
                 score=float(score),
                 rank=rank,
                 retrieval_score=candidate.retrieval_score,
-                retrieval_rank=candidate.retrieval_rank,
+                retrieval_rank=min(slot[i] for i in group),
                 explanation=why.line,
                 matched_history=why.matched,
                 contributions=contributions,
@@ -250,7 +257,7 @@ class Recommender:
 
         by_rerank = self._one_slot_per_story(order, pool)[:k]
         reranked = [make(g, rank, scores[g[0]], parts[g[0]]) for rank, g in enumerate(by_rerank, 1)]
-        by_retrieval = self._one_slot_per_story(range(len(pool)), pool)[:k]
+        by_retrieval = stories[:k]
         retrieval = [
             make(g, rank, pool[g[0]].retrieval_score, {"retrieval": pool[g[0]].retrieval_score})
             for rank, g in enumerate(by_retrieval, 1)

@@ -15,7 +15,6 @@ from dataclasses import replace
 from datetime import datetime
 
 import numpy as np
-from scipy.cluster.hierarchy import fcluster, linkage
 
 from newsrec.lexical import tokenize
 from newsrec.types import HistoryEntry, ImageRef, Interest, NewsItem, UserProfile
@@ -45,6 +44,8 @@ def cluster_interests(vectors: np.ndarray, max_interests: int = MAX_INTERESTS) -
     """Cluster label per row of (N, D) unit vectors."""
     if len(vectors) == 1:
         return np.zeros(1, dtype=int)
+    from scipy.cluster.hierarchy import fcluster, linkage  # ~1 s to import: only when a history is clustered
+
     tree = linkage(vectors, method="average", metric="cosine")
     labels = fcluster(tree, t=CLUSTER_DISTANCE, criterion="distance")
     if labels.max() > max_interests:

@@ -459,3 +459,83 @@ def test_phone_layout_puts_the_query_first_and_keeps_words_whole(browser, server
             assert broken == 0  # long words wrap whole ("Washington", not "Washingto n")
         finally:
             page.close()
+
+
+# --- layout at 1440 and 390 px, and 中文 after an evaluation run -------------------------------------------------
+
+OVERLAP_JS = """(pair) => {
+  const [a, b] = pair.map((s) => document.querySelector(s)?.getBoundingClientRect());
+  return !!(a && b) && a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+}"""
+
+
+def test_judge_buttons_leave_the_picture_free(page):
+    open_tab(page, "Results")
+    cards = page.locator("#results .news-card")
+    assert cards.count() >= 3
+    for i in range(3):
+        card = cards.nth(i)
+        picture = card.locator(".thumb").bounding_box()
+        for button in ("relevant", "not-relevant"):
+            box = card.locator(f"button[data-action={button}]").bounding_box()
+            assert box["y"] >= picture["y"] + picture["height"] - 0.5, (i, button, box, picture)
+
+
+def test_phone_layout_keeps_header_chart_and_history_whole(browser, server):
+    page = open_page(browser, server[0] + "?user=u01&q=Apple+launch+event", width=390, height=844)
+    try:
+        page.locator("#results .news-card").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(500)
+        title = page.evaluate(
+            "() => { const h = document.querySelector('#title h1'); "
+            "return [h.scrollWidth, h.clientWidth, getComputedStyle(h).textOverflow, h.innerText]; }"
+        )
+        assert title[0] <= title[1] and title[2] != "ellipsis" and "editorial dashboard" in title[3], title
+        history = page.locator("#history").bounding_box()["y"]
+        results = page.locator("#results .news-card").first.bounding_box()["y"]
+        assert history < results  # persona and history before the cards, not below all ten
+        open_tab(page, "Charts")
+        page.wait_for_function("() => document.querySelectorAll('#charts .js-plotly-plot').length === 3")
+        page.wait_for_timeout(800)
+        shift = page.locator("#charts .js-plotly-plot").nth(2)
+        shoot(page, "mobile_charts.png", full_page=True)
+        checks = shift.evaluate(
+            """(plot) => {
+              const frame = plot.querySelector('.main-svg').getBoundingClientRect();
+              const labels = [...plot.querySelectorAll('.textpoint text')].map((t) => t.getBoundingClientRect())
+                .filter((r) => r.width > 0);
+              const cut = labels.filter((r) => r.left < frame.left - 0.5 || r.right > frame.right + 0.5).length;
+              const title = plot.querySelector('.gtitle').getBoundingClientRect();
+              const legend = plot.querySelector('.legend').getBoundingClientRect();
+              const overlap = legend.left < title.right && title.left < legend.right
+                && legend.top < title.bottom && title.top < legend.bottom;
+              return {labels: labels.length, cut, overlap};
+            }"""
+        )
+        assert checks["labels"] >= 10 and checks["cut"] == 0 and not checks["overlap"], checks
+    finally:
+        page.close()
+
+
+def test_chinese_after_an_evaluation_run_keeps_the_results(page):
+    """After a run, the toggle re-renders the results in 中文 (status line, chart titles and axes) and the
+    address bar's `lang` follows. The A/B verdicts and the table's scorer names: tests/test_ui_zh.py."""
+    open_tab(page, "Evaluation")
+    if not page.locator("#tab-evaluation .js-plotly-plot").count():
+        page.get_by_role("button", name="Evaluate").click()
+        page.wait_for_selector("#tab-evaluation .js-plotly-plot", timeout=300_000)
+    page.locator("#language label", has_text="中文").click()
+    try:
+        page.wait_for_function("() => window.location.search.includes('lang=zh')", timeout=30_000)  # address bar
+        page.locator("#tab-evaluation", has_text="按用户").first.wait_for(timeout=30_000)  # chart titles
+        page.wait_for_timeout(800)
+        texts = page.evaluate(
+            "() => [...document.querySelectorAll('#tab-evaluation .gtitle, #tab-evaluation .g-xtitle, "
+            "#tab-evaluation .g-ytitle, #tab-evaluation .prose p')].map((e) => e.textContent.trim()).filter(Boolean)"
+        )
+        assert texts and not latin_only(texts), latin_only(texts)
+        assert any("次曝光" in text for text in texts)  # the status line of the run, now in 中文
+    finally:
+        page.locator("#language label", has_text="English").click()
+        page.wait_for_function("() => !window.location.search.includes('lang=zh')", timeout=30_000)
+        open_tab(page, "Results")

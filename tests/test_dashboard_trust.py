@@ -41,7 +41,15 @@ def test_deep_link_round_trip_and_bad_values_fall_back():
     bad = deeplink.parse({"user": "nobody", "k": "999", "candidates": "x", "lang": "fr", "diversity": "nan"}, defaults)
     assert bad.user == "nobody"  # no list of readers given: kept
     strict = deeplink.parse({"user": "nobody", "k": "999", "candidates": "x", "lang": "fr"}, defaults, users=["u07"])
-    assert (strict.user, strict.controls.k, strict.controls.candidates, strict.lang) == ("", 30, 100, "en")
+    assert (strict.user, strict.controls.k, strict.controls.candidates, strict.lang) == ("", 10, 100, "en")
+    # out-of-range numbers fall back to the defaults (as the docs say), they are not clamped to the range
+    far = deeplink.parse({"k": "0", "candidates": "5000", "diversity": "2", "freshness": "-1"}, defaults)
+    assert (far.controls.k, far.controls.candidates, far.controls.diversity, far.controls.half_life_days) == (
+        10,
+        100,
+        0.0,
+        0.0,
+    )
     assert deeplink.to_query(deeplink.LinkState(controls=defaults), defaults) == "?"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import struct
 import sys
 import time
@@ -576,3 +577,34 @@ def test_real_newsimages(newsimages_dir, settings):
     for item in list(corpus.news.values())[:50]:
         assert item.images[0].uri.startswith("media/") and (corpus.root / item.images[0].uri).is_file()
     assert elapsed < 25, f"newsimages ingest took {elapsed:.1f} s"  # decodes and copies 1,500 photos
+
+
+@pytest.mark.parametrize("how", ["relative", "dotdot", "symlink", "absolute"])
+def test_newsimages_source_path_forms_keep_photos(tmp_path, settings, monkeypatch, how):
+    """Relative, `..`, symlinked and absolute spellings of the source folder all keep every photo."""
+    folder = make_newsimages(
+        tmp_path / "data" / "ni",
+        [(1, "https://a.example/x", "First", "", "AA", ""), (2, "https://a.example/y", "Second", "", "BB", "")],
+    )
+    jpeg(folder / "images" / "AA.jpg")
+    jpeg(folder / "images" / "BB.jpg")
+    (tmp_path / "work").mkdir()
+    (tmp_path / "link").symlink_to(folder, target_is_directory=True)
+    monkeypatch.chdir(tmp_path / "work")
+    source = {
+        "relative": Path("../data/ni"),
+        "dotdot": Path("..") / "work" / ".." / "data" / "ni",
+        "symlink": Path("../link"),
+        "absolute": folder,
+    }[how]
+    report = ingest(source, settings, fmt="newsimages", corpus="ni")
+    assert report.items_written == 2 and report.with_images == 2, reasons(report)
+
+
+def test_real_newsimages_relative_path(newsimages_dir, settings, monkeypatch):
+    """The README's own command: `../shared/data/newsimages-dev` from the repository keeps all 1,500 photos."""
+    repo = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(repo)
+    relative = Path(os.path.relpath(newsimages_dir.resolve(), repo))  # ../shared/data/newsimages-dev here
+    report = ingest(relative, settings, fmt="newsimages", corpus="newsimages")
+    assert report.with_images == 1_500, reasons(report)[:3]

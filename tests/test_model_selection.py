@@ -144,6 +144,11 @@ def test_settings_auto_resolution(monkeypatch):
     assert (settings.resolved_reranker, settings.resolved_embedder, settings.mode) == ("lite", "lite", "lite")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(models, "describe_model_problem", lambda name, model="": None)
+    from newsrec import config
+
+    monkeypatch.setattr(config, "_nvidia_driver_present", lambda: False)  # no driver: lite, torch not asked
+    assert (settings.resolved_reranker, settings.resolved_embedder) == ("lite", "lite")
+    monkeypatch.setattr(config, "_nvidia_driver_present", lambda: True)  # a CUDA machine
     assert (settings.resolved_reranker, settings.resolved_embedder) == ("qwen3-vl-reranker-8b", "qwen3-vl-embedding-2b")
     # With CUDA but a model that cannot run (say, too little GPU memory), auto falls back to lite.
     monkeypatch.setattr(models, "describe_model_problem", lambda name, model="": "needs 20 GB of GPU memory")

@@ -169,6 +169,33 @@ def test_models_health_and_metrics(client, scorer):
     assert "newsrec_pairs_total 2.0" in metrics
 
 
+def test_served_model_names_as_in_vllm(scorer):
+    """`serve --reranker qwen3-vl-reranker-2b --reranker-model DIR` accepts the name it was started with and the
+    checkpoint; `--served-model-name` (repeatable) replaces them; the score-cache key is never a served name."""
+    from newsrec.cli import build_parser
+    from newsrec.config import Settings
+    from newsrec.serving.scorers import served_model_names
+
+    settings = Settings(reranker="qwen3-vl-reranker-2b", reranker_model="/models/rr")
+    served = served_model_names(settings)
+    assert served == ["qwen3-vl-reranker-2b", "/models/rr"]
+    assert served_model_names(Settings(reranker="qwen3-vl-reranker-8b")) == [
+        "qwen3-vl-reranker-8b",
+        "Qwen/Qwen3-VL-Reranker-8B",
+    ]
+    args = build_parser().parse_args(["serve", "--served-model-name", "news-rr", "--served-model-name", "rr"])
+    assert served_model_names(settings, args.served_model_name) == ["news-rr", "rr"]
+    with TestClient(create_app(scorer, served_names=served)) as client:
+        for name in served:
+            response = client.post("/v1/rerank", json={"model": name, "query": "q", "documents": ["d"]})
+            assert response.status_code == 200 and response.json()["model"] == name
+        refused = client.post("/v1/rerank", json={"model": scorer.name, "query": "q", "documents": ["d"]})
+        assert refused.status_code == 404 and "qwen3-vl-reranker-2b" in refused.json()["error"]["message"]
+        listed = [entry["id"] for entry in client.get("/v1/models").json()["data"]]
+        assert listed == served and scorer.name not in listed
+        assert client.post("/v1/score", json={"text_1": "q", "text_2": "d"}).json()["model"] == served[0]
+
+
 # --- errors and limits ----------------------------------------------------------------------------------
 
 

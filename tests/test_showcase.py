@@ -226,3 +226,24 @@ def test_english_query_reads_chinese_reports(recommender):
     assert languages == {"en", "zh"}
     scores = np.array([r.score for r in result.reranked])
     assert (np.diff(scores) <= 1e-12).all()
+
+
+def test_rank_badges_agree_with_the_retrieval_column_after_a_merged_pair(recommender):
+    """u01 "Apple launch event": the launch is in both languages (n029/n030) and takes one retrieval slot, so
+    every reranked story's retrieval_rank is the number the retrieval column shows for it, and the rank-shift
+    chart draws the same moves as the cards."""
+    from newsrec.ui import charts
+
+    result = recommender.recommend("u01", query="Apple launch event")
+    slot_of = {news_id: r.rank for r in result.retrieval for news_id in (r.item.id, *r.duplicate_ids)}
+    k = len(result.retrieval)
+    for rec in result.reranked:
+        story = (rec.item.id, *rec.duplicate_ids)
+        shown = min((slot_of[i] for i in story if i in slot_of), default=None)
+        if shown is None:
+            assert rec.retrieval_rank > k, (rec.item.id, rec.retrieval_rank)
+        else:
+            assert rec.retrieval_rank == shown, (rec.item.id, rec.retrieval_rank, shown)
+    fig = charts.rank_shift(result)
+    ends = {trace.y[1]: trace.y[0] for trace in fig.data if trace.showlegend is False and trace.y[1] <= k}
+    assert ends == {rec.rank: min(rec.retrieval_rank, k + 1) for rec in result.reranked}

@@ -102,7 +102,7 @@ def run_load(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 app.kill()
     if args.json:
-        from newsrec.cli.common import print_json
+        from newsrec.bench import print_json
 
         print_json(figures)
     else:

@@ -94,7 +94,7 @@ register_rerank = add_parser
 
 
 def _command(args: argparse.Namespace) -> int:
-    from newsrec.cli.common import print_json
+    from newsrec.bench import print_json
 
     if args.accuracy:
         figures = run_accuracy(config=args.config, docs=args.docs, device=args.device, files=args.files, seed=args.seed)

@@ -61,7 +61,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from newsrec.cli.common import print_json
+    from newsrec.bench import print_json
 
     with tempfile.TemporaryDirectory() as scratch:
         server, url, model = _start(args, Path(scratch)) if not args.url else (None, args.url.rstrip("/"), "")

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from rich.console import Console
 from rich.table import Table
 
-from newsrec.cli.common import add_model_flags, print_json, settings_from_args
+from newsrec.cli.common import add_model_flags, print_json, print_table, settings_from_args
 
 if TYPE_CHECKING:  # the CLI imports the index lazily, so `--help` stays fast
     from newsrec.index import NewsIndex
@@ -99,7 +98,7 @@ def bench_pipeline(args: argparse.Namespace) -> int:
     if args.json:
         print_json(figures)
     else:
-        Console().print(figures_table(figures, f"bench pipeline · {corpus.name}"))
+        print_table(figures_table(figures, f"bench pipeline · {corpus.name}"))
     return 0
 
 

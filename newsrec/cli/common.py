@@ -86,3 +86,25 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def print_json(payload) -> None:
     json.dump(payload, sys.stdout, ensure_ascii=False, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+def print_table(table, stderr: bool = False) -> None:
+    """Print a rich Table without ever cutting a number: right-aligned (numeric) columns do not wrap or
+    shrink; text columns give way first, and when the numbers alone are wider than the terminal (or the
+    80 columns rich assumes for a pipe) the table is printed at the width it needs."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    needed = 1  # the left border; each column adds its padding and right border (3)
+    for column in table.columns:
+        if column.justify == "right":
+            column.no_wrap, column.overflow = True, "fold"
+            cells = [len(str(cell)) for cell in column._cells]
+            column.min_width = max(column.min_width or 0, len(str(column.header)), *cells)
+            needed += column.min_width + 3
+        else:  # text folds (rather than being cut) down to a narrow column
+            column.overflow = "fold"
+            needed += 8 + 3
+    if needed > console.width:
+        console = Console(stderr=stderr, width=needed)
+    console.print(table)

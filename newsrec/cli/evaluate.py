@@ -17,7 +17,14 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from newsrec.cli.common import add_model_flags, add_rules_flag, print_json, settings_from_args, utf8_text
+from newsrec.cli.common import (
+    add_model_flags,
+    add_rules_flag,
+    print_json,
+    print_table,
+    settings_from_args,
+    utf8_text,
+)
 from newsrec.config import DEMO_CORPUS, Settings
 from newsrec.errors import InputError
 from newsrec.evaluation import ab, offline, split
@@ -34,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser(
         "evaluate",
         help="offline metrics (AUC, MRR, nDCG, diversity, ...) of scorers on an impression log",
-        description="Score every impression of a log with each scorer and report MIND metrics with 95%% CIs.",
+        description="Score every impression of a log with each scorer and report MIND metrics with 95% CIs.",
     )
     _add_log_flags(evaluate)
     evaluate.add_argument(
@@ -256,7 +263,7 @@ def print_paired(report: offline.EvaluationReport) -> None:
     for row in report.paired.to_dict(orient="records"):
         cells = [f"{row[m]:+.3f} [{row[m + '_low']:+.3f}, {row[m + '_high']:+.3f}]" for m in ACCURACY_METRICS]
         table.add_row(row["scorer"], *cells)
-    Console().print(table)
+    print_table(table)
 
 
 def _list_size_note(impressions, k: int) -> str:
@@ -281,7 +288,7 @@ def print_evaluation(name: str, report: offline.EvaluationReport, note: str, rec
     for row in report.summary.to_dict(orient="records"):
         cells = [_cell(row, m) for m in (*ACCURACY_METRICS, *BEYOND_METRICS)]
         table.add_row(row["scorer"], *cells, _fmt(row["coverage"]), f"{row['seconds']:.1f}")
-    console.print(table)
+    print_table(table)
     scored = int(report.summary["scored"].iloc[0]) if len(report.summary) else 0
     console.print(
         f"mean ± the wider half of its 95% bootstrap CI (users resampled; exact bounds in --json); accuracy "
@@ -357,7 +364,7 @@ def print_ab(name: str, n: int, result: ab.ABResult) -> None:
             *(_fmt(row[m]) for m in ab.COMPARED),
             _fmt(row["coverage"]),
         )
-    console.print(table)
+    print_table(table)
     for comparison in result.comparisons:
         console.print(("* " if comparison.significant else "  ") + comparison.verdict)
     for note in result.notes:

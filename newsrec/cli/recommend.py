@@ -12,6 +12,7 @@ from newsrec.cli.common import (
     add_rules_flag,
     in_range,
     print_json,
+    print_table,
     settings_from_args,
     utf8_text,
 )
@@ -37,7 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--language", action="append", default=[], type=utf8_text, help="keep only this language (repeatable)"
     )
     parser.add_argument(
-        "--diversity", type=in_range(float, *DIVERSITY_RANGE), default=None, help="MMR lambda in [0, 1]; 1 = off"
+        "--diversity",
+        type=in_range(float, *DIVERSITY_RANGE),
+        default=None,
+        help="0 = pure relevance (default) .. 1 = most diverse, as the dashboard slider (MMR lambda = 1 - diversity)",
     )
     parser.add_argument(
         "--half-life",
@@ -57,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from newsrec.editorial.feed import EditorialFeeds
 
-    recommender = Recommender.from_settings(settings_from_args(args), show_progress=not args.json)
+    # one request per process: the embedder loads only if the query needs it (a For-you feed does not)
+    recommender = Recommender.from_settings(settings_from_args(args), show_progress=not args.json, warm_up=False)
     feeds = EditorialFeeds(recommender, args.rules)
     result = feeds.recommend(
         args.user,
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         k=args.k,
         candidates=args.candidates,
         filters=Filters(categories=args.category, languages=args.language),
-        mmr_lambda=args.diversity,
+        mmr_lambda=None if args.diversity is None else 1.0 - args.diversity,
         half_life_days=args.half_life,
         category_cap=args.category_cap,
     )
@@ -118,7 +123,9 @@ def _effect(effect) -> dict:
 def print_result(result: RecommendResult) -> None:
     title = f"{result.mode} · user {result.user_id} · " + (f"query {result.query!r}" if result.query else "For you")
     table = Table(title=title)
-    for column in ("#", "was", "score", "category", "title", "why"):
+    for column in ("#", "was", "score"):
+        table.add_column(column, justify="right")
+    for column in ("category", "title", "why"):
         table.add_column(column, overflow="fold")
     for r in result.reranked:
         table.add_row(
@@ -131,5 +138,5 @@ def print_result(result: RecommendResult) -> None:
         console.print(f"{result.blocked} {'story' if result.blocked == 1 else 'stories'} blocked by editorial rules.")
     for line in result.rule_notices:
         console.print(line)
-    console.print(table)
+    print_table(table)
     console.print("timings (ms): " + ", ".join(f"{stage} {ms:.1f}" for stage, ms in result.timings_ms.items()))

@@ -23,6 +23,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also serve the configured embedder (--embedder) at POST /v1/embeddings (OpenAI/vLLM shape)",
     )
+    parser.add_argument(
+        "--served-model-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a model name requests may send (repeatable, as in vLLM); default: the configured reranker name "
+        "(e.g. qwen3-vl-reranker-2b) and its checkpoint (the hub id or --reranker-model as given)",
+    )
     add_model_flags(parser)
     parser.set_defaults(func=run)
 
@@ -31,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from newsrec.serving import ServeLimits, build_scorer, create_app
+    from newsrec.serving.scorers import served_model_names
 
     if args.threads > 0:
         import torch
@@ -48,8 +57,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("`newsrec serve --serve-embedder` serves a local embedder: unset NEWSREC_EMBEDDER_URL")
         options = {"settings": settings, **({"model": settings.embedder_model} if settings.embedder_model else {})}
         embedder = get_embedder(settings.resolved_embedder, **options)
-    app = create_app(scorer, limits, api_token=os.environ.get("NEWSREC_API_TOKEN", ""), embedder=embedder)
+    served = served_model_names(settings, args.served_model_name)
+    token = os.environ.get("NEWSREC_API_TOKEN", "")
+    app = create_app(scorer, limits, api_token=token, embedder=embedder, served_names=served)
     routes = "POST /v1/score, /v1/rerank" + (f", /v1/embeddings ({embedder.name})" if embedder else "")
-    print(f"serving {scorer.name} on http://{args.host}:{args.port} ({routes})", flush=True)
+    print(f"serving {', '.join(served)} on http://{args.host}:{args.port} ({routes})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -16,14 +16,15 @@ import dataclasses
 from rich.console import Console
 from rich.table import Table
 
-from newsrec.cli.common import add_model_flags, print_json
+from newsrec.cli.common import add_model_flags, print_json, print_table
 from newsrec.cli.evaluate import _progress, open_log
 from newsrec.config import Settings
 from newsrec.evaluation import offline
 from newsrec.evaluation.split import MIN_USERS, default_split
+from newsrec.evaluation.training import train_and_save
 from newsrec.learning import store
 from newsrec.learning.ranker import KINDS
-from newsrec.learning.train import is_current, train_and_save
+from newsrec.learning.train import is_current
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,8 +66,8 @@ def print_model(saved: store.SavedModel, folder: str) -> None:
         table.add_column(column, justify="right")
     for scorer, values in saved.metrics.items():
         table.add_row(scorer, *(f"{v:.4f}" for v in values.values()))
+    print_table(table)
     console = Console()
-    console.print(table)
     weights = ", ".join(
         f"{name} {value:.3f}" for name, value in zip(saved.ranker.features, saved.ranker.coef, strict=False)
     )

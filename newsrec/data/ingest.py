@@ -387,7 +387,8 @@ def read_newsimages(path: Path, options: ReadOptions, batch: Batch) -> None:
     csv_path = path / "articles.csv" if path.is_dir() else path
     if not csv_path.is_file():
         raise InputError(f"{path}: no articles.csv (MediaEval NewsImages layout)")
-    images_dir = options.images_dir or csv_path.parent / "images"
+    # absolute, so the file cells below are not joined a second time onto the (resolved) source folder
+    images_dir = options.images_dir or (csv_path.parent / "images").absolute()
     header, rows = read_csv(csv_path, batch)
     missing = [name for name in ("article_id", "article_title", "image_id") if name not in header]
     if missing:

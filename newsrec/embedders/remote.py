@@ -22,9 +22,11 @@ import numpy as np
 from newsrec.config import Settings
 from newsrec.embedders import register_embedder
 from newsrec.errors import InputError, ServiceUnavailableError
-from newsrec.rerankers.remote import _base_url, _message, image_data_url, post_with_retries
-from newsrec.serving.protocol import WireSide, to_wire
+from newsrec.remote_client import base_url as _base_url
+from newsrec.remote_client import error_message as _message
+from newsrec.remote_client import image_data_url, post_with_retries
 from newsrec.types import NewsItem
+from newsrec.wire import WireSide, to_wire
 
 __all__ = ["RemoteEmbedder"]
 

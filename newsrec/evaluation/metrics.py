@@ -24,8 +24,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from scipy.spatial.distance import jensenshannon
-from scipy.stats import rankdata
 
 ACCURACY_METRICS = ("auc", "mrr", "ndcg@5", "ndcg@10")
 BEYOND_METRICS = ("diversity", "novelty", "calibration")
@@ -49,6 +47,8 @@ def auc(labels: Sequence[int], scores: Sequence[float]) -> float:
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
     if n_pos == 0 or n_neg == 0:
         return math.nan
+    from scipy.stats import rankdata  # loaded when measuring, not when the CLI starts
+
     ranks = rankdata(np.asarray(scores, dtype=np.float64))  # average ranks for ties
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
@@ -137,6 +137,8 @@ def calibration(history_categories: Sequence[str], list_categories: Sequence[str
     if not p or not q:
         return math.nan
     names = sorted(set(p) | set(q))
+    from scipy.spatial.distance import jensenshannon
+
     distance = jensenshannon([p.get(n, 0.0) for n in names], [q.get(n, 0.0) for n in names], base=2)
     return float(distance**2)
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-import pandas as pd
 
 from newsrec.config import Settings
 from newsrec.errors import InputError
@@ -31,6 +30,8 @@ from newsrec.recall import ForYouRecall
 from newsrec.types import Impression, NewsItem
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from newsrec.learning.stage import SecondStage
     from newsrec.pipeline import Recommender
 
@@ -302,13 +303,19 @@ class ItemContext:
 # --- the evaluation loop ---------------------------------------------------------------------------
 
 
+def _empty_frame():
+    import pandas as pd
+
+    return pd.DataFrame()
+
+
 @dataclass
 class EvaluationReport:
     rows: pd.DataFrame  # one row per (scorer, impression): ids, n_candidates, every metric
     summary: pd.DataFrame  # one row per scorer: mean and 95% CI (user-level bootstrap) per metric, coverage
     k: int  # top-k of the beyond-accuracy metrics
     seconds: float
-    paired: pd.DataFrame = field(default_factory=pd.DataFrame)  # per scorer and metric: mean difference to BASELINE
+    paired: pd.DataFrame = field(default_factory=_empty_frame)  # per scorer and metric: mean difference to BASELINE
 
     def to_json(self) -> dict:
         return {
@@ -372,6 +379,8 @@ def evaluate(
     for scorer in scorers:  # retrieval and rerank come from one pass: show its time for both
         if isinstance(scorer, (RetrievalScorer, RerankScorer)):
             seconds[scorer.name] = scorer.shared.seconds
+    import pandas as pd  # loaded when measuring, not when the CLI starts
+
     frame = pd.DataFrame(rows)
     catalogue = {c for impression in impressions for c in impression.candidates}
     summary = summarise(frame, catalogue, n_boot=n_boot)
@@ -402,6 +411,8 @@ def _measure(impression: Impression, scorer: str, scores: list[float], context: 
 
 def summarise(frame: pd.DataFrame, catalogue: set[str], n_boot: int = 1000) -> pd.DataFrame:
     """Per scorer: mean and 95% CI of each metric (users resampled), coverage of `catalogue`, counts."""
+    import pandas as pd
+
     out = []
     for scorer, group in frame.groupby("scorer", sort=False):
         record: dict = {"scorer": scorer, "impressions": len(group), "scored": int(group["auc"].notna().sum())}
@@ -419,6 +430,8 @@ def paired_differences(frame: pd.DataFrame, baseline: str = BASELINE, n_boot: in
     Pairing removes the impressions' own difficulty from the comparison, so the interval is much narrower
     than the two scorers' separate intervals suggest. Empty when the baseline was not evaluated.
     """
+    import pandas as pd
+
     if frame.empty or baseline not in set(frame["scorer"]):
         return pd.DataFrame()
     base = frame[frame["scorer"] == baseline].set_index("impression_id")

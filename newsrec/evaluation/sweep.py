@@ -50,16 +50,19 @@ def sweep(recommender, impressions, seed: int = 0) -> dict[str, dict[str, float]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from newsrec.cli.evaluate import open_log
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", help="an ingested corpus with impressions (default: the demo logs)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the user split (default: 0)")
     args = parser.parse_args(argv)
-    namespace = argparse.Namespace(
-        corpus=args.corpus, news=None, behaviors=None, embedder="lite", reranker="lite", json=True, seed=args.seed
-    )
-    _, log, recommender = open_log(namespace, need_pipeline=True)
+    from newsrec.config import DEMO_CORPUS, Settings
+    from newsrec.evaluation.demo_logs import demo_log
+    from newsrec.evaluation.offline import corpus_log
+    from newsrec.pipeline import Recommender
+
+    corpus = args.corpus or DEMO_CORPUS
+    settings = Settings.from_env(corpus=corpus, embedder="lite", reranker="lite")
+    log = demo_log(settings, seed=args.seed) if corpus == DEMO_CORPUS else corpus_log(settings, corpus)
+    recommender = Recommender.from_settings(settings)
     print(json.dumps(sweep(recommender, log.impressions, args.seed), indent=2))
     return 0
 

@@ -6,12 +6,25 @@
 - store.py: versioned models under NEWSREC_HOME/models/<corpus>/
 - train.py: training rows from a corpus's impressions, model choice, the user split
 - stage.py: the pipeline's second stage (learned model, or reranker + prior)
+
+The names below load on first use, so importing a submodule (the pipeline imports stage.py) pulls in
+nothing else; scikit-learn, LightGBM and SciPy load inside the functions that need them.
 """
 
 from __future__ import annotations
 
-from newsrec.learning.popularity import ExposurePopularity
-from newsrec.learning.ranker import LearnedRanker
-from newsrec.learning.store import SavedModel
-
 __all__ = ["ExposurePopularity", "LearnedRanker", "SavedModel"]
+
+_HOMES = {
+    "ExposurePopularity": "newsrec.learning.popularity",
+    "LearnedRanker": "newsrec.learning.ranker",
+    "SavedModel": "newsrec.learning.store",
+}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        import importlib
+
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(name)

@@ -23,7 +23,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import chi2_contingency
 
 from newsrec.types import Impression, NewsItem
 
@@ -173,6 +172,8 @@ def has_position_bias(slot_clicks: np.ndarray, slot_shows: np.ndarray) -> bool:
     usable = slot_shows >= 20
     if usable.sum() < 2 or slot_clicks[usable].sum() == 0:
         return False
+    from scipy.stats import chi2_contingency  # scipy loads only when a log is read, not for every recommend
+
     table = np.stack([slot_clicks[usable], slot_shows[usable] - slot_clicks[usable]])
     if (table.sum(axis=1) == 0).any():
         return False

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from newsrec.errors import InputError
-from newsrec.evaluation.metrics import auc
 
 KINDS = ("logistic", "lightgbm")
 BASE = "base"  # name of the constant part in contributions
@@ -142,11 +141,17 @@ def fit(kind: str, x: np.ndarray, y: np.ndarray, groups: np.ndarray, features: S
 
 
 def mean_auc(scores: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
-    """Mean per-impression AUC, the MIND way (impressions without both labels skipped)."""
+    """Mean per-impression AUC, the MIND way (impressions without both labels skipped).
+
+    scikit-learn's roc_auc_score counts ties one half, as newsrec/evaluation/metrics.py's `auc` does; the
+    learning layer uses it so that it never imports the evaluation layer above it."""
+    from sklearn.metrics import roc_auc_score
+
     values = []
     for group in np.unique(groups):
         rows = groups == group
-        value = auc(y[rows], scores[rows])
-        if not np.isnan(value):
-            values.append(value)
+        labels = np.asarray(y[rows]) > 0
+        if labels.all() or not labels.any():
+            continue
+        values.append(float(roc_auc_score(labels, scores[rows])))
     return float(np.mean(values)) if values else float("nan")

@@ -18,17 +18,16 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from newsrec.errors import InputError
-from newsrec.evaluation.split import split_users
 from newsrec.learning import ranker as ranking
 from newsrec.learning import store
 from newsrec.learning.features import FeatureBuilder, feature_names
 from newsrec.learning.popularity import ExposurePopularity
+from newsrec.learning.split import split_users
 from newsrec.rerankers.lite import LiteReranker
 from newsrec.types import Candidate, Impression, RerankRequest
 
@@ -194,54 +193,6 @@ def train_split(recommender: Recommender, impressions: Sequence[Impression], kin
     """(trained on training users, the split): what `train` saves and `evaluate --scorer learned` uses."""
     split = split_users(impressions, seed)
     return train(recommender, split.train, kind, progress), split
-
-
-def train_and_save(
-    recommender: Recommender,
-    impressions: Sequence[Impression],
-    kind: str = "auto",
-    seed: int = 0,
-    progress: Progress | None = None,
-    log_name: str = "",
-) -> store.SavedModel:
-    """Fit on the training users of the split, measure on the test users, save as the corpus's next version.
-
-    What `train` does and what `ingest` does for a log with enough users; the pipeline then serves with it.
-    """
-    from newsrec.evaluation import offline
-    from newsrec.learning.stage import LearnedStage
-
-    trained, split = train_split(recommender, impressions, kind, seed, progress)
-    saved = store.SavedModel(
-        ranker=trained.ranker,
-        corpus=recommender.corpus.name,
-        version="",
-        data_hash=store.data_hash(split.train),
-        reranker=recommender.reranker.name,
-        embedder=recommender.embedder.name,
-        prior=trained.prior.to_dict(),
-    )
-    stage = LearnedStage(saved, trained.builder, recommender.embedder, recommender.lexical)
-    scorers = [
-        offline.PopularityScorer(split.train, recommender.corpus.news),
-        offline.RerankScorer(offline.PipelineScores(recommender, stage), "learned"),
-    ]
-    summary = offline.evaluate(split.test, scorers, n_boot=200).summary.set_index("scorer")
-    saved.metrics = {
-        scorer: {m: round(float(summary.loc[scorer, m]), 4) for m in ("auc", "mrr", "ndcg@5", "ndcg@10")}
-        for scorer in summary.index
-    }
-    saved.meta = {
-        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "split_seed": seed,
-        "train_impressions": len(split.train),
-        "test_impressions": len(split.test),
-        "model_choice_validation_auc": trained.selection,
-        "position_corrected_prior": trained.prior.position_corrected,
-        "log": log_name or recommender.corpus.name,
-    }
-    store.save(recommender.settings.home, saved)
-    return saved
 
 
 def is_current(recommender: Recommender, impressions: Sequence[Impression], seed: int = 0) -> bool:

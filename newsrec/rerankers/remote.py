@@ -14,8 +14,6 @@ notice (and is not cached under this reranker's name).
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
 import math
 import threading
@@ -24,22 +22,23 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from newsrec.config import Settings
 from newsrec.errors import InputError
 from newsrec.qwen3_vl.prompt import document_text, query_text
+from newsrec.remote_client import TRANSIENT, image_data_url, post_with_retries
+from newsrec.remote_client import base_url as _base_url
+from newsrec.remote_client import error_message as _message
 from newsrec.rerankers import register_reranker
-from newsrec.rerankers.qwen3_vl import DEFAULT_PROFILE_IMAGES, IMAGE_FACTOR, MIN_PIXELS
-from newsrec.serving.protocol import WireSide, to_wire
+from newsrec.rerankers.qwen3_vl import DEFAULT_PROFILE_IMAGES
 from newsrec.types import Candidate, ImageRef, RerankRequest
+from newsrec.wire import WireSide, to_wire
 
-__all__ = ["RemoteReranker", "RemoteScores", "CircuitBreaker"]
+__all__ = ["RemoteReranker", "RemoteScores", "CircuitBreaker", "TRANSIENT"]
 
 log = logging.getLogger(__name__)
 
 MAX_DOCUMENTS = 500  # per HTTP request; a larger candidate list is sent in several requests
-TRANSIENT = {408, 429, 500, 502, 503, 504}
 IMAGE_MEMO = 512
 
 
@@ -235,57 +234,6 @@ class RemoteReranker:
         return image_data_url(ref, self.settings, self.image_root)
 
 
-def image_data_url(ref: ImageRef, settings: Settings, image_root: Path | None) -> str | None:
-    """The image's original bytes as a data URL, or None when the in-process model would skip it too.
-
-    Shared with the remote embedder: both servers decode and resize the very bytes the in-process model reads.
-    """
-    from PIL import Image
-
-    from newsrec.images import fetch_remote_image, load_image, smart_resize
-
-    try:
-        if "://" in ref.uri:
-            data = fetch_remote_image(ref.uri, settings)
-            image = load_image(data)
-        else:
-            path = Path(ref.uri)
-            if image_root is not None and not path.is_absolute():
-                path = image_root / path
-            image = load_image(path)  # the checks (existence, size) the in-process model applies
-            data = path.read_bytes()
-        smart_resize(image.height, image.width, factor=IMAGE_FACTOR, min_pixels=MIN_PIXELS, max_pixels=1 << 30)
-        kind = (Image.open(io.BytesIO(data)).format or "jpeg").lower()
-    except (InputError, OSError) as error:
-        log.warning("skipping image %s: %s", ref.uri, error)
-        return None
-    return f"data:image/{kind};base64,{base64.b64encode(data).decode()}"
-
-
-def post_with_retries(http: Any, path: str, body: dict[str, Any], retries: int, backoff: float) -> tuple[Any, str]:
-    """(the first answer that is not a transient error, "") or, once the retries are spent, (None, last error).
-
-    Transient: connection errors, timeouts and the TRANSIENT statuses, retried after backoff x 2^(n-1) s.
-    Shared by the remote reranker and the remote embedder; each decides what a final non-200 answer means.
-    """
-    import httpx
-
-    last = ""
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
-        try:
-            response = http.post(path, json=body)
-        except httpx.HTTPError as error:
-            last = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-            continue
-        if response.status_code in TRANSIENT:
-            last = f"HTTP {response.status_code}"
-            continue
-        return response, ""
-    return None, last
-
-
 def _parse_results(response: Any, n: int) -> list[float]:
     """Scores by document index; an index outside 0..n-1, a repeated index, or a score that is not finite or
     beyond SCORE_LIMIT is a broken server: the caller falls back (and caches nothing)."""
@@ -306,24 +254,6 @@ def _parse_results(response: Any, n: int) -> list[float]:
     if any(score is None or not math.isfinite(score) for score in scores):
         raise _ServerError(f"rerank response scores {len(results)} of {n} documents", transient=False)
     return [float(score) for score in scores]  # type: ignore[arg-type]
-
-
-def _message(response: Any) -> str:
-    try:
-        payload = response.json()
-        error = payload.get("error", payload)
-        return str(error.get("message", error) if isinstance(error, dict) else error)[:300]
-    except ValueError:
-        return response.text[:300]
-
-
-def _base_url(url: str) -> str:
-    url = url.strip().rstrip("/")
-    parsed = urlparse(url if "://" in url else f"http://{url}")
-    if parsed.scheme not in {"http", "https"} or not parsed.hostname:
-        raise InputError(f"reranker URL {url!r} is not http(s)://host[:port]")
-    path = parsed.path.removesuffix("/v1")  # accept the OpenAI-style base URL too
-    return f"{parsed.scheme}://{parsed.netloc}{path}"
 
 
 @register_reranker("remote")

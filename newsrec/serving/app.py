@@ -13,6 +13,7 @@ import hmac
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -135,10 +136,18 @@ class _Metrics:
 
 
 def create_app(
-    scorer: PairScorer, limits: ServeLimits | None = None, api_token: str = "", embedder: Any = None
+    scorer: PairScorer,
+    limits: ServeLimits | None = None,
+    api_token: str = "",
+    embedder: Any = None,
+    served_names: Sequence[str] = (),
 ) -> FastAPI:
-    """The server; with `embedder`, also POST /v1/embeddings (newsrec/serving/embeddings.py)."""
+    """The server; with `embedder`, also POST /v1/embeddings (newsrec/serving/embeddings.py).
+
+    `served_names` are the model names requests may carry and /v1/models lists (the first answers);
+    without them, the scorer's own name is served."""
     limits = limits or ServeLimits()
+    served = list(served_names) or [scorer.name]
     metrics = _Metrics()
     batcher = Batcher(
         scorer.score_many, limits.max_batch_pairs, limits.max_wait_ms, metrics.on_batch, limits.max_batch_requests
@@ -188,8 +197,9 @@ def create_app(
         """Validate, decode images, group by query, and wait for the batcher.
 
         Returns the scores in document order and the prompt tokens of all pairs (vLLM's usage count)."""
-        if body.model and body.model != scorer.name:
-            raise ApiError(404, f"model {body.model!r} is not served here; this server serves {scorer.name!r}")
+        if body.model and body.model not in served:
+            names = ", ".join(repr(name) for name in served)
+            raise ApiError(404, f"model {body.model!r} is not served here; this server serves {names}")
         if not documents:
             raise ApiError(400, "`documents` is empty: send a list of at least one document")
         if len(documents) > limits.max_documents:
@@ -251,7 +261,7 @@ def create_app(
             "id": f"score-{uuid.uuid4().hex}",
             "object": "list",
             "created": int(time.time()),
-            "model": scorer.name,
+            "model": body.model or served[0],
             "data": [{"index": i, "object": "score", "score": value} for i, value in enumerate(values)],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
@@ -274,7 +284,7 @@ def create_app(
             results.append(result)
         return {
             "id": f"rerank-{uuid.uuid4().hex}",
-            "model": scorer.name,
+            "model": body.model or served[0],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             "results": results,
         }
@@ -298,14 +308,14 @@ def create_app(
 
     @app.get("/v1/models")
     async def models():
-        served = [{"id": scorer.name, "object": "model", "owned_by": "newsrec"}]
+        listed = [{"id": name, "object": "model", "owned_by": "newsrec"} for name in served]
         if embeddings is not None:  # the reranker stays first: remote rerankers take data[0]
-            served.append({"id": embeddings.name, "object": "model", "owned_by": "newsrec"})
-        return {"object": "list", "data": served}
+            listed.append({"id": embeddings.name, "object": "model", "owned_by": "newsrec"})
+        return {"object": "list", "data": listed}
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": scorer.name}
+        return {"status": "ok", "model": served[0]}
 
     @app.get("/metrics")
     async def prometheus():

@@ -13,11 +13,11 @@ unknown fields (its instruction is the chat template's default), `newsrec serve`
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from newsrec.wire import WireSide, to_wire  # the plain sides, shared with the clients
 
 __all__ = [
     "ImageURL",
@@ -91,22 +91,6 @@ def _listed(value: Any) -> list[Item]:
     return list(value) if isinstance(value, list) else [value]
 
 
-@dataclass(frozen=True)
-class WireSide:
-    """One side of a pair as sent: its text and its image URLs, images first in the prompt."""
-
-    text: str
-    image_urls: tuple[str, ...] = ()
-
-    @property
-    def key(self) -> str:
-        """Identity of the side, to merge identical queries and documents across concurrent requests."""
-        digest = hashlib.sha256(self.text.encode())
-        for url in self.image_urls:
-            digest.update(b"\x00" + url.encode())
-        return digest.hexdigest()
-
-
 def to_side(item: Item) -> WireSide:
     """Text parts joined in order (as vLLM's template renders them), image URLs in order."""
     if isinstance(item, str):
@@ -120,13 +104,3 @@ def to_side(item: Item) -> WireSide:
         else:
             urls.append(part.image_url.url)
     return WireSide("".join(texts), tuple(urls))
-
-
-def to_wire(side: WireSide) -> str | dict[str, Any]:
-    """A plain string when there are no images, else the content list: images first, then the text."""
-    if not side.image_urls:
-        return side.text
-    content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": url}} for url in side.image_urls]
-    if side.text:
-        content.append({"type": "text", "text": side.text})
-    return {"content": content}

@@ -34,7 +34,7 @@ DECODED_MEMO = 256  # decoded images kept (profile photos recur across requests)
 
 
 class PairScorer(Protocol):
-    name: str  # the served model id (vLLM's "model"); part of remote clients' score-cache keys
+    name: str  # the scorer's score-cache identity (checkpoint, pixel budget); internal, not a served name
     default_instruction: str
     max_pixels: int  # per-image budget; 0 = the scorer reads no images
 
@@ -151,6 +151,20 @@ class LiteScorer:
             words = len(request.query.text.split())
             results.append(ScoreResult(list(scores), [words + len(doc.text.split()) for doc in request.documents]))
         return results
+
+
+def served_model_names(settings: Any, names: Sequence[str] = ()) -> list[str]:
+    """The model names clients may send (vLLM's --served-model-name): `names` when given, else the configured
+    reranker name and the checkpoint it loads (the hub id, or --reranker-model as given)."""
+    from newsrec.models import get_spec
+
+    if names:
+        return list(dict.fromkeys(name.strip() for name in names if name.strip()))
+    name = settings.resolved_reranker
+    served = [name]
+    if name != "lite":
+        served.append(str(settings.reranker_model or "").strip() or get_spec(name).hf_id)
+    return list(dict.fromkeys(served))
 
 
 def build_scorer(settings: Any, device: str | None = None) -> PairScorer:

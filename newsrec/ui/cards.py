@@ -17,6 +17,7 @@ from newsrec.types import ImageRef, NewsItem, Recommendation, RecommendResult, U
 from newsrec.ui import reasons, scores
 from newsrec.ui.i18n import t
 from newsrec.ui.reasons import category_name, clip
+from newsrec.ui.taxonomy import subcategory_name
 
 ImageLinker = Callable[[ImageRef], "str | None"]  # image -> URL the browser can load, or None
 ACTIONS = ("like", "dislike", "relevant", "not-relevant")
@@ -60,6 +61,16 @@ def thumbnail(item: NewsItem, link: ImageLinker, css_class: str = "thumb", overl
     initial = esc((item.category or "·")[:1].upper())
     slug = category_slug(item.category)
     return f'<div class="{css_class} placeholder cat-{slug}"><span>{initial}</span>{overlay}</div>'
+
+
+def localized_notice(result: RecommendResult, lang: str = "en") -> str:
+    """The pipeline's notice in the page's language: its "nothing matches" sentence is translated, any
+    other part (a reranker server's fallback) is kept as it is."""
+    notice = result.notice or ""
+    english = t("no_match_notice", "en", query=result.query)  # the sentence pipeline.py writes
+    if not result.query_matched and english in notice:
+        notice = notice.replace(english, t("no_match_notice", lang, query=result.query))
+    return notice
 
 
 def rank_move(rec: Recommendation, retrieval_k: int, lang: str = "en") -> str:
@@ -131,7 +142,8 @@ def news_card(
     verdict = marks.verdicts.get(item.id)
     liked = item.id in marks.liked
     source = " · ".join(part for part in (item.source, format_when(item.published_at)) if part)
-    category = " / ".join(part for part in (category_name(item.category, lang), item.subcategory) if part)
+    sub = subcategory_name(item.subcategory, lang) if item.subcategory else ""
+    category = " / ".join(part for part in (category_name(item.category, lang), sub) if part)
     actions = ""
     if feedback:
         if liked:
@@ -159,7 +171,7 @@ def news_card(
     return (
         f'<article class="news-card{state}" data-news-id="{esc(item.id)}" data-rank="{rec.rank}"'
         f"{_judgment_attr(verdict)}>"
-        f"{thumbnail(item, link, overlay=judge)}"
+        f"{thumbnail(item, link)}"  # nothing laid over the picture: the ✓/✗ sit with the other actions
         '<div class="card-body">'
         f'<div class="card-meta"><span class="rank">#{rec.rank}</span>{rank_move(rec, retrieval_k, lang)}'
         f'<span class="cat cat-{category_slug(item.category)}">{esc(category or "—")}</span>'
@@ -175,7 +187,7 @@ def news_card(
         f"<b>{rec.retrieval_score:.3f}</b></span></div>"
         f"{notes}"
         f'<ul class="why">{why}</ul>'
-        f'<div class="card-actions">{actions}</div>'
+        f'<div class="card-actions">{actions}{judge}</div>'
         "</div></article>"
     )
 
@@ -228,7 +240,7 @@ def _notice(result: RecommendResult, lang: str) -> str:
         title = titles.get(result.nearest[0])
         if title:
             return t("nearest_notice", lang, query=result.query, title=title)
-    return result.notice
+    return localized_notice(result, lang)
 
 
 def history_html(user: User | None, news: Mapping[str, NewsItem], link: ImageLinker, lang: str = "en") -> str:

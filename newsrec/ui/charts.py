@@ -93,14 +93,15 @@ def rank_shift(result: RecommendResult, lang: str = "en") -> go.Figure:
     """
     k = max(len(result.retrieval), len(result.reranked))
     beyond = k + 1
-    final = {rec.item.id: rec.rank for rec in result.reranked}
-    start = {rec.item.id: rec.rank for rec in result.retrieval}
-    titles = {rec.item.id: rec.item.title for rec in [*result.retrieval, *result.reranked]}
+    # one line per story, from its retrieval slot (the cards' retrieval_rank) to its reranked rank, so the
+    # chart agrees with the badges even where the two lists show another language of a merged pair
+    kept = {rec.retrieval_rank for rec in result.reranked}
+    lines = [(min(rec.retrieval_rank, beyond), rec.rank, rec.item.title) for rec in result.reranked]
+    lines += [(rec.rank, beyond, rec.item.title) for rec in result.retrieval if rec.rank not in kept]
     fig = go.Figure()
-    for news_id in dict.fromkeys([*start, *final]):
-        a, b = start.get(news_id, beyond), final.get(news_id, beyond)
-        colour = NEW if news_id not in start else SAME if a == b else UP if b < a else DOWN
-        label = _short(titles[news_id], 34)
+    for a, b, title in lines:
+        colour = NEW if a == beyond else SAME if a == b else UP if b < a else DOWN
+        label = _short(title, 15)  # short enough for both ends to fit a phone; hover shows the whole title
         fig.add_trace(
             go.Scatter(
                 x=[0, 1],
@@ -110,8 +111,9 @@ def rank_shift(result: RecommendResult, lang: str = "en") -> go.Figure:
                 marker=dict(size=9, color=colour),
                 text=[label if a != beyond else "", label if b != beyond else ""],
                 textposition=["middle left", "middle right"],
-                textfont=dict(size=11, color="#334155"),
-                customdata=[_short(titles[news_id], 80)] * 2,
+                textfont=dict(size=10, color="#334155"),
+                cliponaxis=False,
+                customdata=[_short(title, 80)] * 2,
                 hovertemplate="%{customdata}<br>#%{y}<extra></extra>",
                 showlegend=False,
             )
@@ -121,9 +123,10 @@ def rank_shift(result: RecommendResult, lang: str = "en") -> go.Figure:
             go.Scatter(x=[None], y=[None], mode="lines", line=dict(color=colour, width=3), name=t(key, lang))
         )
     fig.update_xaxes(
-        tickvals=[0, 1],
+        tickvals=[-1.0, 2.0],  # under each column of labels, so the two names never meet on a phone
         ticktext=[t("retrieval_list", lang), t("reranked_list", lang)],
-        range=[-1.0, 2.0],
+        range=[-2.0, 3.0],  # room for the labels on both sides, inside the plot
+        tickangle=0,
         title_text=t("axis_stage", lang),
     )
     fig.update_yaxes(
@@ -133,7 +136,13 @@ def rank_shift(result: RecommendResult, lang: str = "en") -> go.Figure:
         showgrid=False,
         title_text=t("axis_rank", lang),
     )
-    return style(fig, t("chart_shift", lang), height=max(360, 30 * k + 120))
+    style(fig, t("chart_shift", lang), height=max(400, 30 * k + 170))
+    # the legend goes under the chart: above it, four entries run into the title on a phone
+    fig.update_layout(
+        legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0),
+        margin=dict(l=56, r=12, t=56, b=150),
+    )
+    return fig
 
 
 def category_mix(history_shares: Mapping[str, float], result: RecommendResult, lang: str = "en") -> go.Figure:
@@ -165,7 +174,11 @@ def category_mix(history_shares: Mapping[str, float], result: RecommendResult, l
     fig.update_layout(barmode="group")
     fig.update_yaxes(tickformat=".0%", rangemode="tozero", title_text=t("axis_share", lang))
     fig.update_xaxes(title_text=t("axis_category", lang))
-    return style(fig, t("chart_mix", lang))
+    style(fig, t("chart_mix", lang), height=400)
+    fig.update_layout(  # legend under the chart, as in rank_shift: at the top it runs into the title on a phone
+        legend=dict(orientation="h", yanchor="top", y=-0.3, xanchor="left", x=0), margin=dict(b=120)
+    )
+    return fig
 
 
 def history_category_shares(categories: Mapping[str, float] | None, history_categories: list[str]) -> dict[str, float]:

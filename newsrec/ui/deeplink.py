@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from newsrec.ui.state import Controls
+from newsrec.ui.controls import Controls
 
 LANGS = ("en", "zh")
 RULE_SETS = ("live", "draft", "none")  # the feed's editorial rules; `rules=v3` is the Newsroom's (ui/newsroom.py)
@@ -37,7 +37,7 @@ def _number(params: Mapping[str, str], key: str, default: float, low: float, hig
         value = float(params.get(key, default))
     except (TypeError, ValueError):
         return default
-    return default if value != value else min(max(value, low), high)  # NaN -> default
+    return value if low <= value <= high else default  # out of range or NaN -> the default, as the README says
 
 
 def parse(params: Mapping[str, str] | None, defaults: Controls, users: Sequence[str] = (), categories=()) -> LinkState:

@@ -140,6 +140,34 @@ def metrics_table(report: offline.EvaluationReport) -> pd.DataFrame:
     return table.rename(columns={c: f"{c}@{report.k}" for c in ("diversity", "novelty", "calibration", "coverage")})
 
 
+def metrics_view(report: offline.EvaluationReport, lang: str = "en") -> pd.DataFrame:
+    """The metrics table as the page shows it: scorer names and headers in the page's language."""
+    table = metrics_table(report)
+    table["scorer"] = [scorer_name(name, lang) for name in table["scorer"]]
+    return localized(table, lang)
+
+
+def scorer_name(name: str, lang: str = "en") -> str:
+    label = t(f"scorer_{name}", lang)
+    return name if label == f"scorer_{name}" else label
+
+
+def verdict_lines(result: ab.ABResult, lang: str = "en") -> str:
+    """The A/B comparisons as Markdown bullets in the page's language, metrics by their display names."""
+    lines = []
+    for c in result.comparisons:
+        metric = localized(pd.DataFrame(columns=[c.metric]), lang).columns[0]
+        values = dict(difference=c.difference, low=c.ci_low, high=c.ci_high, p=c.p_value, mde=c.mde, metric=metric)
+        if c.significant:
+            better = c.treatment if c.difference > 0 else c.control
+            text = t("ev_verdict_better", lang, better=better, treatment=c.treatment, control=c.control, **values)
+            lines.append(f"**{text}**")
+        else:
+            lines.append(t("ev_verdict_none", lang, **values))
+    lines += [f"_{t('ev_note', lang)}: {note}_" for note in result.notes]
+    return "\n\n".join(f"- {x}" for x in lines)
+
+
 def judgments_table(settings: Settings) -> pd.DataFrame:
     scores = JudgmentStore(settings).ndcg_by_config()
     rows = [{"config": config, **values} for config, values in scores.items()]
@@ -280,7 +308,18 @@ def build_evaluation_tab(get_recommender: Callable, language: gr.components.Comp
     def choices(choice=None) -> gr.Dropdown:
         return gr.Dropdown(choices=_dataset_choices(settings_now(), lang_of(choice)), value=DEMO_CHOICE)
 
-    def on_evaluate(choice, scorers, sample_size, top_k, seed, lang_choice=None, progress=gr.Progress()):
+    def offline_view(report: offline.EvaluationReport, lang: str) -> tuple:
+        impressions = report.rows["impression_id"].nunique()
+        status = t("ev_status", lang, impressions=impressions, seconds=report.seconds, k=report.k)
+        return (
+            metrics_view(report, lang),
+            metric_bars(report, lang),
+            per_user_distribution(report, lang=lang),
+            diversity_vs_accuracy(report, lang=lang),
+            status,
+        )
+
+    def on_evaluate(choice, scorers, sample_size, top_k, seed, last=None, lang_choice=None, progress=gr.Progress()):
         lang = lang_of(lang_choice)
         try:
             report = run_offline(
@@ -294,26 +333,32 @@ def build_evaluation_tab(get_recommender: Callable, language: gr.components.Comp
             )
         except NewsrecError as error:
             raise gr.Error(str(error)) from None
-        impressions = report.rows["impression_id"].nunique()
-        status = t("ev_status", lang, impressions=impressions, seconds=report.seconds, k=report.k)
-        return (
-            localized(metrics_table(report), lang),
-            metric_bars(report, lang),
-            per_user_distribution(report, lang=lang),
-            diversity_vs_accuracy(report, lang=lang),
-            status,
-        )
+        return (*offline_view(report, lang), {**(last or {}), "report": report})
 
-    def on_ab(choice, variants, mode, k, sample_size, experiment, seed, lang_choice=None, progress=gr.Progress()):
+    def on_ab(
+        choice, variants, mode, k, sample_size, experiment, seed, last=None, lang_choice=None, progress=gr.Progress()
+    ):
         lang = lang_of(lang_choice)
         progress(None, desc=t("ev_running_ab", lang))
         try:
             result = run_ab(get_recommender, choice, variants, mode, k, sample_size, experiment, seed)
         except NewsrecError as error:
             raise gr.Error(str(error)) from None
-        lines = [("**" + c.verdict + "**") if c.significant else c.verdict for c in result.comparisons]
-        lines += [f"_{t('ev_note', lang)}: {note}_" for note in result.notes]
-        return ab_table(result.variants, lang), ab_figure(result, lang), "\n\n".join(f"- {x}" for x in lines)
+        last = {**(last or {}), "ab": result}
+        return ab_table(result.variants, lang), ab_figure(result, lang), verdict_lines(result, lang), last
+
+    def on_language(lang_choice, last):
+        """The latest results again, in the new language (the toggle relabels; the results stay)."""
+        lang, last = lang_of(lang_choice), last or {}
+        report, result = last.get("report"), last.get("ab")
+        empty = localized(pd.DataFrame(columns=["scorer", "impressions", *ACCURACY_METRICS]), lang)
+        offline_part = offline_view(report, lang) if report is not None else (empty, *(gr.update(),) * 4)
+        ab_part = (
+            (ab_table(result.variants, lang), ab_figure(result, lang), verdict_lines(result, lang))
+            if result is not None
+            else (ab_table([], lang), gr.update(), gr.update())
+        )
+        return (*offline_part, *ab_part)
 
     def on_judgments(lang_choice=None):
         return localized(judgments_table(settings_now()), lang_of(lang_choice))
@@ -363,18 +408,23 @@ def build_evaluation_tab(get_recommender: Callable, language: gr.components.Comp
     )
     judged_refresh = gr.Button(t("ev_judged_refresh"))
 
+    last = gr.State(None)  # this tab's latest report and A/B result, to show again in another language
     lang_input = [language] if language is not None else []
     refresh.click(choices, lang_input, dataset)
     run_button.click(
         on_evaluate,
-        [dataset, scorer_pick, sample_size, top_k, seed, *lang_input],
-        [table, bars, users, tradeoff, status],
+        [dataset, scorer_pick, sample_size, top_k, seed, last, *lang_input],
+        [table, bars, users, tradeoff, status, last],
     )
     ab_button.click(
         on_ab,
-        [dataset, variants, mode, slots, sample_size, experiment, seed, *lang_input],
-        [ab_frame, ab_plot, ab_verdict],
+        [dataset, variants, mode, slots, sample_size, experiment, seed, last, *lang_input],
+        [ab_frame, ab_plot, ab_verdict, last],
     )
+    if language is not None:
+        language.change(
+            on_language, [language, last], [table, bars, users, tradeoff, status, ab_frame, ab_plot, ab_verdict]
+        )
     judged_refresh.click(on_judgments, lang_input, judged)
 
     components = [
@@ -392,10 +442,7 @@ def build_evaluation_tab(get_recommender: Callable, language: gr.components.Comp
             gr.update(label=t("ev_topk", lang)),
             gr.update(label=t("ev_seed", lang)),
             gr.update(value=t("ev_run", lang)),
-            gr.update(
-                label=t("ev_metrics", lang),
-                value=localized(pd.DataFrame(columns=["scorer", "impressions", *ACCURACY_METRICS]), lang),
-            ),
+            gr.update(label=t("ev_metrics", lang)),  # its rows stay: on_language shows them in the new language
             gr.update(label=t("ev_bars", lang)),
             gr.update(label=t("ev_tradeoff", lang)),
             gr.update(label=t("ev_users", lang)),
@@ -405,7 +452,7 @@ def build_evaluation_tab(get_recommender: Callable, language: gr.components.Comp
             gr.update(label=t("ev_slots", lang)),
             gr.update(label=t("ev_experiment", lang)),
             gr.update(value=t("ev_ab_run", lang)),
-            gr.update(label=t("ev_per_variant", lang), value=ab_table([], lang)),
+            gr.update(label=t("ev_per_variant", lang)),
             gr.update(label=t("ev_difference", lang)),
             gr.update(value="### " + t("ev_judgments_title", lang)),
             gr.update(label=t("ev_judged", lang), value=localized(judgments_table(Settings.from_env()), lang)),

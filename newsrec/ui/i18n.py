@@ -399,6 +399,22 @@ LABELS: dict[str, dict[str, str]] = {
     "scorer_retrieval": {"en": "retrieval", "zh": "召回"},
     "scorer_rerank": {"en": "rerank", "zh": "重排"},
     "scorer_learned": {"en": "learned", "zh": "学习排序"},
+    "ev_verdict_better": {
+        "en": "{better} is higher on {metric}: {treatment} − {control} = {difference:+.4g} (95% CI {low:+.4g} to "
+        "{high:+.4g}, p = {p:.3g})",
+        "zh": "{better} 的{metric}更高：{treatment} − {control} = {difference:+.4g}（95% 置信区间 {low:+.4g} 至 "
+        "{high:+.4g}，p = {p:.3g}）",
+    },
+    "ev_verdict_none": {
+        "en": "no significant difference in {metric} (difference {difference:+.4g}, 95% CI {low:+.4g} to "
+        "{high:+.4g}, p = {p:.3g}; this sample detects only differences of about ±{mde:.3g})",
+        "zh": "{metric}无显著差异（差异 {difference:+.4g}，95% 置信区间 {low:+.4g} 至 {high:+.4g}，p = {p:.3g}；"
+        "此样本只能检出约 ±{mde:.3g} 的差异）",
+    },
+    "no_match_notice": {
+        "en": "Nothing matches “{query}”; showing your For-you feed instead.",
+        "zh": "没有与“{query}”相符的新闻；改为显示“为你推荐”。",
+    },
     "outcome_replay": {"en": "replay", "zh": "回放"},
     "outcome_simulate": {"en": "simulate", "zh": "模拟"},
     "evaluation_missing": {

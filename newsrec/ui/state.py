@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from newsrec.errors import InputError
 from newsrec.types import RecommendResult, UserProfile
 from newsrec.ui import cards, charts, feedback
+from newsrec.ui.controls import Controls
 from newsrec.ui.i18n import t
 
 if TYPE_CHECKING:
@@ -37,19 +38,6 @@ class JudgmentRecorder(Protocol):
     ) -> Any: ...
 
     def judgments(self, user_id: str | None = None, query: str | None = None, config: str | None = None) -> list: ...
-
-
-@dataclass
-class Controls:
-    """The dashboard's knobs, in the units the widgets show."""
-
-    k: int = 10
-    candidates: int = 100
-    diversity: float = 0.0  # 0 = pure relevance; the pipeline's MMR lambda is 1 - diversity
-    half_life_days: float = 0.0  # 0 = no freshness decay
-    categories: list[str] = field(default_factory=list)
-    instruction: str = ""
-    rules: str = "live"  # the editorial rule set the feed applies: live | draft | none (newsrec/editorial)
 
 
 @dataclass
@@ -108,6 +96,12 @@ class Dashboard:
 
     def category_choices(self) -> list[str]:
         return sorted({item.category for item in self.rec.corpus.news.values() if item.category})
+
+    def category_options(self, lang: str = "en") -> list[tuple[str, str]]:
+        """(label, value) pairs for the category filter: labels in the page's language, values unchanged."""
+        from newsrec.ui.reasons import category_name
+
+        return [(category_name(category, lang), category) for category in self.category_choices()]
 
     # --- handlers ----------------------------------------------------------------------------
 
