@@ -24,7 +24,7 @@ from newsrec.explain import explain
 from newsrec.follow import follows_store
 from newsrec.index import NewsIndex
 from newsrec.learning.stage import SecondStage, build_stage
-from newsrec.lexical import LexicalIndex
+from newsrec.lexical import LexicalIndex, is_cjk, tokenize
 from newsrec.matching.translation import story_pairs
 from newsrec.profiles import build_profile, idf_table, subcategory_key
 from newsrec.ranking import cap_categories, freshness_decay, mmr_order
@@ -97,7 +97,7 @@ class Recommender:
         self.lexical = lexical or LexicalIndex.build(list(corpus.news.values()))
         if self.lexical.translator is None and self.lexical.enable_translation(embedder):
             # a bilingual corpus: query words reach the other language, names through same-topic story pairs
-            self.lexical.translator.learn_from_pairs(story_pairs(list(corpus.news.values()), index))
+            self.lexical.translator.learn_from_pairs(story_pairs(list(corpus.news.values()), index, tokenize, is_cjk))
         self.idf = idf_table(list(corpus.news.values()))
         self.now = corpus.latest  # the corpus's own "now", so an old corpus still has fresh items
         self._profiles: dict[str, UserProfile] = {}

@@ -15,7 +15,8 @@ import pytest
 from newsrec.cli import main
 from newsrec.config import Settings
 from newsrec.editorial import Reader, Rule, RuleSet, RuleStore, Scope, apply_rules, plan_reach, reader_from
-from newsrec.editorial.feed import EditorialFeeds, labelled_news
+from newsrec.editorial.feed import EditorialFeeds
+from newsrec.editorial.store import labelled_news
 from newsrec.pipeline import Recommender
 from newsrec.types import Recommendation
 from newsrec.ui import reasons

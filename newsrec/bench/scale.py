@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from newsrec.cli.common import print_json
+    from newsrec.bench import print_json
     from newsrec.config import Settings
     from newsrec.errors import InputError
     from newsrec.index import chroma_client

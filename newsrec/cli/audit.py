@@ -150,7 +150,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.json:
         print_json(figures)
     else:
-        from newsrec.cli.bench import figures_table
+        from newsrec.cli.common import figures_table
 
         Console().print(figures_table(figures, f"bench audit · {panel.description}"))
     return 0

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from rich.table import Table
 
-from newsrec.cli.common import add_model_flags, print_json, print_table, settings_from_args
+from newsrec.cli.common import add_model_flags, figures_table, print_json, print_table, settings_from_args
 
 if TYPE_CHECKING:  # the CLI imports the index lazily, so `--help` stays fast
     from newsrec.index import NewsIndex
@@ -100,22 +99,6 @@ def bench_pipeline(args: argparse.Namespace) -> int:
     else:
         print_table(figures_table(figures, f"bench pipeline · {corpus.name}"))
     return 0
-
-
-# units of the figures, by name suffix, for the table (the JSON keeps the raw names)
-UNITS = {"_ms": "ms", "_per_s": "items/s", "_seconds": "s"}
-
-
-def figures_table(figures: dict, title: str) -> Table:
-    """The figures as a two-column table: what was measured, and its value with its unit."""
-    table = Table(title=title)
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for name, value in figures.items():
-        unit = next((u for suffix, u in UNITS.items() if name.endswith(suffix)), "")
-        shown = "—" if value is None else f"{value:.3f}" if isinstance(value, float) and value < 1 else str(value)
-        table.add_row(name.replace("_", " "), f"{shown} {unit}".strip())
-    return table
 
 
 def hnsw_recall(index: NewsIndex, k: int, queries: int = 200, seed: int = 0) -> float | None:

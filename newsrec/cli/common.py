@@ -12,9 +12,13 @@ import json
 import math
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from newsrec.config import Settings
 from newsrec.errors import InputError
+
+if TYPE_CHECKING:
+    import rich.table
 
 
 def corpus_name(value: str) -> str:
@@ -108,3 +112,21 @@ def print_table(table, stderr: bool = False) -> None:
     if needed > console.width:
         console = Console(stderr=stderr, width=needed)
     console.print(table)
+
+
+# units of the figures, by name suffix, for the table (the JSON keeps the raw names)
+UNITS = {"_ms": "ms", "_per_s": "items/s", "_seconds": "s"}
+
+
+def figures_table(figures: dict, title: str) -> rich.table.Table:
+    """The figures as a two-column table: what was measured, and its value with its unit."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in figures.items():
+        unit = next((u for suffix, u in UNITS.items() if name.endswith(suffix)), "")
+        shown = "—" if value is None else f"{value:.3f}" if isinstance(value, float) and value < 1 else str(value)
+        table.add_row(name.replace("_", " "), f"{shown} {unit}".strip())
+    return table

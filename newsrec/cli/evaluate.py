@@ -224,9 +224,8 @@ def _with_rules(scorers, args: argparse.Namespace, news_log, recommender) -> lis
     """The scorers with the corpus's rule set applied to each impression (none: unchanged)."""
     from datetime import datetime, timezone
 
-    from newsrec.editorial.feed import labelled_news
     from newsrec.editorial.scoring import RuledScorer
-    from newsrec.editorial.store import RuleStore, load_rules
+    from newsrec.editorial.store import RuleStore, labelled_news, load_rules
 
     settings = recommender.settings if recommender is not None else settings_from_args(args)
     if recommender is not None:

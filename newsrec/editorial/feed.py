@@ -17,32 +17,20 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from newsrec.editorial.apply import EditedFeed, ReachPlan, apply_rules, blocks, plan_reach
 from newsrec.editorial.panel import ranked_lists
 from newsrec.editorial.rules import Reader, RuleSet, reader_from
-from newsrec.editorial.store import RuleStore, load_rules
+from newsrec.editorial.store import RuleStore, labelled_news, load_rules
 from newsrec.pipeline import GUEST, Recommender
-from newsrec.types import NewsItem, RecommendResult, UserProfile
+from newsrec.types import RecommendResult, UserProfile
 
 log = logging.getLogger(__name__)
 
 DEPTH = 50  # stories asked of the second stage when rules apply: room to backfill blocks and fill quotas
 REACH_PANEL = 1000  # readers a single-call reach plan is computed over
-
-
-def labelled_news(news: Mapping[str, NewsItem], overlay: Mapping[str, list[str]]) -> dict[str, NewsItem]:
-    """The corpus's stories with the editors' labels added to the ingested ones (copies; the corpus is untouched)."""
-    merged = dict(news)
-    for news_id, labels in overlay.items():
-        if news_id in merged:
-            item = merged[news_id]
-            merged[news_id] = replace(item, labels=sorted(set(item.labels) | set(labels)))
-    return merged
 
 
 class EditorialFeeds:

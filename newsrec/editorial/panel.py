@@ -223,8 +223,7 @@ def panel_feeds(
     if ruleset is None:
         feeds = {user_id: EditedFeed(items=_renumbered(ranked[user_id][:k])) for user_id in panel.user_ids}
     else:
-        from newsrec.editorial.feed import labelled_news
-        from newsrec.editorial.store import RuleStore
+        from newsrec.editorial.store import RuleStore, labelled_news
 
         now = now or datetime.now(timezone.utc)
         corpus = recommender.corpus

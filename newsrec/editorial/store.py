@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +26,7 @@ from newsrec.data.corpus import check_corpus_name
 from newsrec.data.store import corpus_lock, fsync_dir
 from newsrec.editorial.rules import RuleSet
 from newsrec.errors import InputError
+from newsrec.types import NewsItem
 
 TOKEN_ENV = "NEWSREC_EDITOR_TOKEN"
 LIVE, DRAFT, LABELS, VERSIONS = "LIVE", "draft.json", "labels.json", "versions"
@@ -288,3 +290,13 @@ def load_rules(home: Path | str, corpus: str, which: str = "live") -> RuleSet | 
         return None
     store = RuleStore(home, corpus)
     return store.live() if which == "live" else store.draft()
+
+
+def labelled_news(news: Mapping[str, NewsItem], overlay: Mapping[str, list[str]]) -> dict[str, NewsItem]:
+    """The corpus's stories with the editors' labels added to the ingested ones (copies; the corpus is untouched)."""
+    merged = dict(news)
+    for news_id, labels in overlay.items():
+        if news_id in merged:
+            item = merged[news_id]
+            merged[news_id] = replace(item, labels=sorted(set(item.labels) | set(labels)))
+    return merged

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 
@@ -148,13 +148,14 @@ class TermTranslator:
         return [list(self._cache[(word, word in absent)]) for word, _ in words]
 
 
-def story_pairs(items: Sequence[NewsItem], index: object) -> list[tuple[list[str], list[str]]]:
+def story_pairs(
+    items: Sequence[NewsItem], index: object, tokenize: Callable[[str], list[str]], is_cjk: Callable[[str], bool]
+) -> list[tuple[list[str], list[str]]]:
     """(Chinese title words, English title stems) of every zh/en item pair at PAIR_COSINE or more (one topic).
 
     `index` gives the items' stored vectors (NewsIndex.has / .embeddings); items it lacks are left out.
+    `tokenize` and `is_cjk` are the lexical side's (newsrec/lexical.py), passed in so matching stays below it.
     """
-    from newsrec.lexical import is_cjk, tokenize
-
     han = [item for item in items if item.language == "zh" and index.has(item.id)]
     latin = [item for item in items if item.language == "en" and index.has(item.id)]
     if not han or not latin:
