@@ -50,8 +50,8 @@ class HnswSettings:
 # mattered, so existing small indexes are left as they are.
 TIERS: tuple[tuple[int, HnswSettings], ...] = (
     (15_000, HnswSettings(max_neighbors=16, ef_construction=64, ef_search=200)),
-    (150_000, HnswSettings(max_neighbors=16, ef_construction=64, ef_search=600)),
-    (2**62, HnswSettings(max_neighbors=32, ef_construction=128, ef_search=800)),
+    (150_000, HnswSettings(max_neighbors=16, ef_construction=64, ef_search=1000)),
+    (2**62, HnswSettings(max_neighbors=32, ef_construction=128, ef_search=1000)),
 )
 
 
