@@ -360,7 +360,17 @@ class LexicalIndex:
                 concepts.append(Concept(f"{left.surface} {right.surface}", ((phrase,),), kind="phrase"))
         if self.translator is not None and translate:
             found = self.translator.translate([(surface, han) for _, surface, han in translate], sorted(absent))
+            # One word of the query says a thing once: a term that another word of the query already says (its
+            # own word or synonym) is no translation, or one story word would hold two query words. 人民币汇率:
+            # 汇率 says "currency"; 人民币 -> currency would let any story that says currency cover both.
+            said = {
+                term: index
+                for index, concept in enumerate(concepts)
+                for alternative in concept.alternatives
+                for term in alternative
+            }
             for (index, _, _), terms in zip(translate, found, strict=True):
+                terms = [term for term in terms if said.setdefault(term, index) == index]
                 # a translation may not make the concept much commoner than the word: 收购价格 is not "price"
                 own = [self._df.get(t, 0) for alt in concepts[index].alternatives for t in alt if t in self._df]
                 most = max(MIN_TRANSLATION_DF, TRANSLATION_DF_RATIO * min(own, default=0))

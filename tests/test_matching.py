@@ -145,3 +145,13 @@ def test_a_name_said_only_in_the_body_still_matches(recommender):
     result = recommender.recommend("u10", query="Lingo Loop")
     assert result.query_matched
     assert "n062" in listed(result)
+
+
+def test_one_story_word_does_not_hold_two_query_words(recommender):
+    """汇率 says "currency" (synonym table); 人民币 may not translate to it too, or a stocks story that says
+    "currency" once (n095) would hold both words and cover 人民币汇率. n102 is the yuan exchange-rate story."""
+    concepts = recommender.lexical.concepts("人民币汇率")
+    holders = [c.label for c in concepts if any("currenc" in alternative for alternative in c.alternatives)]
+    assert holders == ["汇率"], concepts
+    shown = listed(recommender.recommend("u03", query="人民币汇率"))
+    assert shown[0] == "n102" and "n095" not in shown, shown
