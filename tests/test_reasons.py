@@ -196,14 +196,13 @@ def test_grace_top_five_leads_with_finance(recommender):
 
 def test_for_you_category_mix_stays_close_to_reading_shares(recommender):
     """Every reader's top 10 keeps within MIX_TOLERANCE of their reading's category shares, and their largest
-    category holds the most slots or at least its share of ten rounded down, less one."""
+    category holds at least as many slots as any other (Daniel, u01, 53% autos, got five tech and four autos
+    cards while the category part counted subcategories alone)."""
     for user in sorted(recommender.corpus.users):
         profile = recommender.profile(user)
         feed = recommender.recommend(user, k=10).reranked
         assert len(feed) == 10, user
-        assert category_distance(feed, profile.categories) <= MIX_TOLERANCE, (user, [c.item.category for c in feed])
+        categories = [card.item.category for card in feed]
+        assert category_distance(feed, profile.categories) <= MIX_TOLERANCE, (user, categories)
         largest = max(sorted(profile.categories), key=profile.categories.get)
-        slots = sum(card.item.category == largest for card in feed)
-        assert slots >= int(10 * profile.categories[largest]) - 1 or slots == max(
-            sum(card.item.category == name for card in feed) for name in {c.item.category for c in feed}
-        ), (user, largest, [c.item.category for c in feed])
+        assert categories.count(largest) >= max(categories.count(name) for name in categories), (user, categories)
