@@ -165,3 +165,44 @@ def test_freshness_off_means_no_freshness_part_and_no_recent_reason(recommender)
         assert not any("Published recently" in line for line in why(card, "en"))
     assert any("fresh" in card.contributions and card.contributions["fresh"] > 0 for card in on.reranked)
     assert np.isfinite([card.score for card in off.reranked]).all()
+
+
+# --- category mix -------------------------------------------------------------------------------------
+
+# How far a For-you top 10 may stray from the reader's reading shares, as total variation distance between
+# the two category distributions (half the sum of absolute share differences; 0 = the same mix, 1 = disjoint).
+# 0.6 is a regression guard at today's worst reader (u05, 0.56: her health reading meets four travel stories),
+# not a target: see docs/reasons.md, "Category mix".
+MIX_TOLERANCE = 0.6
+
+
+def category_distance(feed, shares: dict[str, float]) -> float:
+    counts: dict[str, int] = {}
+    for card in feed:
+        counts[card.item.category] = counts.get(card.item.category, 0) + 1
+    names = sorted(set(counts) | set(shares))
+    return 0.5 * sum(abs(counts.get(name, 0) / len(feed) - shares.get(name, 0.0)) for name in names)
+
+
+def test_grace_top_five_leads_with_finance(recommender):
+    """Finance is 92% of Grace's reading: her first card and at least four of her top five are finance stories."""
+    profile = recommender.profile("u03")
+    largest = max(sorted(profile.categories), key=profile.categories.get)
+    assert largest == "finance", profile.categories
+    top = recommender.recommend("u03", k=10).reranked[:5]
+    assert top[0].item.category == largest, ids(top)
+    assert sum(card.item.category == largest for card in top) >= 4, [(c.item.id, c.item.category) for c in top]
+
+
+def test_for_you_category_mix_stays_close_to_reading_shares(recommender):
+    """Every reader's top 10 keeps within MIX_TOLERANCE of their reading's category shares, and their largest
+    category holds at least as many slots as any other (Daniel, u01, 53% autos, got five tech and four autos
+    cards while the category part counted subcategories alone)."""
+    for user in sorted(recommender.corpus.users):
+        profile = recommender.profile(user)
+        feed = recommender.recommend(user, k=10).reranked
+        assert len(feed) == 10, user
+        categories = [card.item.category for card in feed]
+        assert category_distance(feed, profile.categories) <= MIX_TOLERANCE, (user, categories)
+        largest = max(sorted(profile.categories), key=profile.categories.get)
+        assert categories.count(largest) >= max(categories.count(name) for name in categories), (user, categories)

@@ -90,7 +90,7 @@ class LiteReranker:
                     words = self._term_affinity(candidates, profile.terms)
                     parts["interest"] = (1 - TERM_SHARE) * parts["interest"] + TERM_SHARE * words
             if profile.categories:
-                parts["category"] = _category_affinity(candidates, profile, parts["interest"])
+                parts["category"] = _category_affinity(candidates, profile, parts["interest"], feed=not query)
                 # The mirror image: a story in a category the reader never opens counts half its content
                 # similarity (USE reads 苹果 in a headset story as close to an apple grower's reading).
                 unread = np.array([_category(c) not in profile.categories for c in candidates])
@@ -179,7 +179,9 @@ def _interest_affinity(
     return affinity
 
 
-def _category_affinity(candidates: Sequence[Candidate], profile: UserProfile, interest: np.ndarray) -> np.ndarray:
+def _category_affinity(
+    candidates: Sequence[Candidate], profile: UserProfile, interest: np.ndarray, feed: bool = False
+) -> np.ndarray:
     """(N,) in [0, 1]: the item's subcategory share of the reading, relative to the reader's top subcategory.
 
     A category alone is often ambiguous: finance holds an apple grower's crop prices and battery-recycling
@@ -198,7 +200,13 @@ def _category_affinity(candidates: Sequence[Candidate], profile: UserProfile, in
     for i, candidate in enumerate(candidates):
         key = subcategory_key(candidate.item) if by_subcategory else _category(candidate)
         share = shares.get(key, 0.0)
-        if share:
+        if share and by_subcategory and feed:
+            # For-you: the category's share carries the reader's mix (health 96% of the reading outweighs
+            # travel 4%, however thinly the health reads spread over subcategories); the subcategory ranks
+            # within it. A search keeps the plain subcategory share: there the query sets the topic.
+            category_share = profile.categories.get(_category(candidate), 0.0) / top_category
+            affinity[i] = category_share * (0.5 + 0.5 * share / top_share)
+        elif share:
             affinity[i] = share / top_share
         else:
             gate = interest[i] if len(profile.interests) else 1.0
