@@ -177,7 +177,7 @@ class NewsIndex:
         self._rows: dict[str, int] = {}
         self._matrix: np.ndarray | None = None  # (N, D) float32, loaded lazily
         # Every vector embedded here is kept apart from Chroma too, so a rebuild never encodes again.
-        self.vectors = VectorCache.for_embedder(settings.home, embedder.name, embedder.dim)
+        self.vectors = VectorCache.for_embedder(settings.scratch or settings.home, embedder.name, embedder.dim)
         with index_health.write_lock(settings):  # client creation and collection creation: one process at a time
             self.client = client if client is not None else chroma_client(settings)
             self.collection = self._open_collection()

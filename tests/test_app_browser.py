@@ -224,10 +224,11 @@ def test_pick_user_shows_history_cards(page):
 def test_chinese_and_english_queries_show_scored_cards(page):
     pick_user(page, "Daniel Weber")
     assert "Battery engineer" in page.locator("#history .persona").inner_text()
-    for query in ("最新电池技术突破", "Apple launch event"):
+    # the corpus has 10+ battery stories and 5 about Apple the company: a query shows what matches, no filler
+    for query, least in (("最新电池技术突破", 10), ("Apple launch event", 5)):
         report(f"query -> cards ({query})", run_query(page, query))
         cards = page.locator("#results .news-card")
-        assert cards.count() >= 10
+        assert cards.count() >= least
         for i in range(cards.count()):
             card = cards.nth(i)
             assert card.get_attribute("data-news-id")
@@ -246,7 +247,7 @@ def test_chinese_and_english_queries_show_scored_cards(page):
 
 
 def test_side_by_side_shows_both_lists(page):
-    run_query(page, "Apple launch event")
+    run_query(page, "battery")
     open_tab(page, "Side by side")
     retrieval = page.locator("#side-by-side .side-col.retrieval .side-row")
     reranked = page.locator("#side-by-side .side-col.reranked .side-row")
@@ -258,7 +259,7 @@ def test_side_by_side_shows_both_lists(page):
 
 
 def test_charts_render_with_plotly(page):
-    run_query(page, "NBA最新战况")
+    run_query(page, "最新电池技术突破")
     open_tab(page, "Charts")
     page.wait_for_selector("#charts .js-plotly-plot", timeout=30_000)
     page.wait_for_function("() => document.querySelectorAll('#charts .js-plotly-plot').length === 3")
@@ -276,7 +277,7 @@ def test_charts_render_with_plotly(page):
 
 
 def test_feedback_keeps_or_hides_and_says_so_and_reset_restores(page):
-    run_query(page, "Apple launch event")
+    run_query(page, "battery")
     liked = page.locator("#results .news-card").nth(2)
     liked_id = liked.get_attribute("data-news-id")
     mark_stale(page)
@@ -288,11 +289,12 @@ def test_feedback_keeps_or_hides_and_says_so_and_reset_restores(page):
     first = page.locator("#results .news-card").first
     news_id = first.get_attribute("data-news-id")
     title = first.locator(".card-title").inner_text()
+    shown = page.locator("#results .news-card").count()
     clicked = time.perf_counter()
     first.locator("button[data-action=dislike]").click()
     page.locator(f'#results .news-card[data-news-id="{news_id}"]').wait_for(state="detached", timeout=30_000)
     report("not interested -> refreshed cards", time.perf_counter() - clicked)
-    assert page.locator("#results .news-card").count() >= 10
+    assert page.locator("#results .news-card").count() >= shown - 1  # only the disliked story went
     notes = " ".join(page.locator("#results .results-note").all_inner_texts())
     assert f"Hid 1 story; fewer like “{title[:20]}" in notes and "1 hidden" in notes
     page.click("#reset")

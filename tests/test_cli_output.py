@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import pytest
 from rich.table import Table
 
 from newsrec.cli import build_parser
 from newsrec.cli.common import print_table
+from newsrec.config import Settings
 from newsrec.explain import Reason, render
 from newsrec.types import NewsItem
 
@@ -55,7 +57,10 @@ def test_cli_diversity_has_the_dashboard_direction(monkeypatch):
 
     asked: list[float | None] = []
 
-    class Fake:
+    class Fake:  # what EditorialFeeds reads of a recommender, and the recommend call itself
+        settings = Settings()
+        corpus = SimpleNamespace(name="demo", news={})
+
         def recommend(self, user_id, **options):
             asked.append(options["mmr_lambda"])
             raise SystemExit(0)

@@ -26,15 +26,23 @@ def quick_start() -> str:
 
 
 def bash_commands(markdown: str) -> list[str]:
-    """Commands of the ```bash blocks, continuation lines joined, comments dropped."""
+    """Commands of the ```bash blocks, continuation lines and multi-line quoted arguments joined, comments dropped."""
     commands = []
     for language, block in FENCE.findall(markdown):
         if language != "bash":
             continue
+        pending = ""
         for line in block.replace("\\\n", " ").splitlines():
-            line = line.split(" #")[0].strip()
-            if line and not line.startswith("#"):
-                commands.append(line)
+            line = line.strip() if pending else line.split(" #")[0].strip()
+            if not line or (not pending and line.startswith("#")):
+                continue
+            pending = f"{pending} {line}" if pending else line
+            try:
+                shlex.split(pending)
+            except ValueError:  # a quote still open: the argument goes on on the next line
+                continue
+            commands.append(pending)
+            pending = ""
     return commands
 
 
@@ -45,7 +53,8 @@ def newsrec_argv(command: str) -> list[str] | None:
         words.pop(0)
     if words[:3] != ["python", "-m", "newsrec"]:
         return None
-    return words[3:]
+    ends = [i for i, word in enumerate(words) if word in {"|", ">", ">>", "&&", ";"}]  # a pipe or redirect
+    return words[3 : ends[0] if ends else None]
 
 
 def test_readme_keeps_the_space_header_and_a_short_quick_start():

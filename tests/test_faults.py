@@ -797,4 +797,6 @@ def test_index_rebuild_flag_recreates_the_collection(tmp_path, monkeypatch, fake
     assert main(["index", "--corpus", "rb"]) == 0
     assert fake_embedder.calls == 50  # nothing changed, nothing embedded
     assert main(["index", "--corpus", "rb", "--rebuild"]) == 0
+    assert fake_embedder.calls == 50  # a new collection from the vector cache: nothing encoded again
+    assert main(["index", "--corpus", "rb", "--rebuild", "--re-encode"]) == 0
     assert fake_embedder.calls == 100  # everything embedded again
