@@ -39,6 +39,7 @@ from newsrec.errors import InputError
 from newsrec.explain import explain
 from newsrec.learning.features import MODEL_FEATURE
 from newsrec.learning.stage import BlendStage, LearnedStage
+from newsrec.pipeline import FRESHNESS_PARTS, without_parts
 from newsrec.types import Candidate, Recommendation, RerankRequest, UserProfile
 
 if TYPE_CHECKING:
@@ -302,6 +303,8 @@ def ranked_lists(
             ]
             continue
         scores, parts = _second_stage(recommender, second, profiles[user_id], pool)
+        if recommender.settings.freshness_half_life_days <= 0:  # as Recommender.recommend: age does not count
+            scores, parts = without_parts(scores, parts, FRESHNESS_PARTS)
         order = recommender._post_rank(scores, pool, len(pool), None, None, None)
         groups = recommender._one_slot_per_story(order, pool)[:depth]
         out[user_id] = [
@@ -327,7 +330,7 @@ def batched_pools(recommender: Recommender, profiles: Mapping[str, UserProfile],
         if not profile.interests:  # the trending-then-newest list: the same for every reader with the same reads
             key = frozenset(profile.read_ids) | frozenset(profile.disliked_ids)
             if key not in cold:
-                cold[key] = [(c.item.id, c.retrieval_score) for c in _single_pool(recommender, profile, n)]
+                cold[key] = [(c.item.id, c.retrieval_score, c.source) for c in _single_pool(recommender, profile, n)]
             pools[user_id] = _candidates(recommender, cold[key], matrix, rows)
     for start in range(0, len(with_interests), READER_BLOCK):
         block = with_interests[start : start + READER_BLOCK]
@@ -355,7 +358,7 @@ def _fused(
     bonus: np.ndarray,
     n: int,
     page: int,
-) -> list[tuple[str, float]]:
+) -> list[tuple[str, float, str]]:
     """One reader's first stage from its (I, N) interest-by-story cosines, as `_retrieve` scores it."""
     excluded = set(profile.disliked_ids) | profile.read_ids
     fetch = n + len(excluded)
@@ -382,7 +385,9 @@ def _fused(
     chosen = list(best)
     # recall.score(ids, cosines) is cosine + recall.bonus(ids); the bonus is precomputed for every story
     fused = np.array([best[i] for i in chosen], dtype=np.float64) + bonus[[rows[i] for i in chosen]]
-    return sorted(zip(chosen, fused.tolist(), strict=True), key=lambda kv: -kv[1])[:n]
+    trend = set(trending)  # the recall source, which the cards name ("Trending with readers now")
+    ranked = sorted(zip(chosen, fused.tolist(), strict=True), key=lambda kv: -kv[1])[:n]
+    return [(news_id, score, "trending" if news_id in trend else "interest") for news_id, score in ranked]
 
 
 def _single_pool(recommender: Recommender, profile: UserProfile, n: int) -> list[Candidate]:
@@ -393,14 +398,19 @@ def _single_pool(recommender: Recommender, profile: UserProfile, n: int) -> list
 
 
 def _candidates(
-    recommender: Recommender, ranked: Sequence[tuple[str, float]], matrix: np.ndarray, rows: Mapping[str, int]
+    recommender: Recommender, ranked: Sequence[tuple[str, float, str]], matrix: np.ndarray, rows: Mapping[str, int]
 ) -> list[Candidate]:
+    """Candidates from (news_id, first-stage score, recall source) triples, ranked."""
     news = recommender.corpus.news
     return [
         Candidate(
-            item=news[news_id], retrieval_score=float(score), retrieval_rank=rank, embedding=matrix[rows[news_id]]
+            item=news[news_id],
+            retrieval_score=float(score),
+            retrieval_rank=rank,
+            embedding=matrix[rows[news_id]],
+            source=source,
         )
-        for rank, (news_id, score) in enumerate(ranked, 1)
+        for rank, (news_id, score, source) in enumerate(ranked, 1)
         if news_id in rows
     ]
 
