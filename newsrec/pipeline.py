@@ -211,7 +211,15 @@ class Recommender:
         scores, hits, parts, model_notice = self._rerank(request, pool)
         # A story marked "not interested" scored with the rest: under "Apple launch event" the disliked
         # MacBook story is what says the search means Apple the company; without it the fruit stories rose.
-        shown = [i for i, c in enumerate(pool) if c.item.id not in set(profile.disliked_ids)]
+        # Hidden with it: its other-language copy, which the page would otherwise show in the freed slot.
+        disliked = set(profile.disliked_ids)
+        hidden = {
+            i
+            for group in self._one_slot_per_story(range(len(pool)), pool)
+            if any(pool[j].item.id in disliked for j in group)
+            for i in group
+        }
+        shown = [i for i in range(len(pool)) if i not in hidden]
         if len(shown) < len(pool):
             pool, scores, parts = [pool[i] for i in shown], scores[shown], [parts[i] for i in shown]
         half_life = self.settings.freshness_half_life_days if half_life_days is None else half_life_days
