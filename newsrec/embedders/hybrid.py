@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from newsrec.embedders import Embedder
-from newsrec.lexical import tokenize
+from newsrec.lexical import is_cjk, tokenize
 from newsrec.types import NewsItem
 
 N_FEATURES = 1536  # hashed term slots: signed, as faithful as 2048 unsigned ones, and a smaller index
@@ -62,7 +62,7 @@ class HybridEmbedder:
         n = self.n_features
         rows, hashed = [], []
         for row, text in enumerate(texts):
-            terms = [_slot(term, n) for term in tokenize(text)]
+            terms = [_slot(term, n) for term in _terms(text)]
             rows += [row] * len(terms)
             hashed += terms
         # Sum per (row, slot) on the few hundred thousand hits, not on the mostly-zero (N, n_features) matrix.
@@ -88,3 +88,10 @@ def _slot(term: str, n_features: int) -> tuple[int, int]:
     outlives the process."""
     digest = int.from_bytes(hashlib.blake2b(term.encode(), digest_size=8).digest(), "little")
     return digest % n_features, (1 if digest >> 63 else -1)
+
+
+def _terms(text: str) -> list[str]:
+    """The lexical words, plus the character bigrams of longer Chinese words: jieba keeps domain words whole
+    (固态电池), and two texts that share only its parts (固态, 电池) still share terms here."""
+    words = tokenize(text)
+    return words + [word[i : i + 2] for word in words if len(word) > 2 and is_cjk(word) for i in range(len(word) - 1)]
