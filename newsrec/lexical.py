@@ -557,7 +557,8 @@ class LexicalIndex:
 
     def _generic(self, concept: Concept) -> bool:
         """Whether a concept is a common news word (_GENERIC_WORDS), by its own first alternative."""
-        return len(concept.alternatives[0]) == 1 and concept.alternatives[0][0] in _generic_terms()
+        first = concept.alternatives[0] if concept.alternatives else ()  # a synonym no story uses has none
+        return len(first) == 1 and first[0] in _generic_terms()
 
     def match(self, text: str, n: int | None = None) -> list[tuple[str, float]]:
         """Up to `n` (news_id, coverage) pairs, best first: the IDF-weighted share of the query matched, in [0, 1]."""

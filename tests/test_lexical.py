@@ -263,3 +263,14 @@ def test_a_chinese_compound_no_item_has_splits_into_words_that_can_match():
     assert labels == ["黄金", "价格"]
     covers = {news_id for news_id, c in zip(index.ids, index.score("黄金价格").covers, strict=True) if c}
     assert covers == {"gold"}
+
+
+def test_a_synonym_no_story_uses_is_a_missed_word_not_a_crash():
+    """A corpus holding none of a synonym group's phrases gives that query concept no alternatives; scoring a
+    query through it must not fail (bench load's synthetic ingests met this as 500s)."""
+    items = [NewsItem(id=f"x{i}", title=f"Synthetic story number {i} about widgets", language="en") for i in range(20)]
+    index = LexicalIndex.build(items)
+    for query in ("EV charging", "AI", "fast charge", "人工智能 医疗", "widgets price"):
+        coverage = index.score(query).coverage
+        assert coverage.shape == (20,)
+    assert index.score("widgets").coverage.max() > 0 and index.score("EV charging").coverage.max() == 0
