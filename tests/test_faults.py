@@ -663,9 +663,11 @@ INDEX_JOB = textwrap.dedent(
     query = embedder.embed_queries(["story 7"])[0]
     sample = sorted(corpus.news)[:: max(1, len(corpus.news) // 20)][:20]
     pairs = zip(sample, index.embeddings(sample))
-    # found: its own id first, or a vector identical to it (the hashing embedder makes near-duplicates)
-    tops = [(news_id, index.search(vector, 1)[0]) for news_id, vector in pairs]
-    found_self = sum(top[0] == news_id or top[1] > 1 - 1e-4 for news_id, top in tops)
+    # found: its own id among the 10 nearest, or a vector identical to it first (the hashing embedder makes
+    # near-duplicates). HNSW search is approximate, so top-1 self recall is not guaranteed on a healthy graph
+    # either; the damage this looks for (a header lagging its data) loses most items, not one.
+    tops = [(news_id, index.search(vector, 10)) for news_id, vector in pairs]
+    found_self = sum(news_id in {i for i, _ in hits} or hits[0][1] > 1 - 1e-4 for news_id, hits in tops)
     print(json.dumps({
         "count": len(index), "embedded": stats.embedded, "consistent": stored == current,
         "hits": len(index.search(query, 5)), "rows": len(index.all_ids()), "unique": len(set(index.all_ids())),
