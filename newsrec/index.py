@@ -9,6 +9,7 @@ of all vectors for exact lookups (profiles, MMR, brute-force scoring of a fixed 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -212,12 +213,12 @@ class NewsIndex:
         log.info("index %s reopened after another process wrote to the store", self.name)
         return True
 
-    def _open_collection(self, graph: hnsw.HnswSettings | None = None) -> Any:
-        """Open the collection, or create it with `graph` (default: the settings for a small corpus)."""
-        metadata = {"corpus": self.corpus_name, "embedder": self.embedder.name, "dim": int(self.embedder.dim)}
+    def _open_collection(self, graph: hnsw.HnswSettings | None = None, name: str = "") -> Any:
+        """Open the collection (or `name`), or create it with `graph` (default: the settings for a small corpus)."""
+        metadata = self._metadata() | ({"staging": True} if name else {})
         graph = graph or hnsw.hnsw_for(0, self.settings)
         collection = self.client.get_or_create_collection(
-            self.name,
+            name or self.name,
             configuration=graph.configuration(),
             metadata=metadata,
             embedding_function=None,  # we always pass vectors; Chroma's default would fetch a model
@@ -231,9 +232,12 @@ class NewsIndex:
                 stored_dim,
                 self.embedder.dim,
             )
-            self.client.delete_collection(self.name)
-            return self._open_collection()
+            self.client.delete_collection(name or self.name)
+            return self._open_collection(graph, name)
         return index_health.GuardedCollection(collection)
+
+    def _metadata(self) -> dict[str, Any]:
+        return {"corpus": self.corpus_name, "embedder": self.embedder.name, "dim": int(self.embedder.dim)}
 
     # --- sync ----------------------------------------------------------------------------------------
 
@@ -252,7 +256,9 @@ class NewsIndex:
         start = time.perf_counter()
         with self._lock, index_health.write_lock(self.settings):
             corpus = _committed(corpus)  # the diff comes from the corpus as committed now, never a stale snapshot
-            self._fit_graph(len(corpus.news))
+            wanted = hnsw.hnsw_for(len(corpus.news), self.settings)
+            if self._needs_new_graph(wanted):
+                return self._rebuild_locked(corpus, wanted, progress, on_progress, batch_size, start)
             stored = self._stored_hashes()
             current = {news_id: item.content_hash() for news_id, item in corpus.news.items()}
             todo = [news_id for news_id, digest in current.items() if stored.get(news_id) != digest]
@@ -267,8 +273,7 @@ class NewsIndex:
             finally:
                 if todo or removed:
                     self._invalidate()
-            index_health.record_healthy(self.settings)  # the files as this sync left them are known good
-            self._seen = index_health.store_stamp(self.settings)
+            self._committed_write()
         stats = SyncStats(
             added=added,
             updated=len(todo) - added,
@@ -279,32 +284,99 @@ class NewsIndex:
         log.info("index %s: %s", self.name, stats)
         return stats
 
-    def _fit_graph(self, items: int) -> None:
-        """Give the collection the HNSW settings for a corpus of `items` (newsrec/hnsw.py): ef_search changes in
-        place; a new graph degree or ef_construction rebuilds the collection from stored vectors (under the
-        caller's write lock), so no story is encoded again."""
-        wanted = hnsw.hnsw_for(items, self.settings)
+    def rebuild(
+        self,
+        corpus: Corpus,
+        re_encode: bool = False,
+        progress: bool = False,
+        on_progress: ProgressCallback | None = None,
+        batch_size: int = SYNC_BATCH,
+    ) -> SyncStats:
+        """`index --rebuild`: a new HNSW graph for every story of the committed corpus, built beside the live
+        collection and switched in at the end, so readers in other processes keep searching the old graph all
+        along. Vectors come from the vector cache (the live collection's are copied there first); with
+        `re_encode` the cache of this embedder is emptied and every story is encoded again."""
+        start = time.perf_counter()
+        with self._lock, index_health.write_lock(self.settings):
+            corpus = _committed(corpus)
+            wanted = hnsw.hnsw_for(len(corpus.news), self.settings)
+            return self._rebuild_locked(corpus, wanted, progress, on_progress, batch_size, start, re_encode)
+
+    def _needs_new_graph(self, wanted: hnsw.HnswSettings) -> bool:
+        """Give the collection the HNSW settings for the corpus's size (newsrec/hnsw.py): a new ef_search changes in
+        place; True when the graph degree or ef_construction differ, which only a rebuild can change."""
         current = hnsw.from_configuration(getattr(self.collection, "configuration", None))
         if current is None or current == wanted:
-            return
+            return False
         if wanted.same_graph(current):
             self.collection.modify(configuration={"hnsw": {"ef_search": wanted.ef_search}})
             log.info("index %s: ef_search %d -> %d", self.name, current.ef_search, wanted.ef_search)
-            return
-        kept = self._keep_vectors()
+            return False
         log.warning(
-            "index %s: HNSW graph settings change (M %d -> %d, ef_construction %d -> %d); rebuilding from %d "
-            "stored vectors",
+            "index %s: HNSW graph settings change (M %d -> %d, ef_construction %d -> %d); rebuilding from stored "
+            "vectors",
             self.name,
             current.max_neighbors,
             wanted.max_neighbors,
             current.ef_construction,
             wanted.ef_construction,
-            kept,
         )
-        self.client.delete_collection(self.name)
-        self.collection = self._open_collection(wanted)
+        return True
+
+    def _rebuild_locked(
+        self,
+        corpus: Corpus,
+        graph: hnsw.HnswSettings,
+        progress: bool,
+        on_progress: ProgressCallback | None,
+        batch_size: int,
+        start: float,
+        re_encode: bool = False,
+    ) -> SyncStats:
+        """Fill a staging collection with `graph` from the committed `corpus`, then swap it in for the live one
+        (delete + rename, both quick). The caller holds the store's write lock. A crash before the swap leaves
+        the live collection untouched and a staging one that the next rebuild drops; a crash between delete and
+        rename leaves no live collection, which the next sync re-creates and fills from the vector cache."""
+        if re_encode:
+            self.vectors.clear()
+        else:
+            try:
+                self._keep_vectors()
+            except Exception as error:  # a damaged store: what the cache already holds still counts
+                log.warning("index %s: could not copy its vectors before the rebuild (%s)", self.name, error)
+        staging_name = collection_name(self.corpus_name, f"{self.embedder.name}~staging")
+        with contextlib.suppress(Exception):  # left over by an interrupted rebuild
+            self.client.delete_collection(staging_name)
+        live = self.collection
+        self.collection = self._open_collection(graph, name=staging_name)
+        hashes = {news_id: item.content_hash() for news_id, item in corpus.news.items()}
+        items = sorted(corpus.news.values(), key=lambda item: len(item.text))
+        try:
+            self._embed_and_upsert(items, hashes, progress, on_progress, batch_size)
+            with contextlib.suppress(Exception):  # gone already (deleted by hand, or a damaged store moved aside)
+                self.client.delete_collection(self.name)
+            self.collection.modify(name=self.name, metadata=self._metadata())  # (no longer marked staging)
+        except BaseException:
+            self.collection = live
+            with contextlib.suppress(Exception):
+                self.client.delete_collection(staging_name)
+            raise
+        self.collection = self._open_collection()
         self._invalidate()
+        self._committed_write()
+        stats = SyncStats(len(items), 0, 0, 0, time.perf_counter() - start)
+        log.info(
+            "index %s rebuilt (M %d, ef_construction %d): %s",
+            self.name,
+            graph.max_neighbors,
+            graph.ef_construction,
+            stats,
+        )
+        return stats
+
+    def _committed_write(self) -> None:
+        index_health.record_healthy(self.settings)  # the files as this write left them are known good
+        self._seen = index_health.store_stamp(self.settings)  # (other processes see the stamp change)
 
     def _keep_vectors(self) -> int:
         """Copy every stored vector into the vector cache (by its content hash); returns how many."""
@@ -487,21 +559,6 @@ class NewsIndex:
 
     def __len__(self) -> int:
         return int(self.collection.count())
-
-    def clear(self, keep_vectors: bool = True) -> None:
-        """Drop this collection and start empty. With `keep_vectors` its vectors stay in the vector cache, so the
-        next sync rebuilds the graph without encoding; without, the cache of this embedder is emptied too."""
-        with self._lock:
-            if keep_vectors:
-                try:
-                    self._keep_vectors()
-                except Exception as error:  # a damaged store: what the cache already holds still counts
-                    log.warning("index %s: could not copy its vectors before the rebuild (%s)", self.name, error)
-            else:
-                self.vectors.clear()
-            self.client.delete_collection(self.name)
-            self.collection = self._open_collection()
-            self._invalidate()
 
 
 def _committed(corpus: Corpus) -> Corpus:

@@ -147,8 +147,12 @@ def test_bench_load_with_writers_loses_nothing_and_serves_throughout(newsrec_hom
         text=True,
         timeout=600,
     )
-    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    assert "{" in done.stdout, done.stderr[-3000:]
     figures = json.loads(done.stdout[done.stdout.index("{") :])
+    # On failure, show what the benchmark found (errors, writers' exit codes and stderr, counts), not the log tail.
+    found = {key: figures.get(key) for key in ("errors", "writers_failed", "writers", "counts")}
+    found["first_errors"] = [figures[phase]["first_errors"] for phase in ("without_writers", "with_writers")]
+    assert done.returncode == 0, found
     assert figures["errors"] == 0 and figures["writers_failed"] == 0
     assert [w["writer"] for w in figures["writers"]] == ["ingest 0", "index --rebuild"]
     assert figures["without_writers"]["completed"] == figures["with_writers"]["completed"] == 40

@@ -52,14 +52,49 @@ def test_rebuild_reuses_stored_vectors_instead_of_encoding():
     before = index.search(embedder.embed_queries(["battery"])[0], 2)  # both share "battery": no ties at 0
     embedder.calls = 0
 
-    index.clear()  # what `index --rebuild` does
-    stats = index.sync(corpus)
+    stats = index.rebuild(corpus)  # `index --rebuild`
     assert stats.added == len(corpus.news) and embedder.calls == 0  # the graph is rebuilt, nothing encoded
     assert index.search(embedder.embed_queries(["battery"])[0], 2) == before
 
-    index.clear(keep_vectors=False)  # `--rebuild --re-encode`
-    index.sync(corpus)
+    index.rebuild(corpus, re_encode=True)  # `--rebuild --re-encode`
     assert embedder.calls == len(corpus.news)
+
+
+def test_rebuild_keeps_the_live_collection_whole_until_it_switches():
+    """`index --rebuild` builds beside the live collection: a reader (the app, in another process) finds every
+    story at every step. The old rebuild deleted the collection first, so readers saw it missing, then partial."""
+    settings = Settings.from_env()
+    corpus = make_corpus()
+    index = NewsIndex(settings, corpus.name, HashingEmbedder())
+    index.sync(corpus)
+    seen = []
+    index.rebuild(corpus, batch_size=1, on_progress=lambda done, total: seen.append(_live_count(index)))
+    assert len(seen) == len(corpus.news) + 1 and set(seen) == {len(corpus.news)}
+    assert len(index) == len(corpus.news)
+    assert [collection.name for collection in index.client.list_collections()] == [index.name]  # no staging left
+
+
+def test_a_failed_rebuild_leaves_the_live_collection_as_it_was(monkeypatch):
+    settings = Settings.from_env()
+    corpus = make_corpus()
+    index = NewsIndex(settings, corpus.name, HashingEmbedder())
+    index.sync(corpus)
+    before = index.search(index.embeddings(["n1"])[0], 3)
+
+    def fail(done, total):
+        if done:
+            raise KeyboardInterrupt  # Ctrl-C mid-way
+
+    with pytest.raises(KeyboardInterrupt):
+        index.rebuild(corpus, batch_size=1, on_progress=fail)
+    assert [collection.name for collection in index.client.list_collections()] == [index.name]
+    assert len(index) == len(corpus.news) and index.search(index.embeddings(["n1"])[0], 3) == before
+    assert index.rebuild(corpus).added == len(corpus.news)
+
+
+def _live_count(index: NewsIndex) -> int:
+    """The live collection as another client sees it, by name."""
+    return index.client.get_collection(index.name).count()
 
 
 def test_a_lost_collection_is_refilled_from_the_vector_cache():

@@ -135,7 +135,8 @@ def counts(settings: Settings, corpus: str, expected: set[str]) -> dict:
         stored: dict[str, set[str]] = {}
         for collection in client.list_collections():
             metadata = collection.metadata or {}  # this corpus under the app's embedder (not older embedders')
-            if metadata.get("corpus") == corpus and str(metadata.get("embedder", "")).startswith(embedder):
+            ours = metadata.get("corpus") == corpus and str(metadata.get("embedder", "")).startswith(embedder)
+            if ours and not metadata.get("staging"):
                 stored[collection.name] = set(collection.get(include=[])["ids"])
     figures = {
         "expected_items": len(expected),

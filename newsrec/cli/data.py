@@ -56,8 +56,9 @@ def build_index(args: argparse.Namespace) -> int:
     embedder = get_embedder(settings.resolved_embedder, **model_options(settings, settings.embedder_model, corpus))
     index = NewsIndex(settings, corpus.name, embedder)
     if args.rebuild:
-        index.clear(keep_vectors=not args.re_encode)
-    stats = index.sync(corpus, progress=True)
+        stats = index.rebuild(corpus, re_encode=args.re_encode, progress=True)
+    else:
+        stats = index.sync(corpus, progress=True)
     Console().print(f"index {corpus.name!r} with {embedder.name}: {stats}")
     if settings.resolved_reranker != "lite":  # the Qwen3-VL reranker's photo features (rerankers/qwen3_vl.py)
         from newsrec.rerankers import get_reranker
