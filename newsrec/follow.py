@@ -9,7 +9,7 @@ recommendation it makes two cheap checks (two stat calls):
   vectors, so this process's Chroma client, whose view of the segment files and collection ids is now
   stale ("Error finding id", "Collection ... does not exist"), is reopened. While another process still holds
   the store's write lock the request is answered from the state already loaded (no waiting behind a writer);
-  a later request switches.
+  a later request switches. One request makes the switch; the others answer from the loaded state meanwhile.
 A store failure during a request (a rebuilt or deleted collection, also on a Chroma server) reopens the
 index, re-syncs it from the committed corpus (a deleted collection comes back empty) and retries once.
 """
@@ -27,7 +27,7 @@ from newsrec.errors import NewsrecError
 
 log = logging.getLogger(__name__)
 
-_LOCK = threading.RLock()  # one follower at a time; requests in other threads wait for the switch
+_LOCK = threading.RLock()  # one follower at a time
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -46,15 +46,27 @@ def live_generation(corpus: Any) -> str:
 
 def follow_store(rec: Any) -> None:
     """Pick up another process's committed writes (see the module docstring)."""
-    with _LOCK:
+    if not _changed(rec):
+        return
+    # One request switches; requests arriving meanwhile answer from the state already loaded instead of queueing
+    # behind the switch (which may wait for another process's write lock and rebuilds the derived state).
+    if not _LOCK.acquire(blocking=False):
+        return
+    try:
         newer = live_generation(rec.corpus) not in ("", rec.corpus.generation)
         if (rec.index.changed_elsewhere() or newer) and not rec.index.reopen(wait=False):
             # Another process is writing right now (an ingest's sync, a rebuild): answer from the state we
             # have instead of making every request wait for it; a later request switches. Should the store
-            # fail meanwhile (a rebuild dropped the collection), `follows_store` waits and retries.
+            # fail meanwhile, `follows_store` waits and retries.
             return
         if newer:
             _reload_corpus(rec)
+    finally:
+        _LOCK.release()
+
+
+def _changed(rec: Any) -> bool:
+    return rec.index.changed_elsewhere() or live_generation(rec.corpus) not in ("", rec.corpus.generation)
 
 
 def _reload_corpus(rec: Any) -> None:

@@ -10,7 +10,8 @@ the growth over the second half of the run (levelling off shows as ~0). Without 
 
 With `--writers N` the run has two phases of the same load, measured one after the other: without writers,
 then while N concurrent `ingest` runs (`--writer-items` synthetic items each, distinct ids) and one
-`index --rebuild` write to the served corpus from other processes (newsrec/bench/writers.py). Both phases'
+`index --rebuild` write to the served corpus from other processes (newsrec/bench/writers.py), at the app's CPU
+priority unless `--writer-nice` lowers theirs. Both phases'
 figures are reported, with p95 under writers / p95 without, and the corpus and index are compared with the union
 of all writes afterwards. Without `--url` the started app serves `--corpus` (created with 200 items if missing).
 
@@ -58,6 +59,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--writers", type=int, default=0, help="a second phase under N concurrent ingests + one index --rebuild"
     )
     parser.add_argument("--writer-items", type=int, default=150, help="synthetic items per writer ingest")
+    parser.add_argument(
+        "--writer-nice",
+        type=int,
+        default=0,
+        help="run the writers at this CPU niceness (0-19; default 0, the app's own priority), as a cron job would",
+    )
     parser.add_argument("--corpus", default="loadbench", help="with --writers: the served corpus (default loadbench)")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=run_load)
@@ -77,6 +84,8 @@ def run_load(args: argparse.Namespace) -> int:
         raise InputError("--concurrency and --requests must be at least 1")
     if args.writers < 0 or args.writer_items < 1:
         raise InputError("--writers must be 0 or more and --writer-items at least 1")
+    if not 0 <= args.writer_nice <= 19:
+        raise InputError("--writer-nice must be between 0 and 19")
     app = None
     url, pid = args.url, args.pid
     workdir = tempfile.TemporaryDirectory(prefix="newsrec-load-")
@@ -161,9 +170,13 @@ def measure_with_writers(url: str, pid: int | None, args: argparse.Namespace, se
     clock = time.perf_counter()
     sampler.start()
     watchers: list[threading.Thread] = []
+
     # The writers start once every session has opened its page, with the first timed request, so they overlap
     # the timed requests and not only the (untimed) page openings.
-    _phase(url, api, users, args, busy, clock, on_ready=lambda: watchers.extend(writers.start(plan, folder, clock)))
+    def start_writers() -> None:
+        watchers.extend(writers.start(plan, folder, clock, nice=args.writer_nice))
+
+    _phase(url, api, users, args, busy, clock, on_ready=start_writers)
     busy_seconds = time.perf_counter() - clock
     writers.wait(watchers)
     stop.set()
@@ -181,6 +194,7 @@ def measure_with_writers(url: str, pid: int | None, args: argparse.Namespace, se
         "requests_while_writing": len(during),
         "p95_while_writing_s": round(float(np.percentile(during, 95)), 2) if during else None,
         "writers": writers.report(plan),
+        "writer_nice": args.writer_nice,
         "writers_failed": sum(1 for writer in plan if writer.returncode),
         "counts": writers.counts(Settings.from_env(), args.corpus, expected),
         "errors": without["errors"] + under["errors"],

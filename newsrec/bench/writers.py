@@ -80,15 +80,18 @@ def plan(corpus: str, ingests: int, items: int, folder: Path) -> list[Writer]:
     return writers
 
 
-def start(writers: list[Writer], folder: Path, clock_zero: float, timeout: float = 1800) -> list[threading.Thread]:
-    """Start every writer at once; a thread per writer notes when it ends (join them with `wait`)."""
+def start(
+    writers: list[Writer], folder: Path, clock_zero: float, timeout: float = 1800, nice: int = 0
+) -> list[threading.Thread]:
+    """Start every writer at once, at CPU niceness `nice`; a thread per writer notes when it ends (join them
+    with `wait`)."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     watchers = []
     for writer in writers:
         log_path = folder / f"{writer.name.replace(' ', '_')}.log"
         writer.started = time.perf_counter() - clock_zero
         writer.process = subprocess.Popen(
-            [sys.executable, "-m", "newsrec", *writer.argv],
+            [*(["nice", "-n", str(nice)] if nice else []), sys.executable, "-m", "newsrec", *writer.argv],
             cwd=REPO_ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
