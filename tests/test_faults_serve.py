@@ -222,6 +222,26 @@ def test_remote_embedder_rejects_out_of_range_indices():
         _vectors(payload, 2, 2)
 
 
+def test_remote_embedder_rejects_non_finite_vectors_with_a_message_that_says_so():
+    from newsrec.embedders.remote import _vectors
+
+    for bad in ([float("nan"), 0.0], [float("inf"), 1.0]):
+        payload = {"data": [{"index": 0, "embedding": [1.0, 0.0]}, {"index": 1, "embedding": bad}]}
+        with pytest.raises(ServiceUnavailableError, match="1 vectors with NaN or infinite values"):
+            _vectors(payload, 2, 2)
+    with pytest.raises(ServiceUnavailableError, match="has 1 vectors for 2 inputs"):
+        _vectors({"data": [{"index": 1, "embedding": [1.0, 0.0]}]}, 2, 2)
+
+
+def test_lone_surrogates_in_embedding_inputs_are_400():
+    with TestClient(create_app(TinyScorer(), embedder=HashingEmbedder()), raise_server_exceptions=False) as client:
+        for raw in (b'{"input": "caf\\ud800"}', b'{"input": [{"content": [{"type": "text", "text": "\\udfff"}]}]}'):
+            response = client.post("/v1/embeddings", content=raw, headers=JSON)
+            assert response.status_code == 400, response.text
+            assert "surrogate" in response.json()["error"]["message"]
+        assert client.post("/v1/embeddings", content=b'{"input": "\\ud83d\\ude00"}', headers=JSON).status_code == 200
+
+
 # --- bench serve --token -----------------------------------------------------------------------------------------
 
 
