@@ -50,6 +50,11 @@ class CappedReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def close(self) -> None:
+        if not self.closed:
+            self.raw.close()
+        super().close()
+
     def readinto(self, buffer) -> int:  # type: ignore[override]
         count = self.raw.readinto(buffer) or 0
         self.size += count
