@@ -515,6 +515,7 @@ LITE = ["--embedder", "lite", "--reranker", "lite"]
         (["index", "--corpus", "disk", "--embedder", "lite"], "chromadb.api.models.Collection:Collection.upsert",
          "sqlite-full", "is full"),
         (["recommend", "--corpus", "disk", "--user", "u1", *LITE], "filelock:FileLock.acquire", "erofs", "read-only"),
+        (["index", "--corpus", "disk", "--embedder", "lite"], "filelock:FileLock.acquire", "erofs", "read-only"),
         (["index", "--corpus", "disk", "--rebuild", "--embedder", "lite"], "filelock:FileLock.acquire", "erofs",
          "read-only"),
         (["recommend", "--corpus", "disk", "--user", "u1", *LITE], "chromadb.api.models.Collection:Collection.query",
