@@ -34,6 +34,7 @@ CATEGORY_CAP_RANGE = (0, 30)  # 0 = off
 CHROMA_PAGE_SIZE = 300  # Chroma Cloud's limit on results per query and records per write
 MAX_HISTORY = 500  # reads kept per reader (the last ones): profiles cost O(n^2) in history length
 INGEST_MAX_FILE_BYTES = 2**30  # per source file read by ingest: /dev/zero or a runaway export stops here
+INGEST_MAX_LINE_CHARS = 16 * 2**20  # per line of a source file (as the csv field limit); longer: reported, skipped
 
 DEFAULT_INSTRUCTION = (
     "Given the reader's query and reading interests, judge whether this news article is one the reader "

@@ -222,6 +222,26 @@ def test_remote_embedder_rejects_out_of_range_indices():
         _vectors(payload, 2, 2)
 
 
+def test_remote_embedder_rejects_non_finite_vectors_with_a_message_that_says_so():
+    from newsrec.embedders.remote import _vectors
+
+    for bad in ([float("nan"), 0.0], [float("inf"), 1.0]):
+        payload = {"data": [{"index": 0, "embedding": [1.0, 0.0]}, {"index": 1, "embedding": bad}]}
+        with pytest.raises(ServiceUnavailableError, match="1 vectors with NaN or infinite values"):
+            _vectors(payload, 2, 2)
+    with pytest.raises(ServiceUnavailableError, match="has 1 vectors for 2 inputs"):
+        _vectors({"data": [{"index": 1, "embedding": [1.0, 0.0]}]}, 2, 2)
+
+
+def test_lone_surrogates_in_embedding_inputs_are_400():
+    with TestClient(create_app(TinyScorer(), embedder=HashingEmbedder()), raise_server_exceptions=False) as client:
+        for raw in (b'{"input": "caf\\ud800"}', b'{"input": [{"content": [{"type": "text", "text": "\\udfff"}]}]}'):
+            response = client.post("/v1/embeddings", content=raw, headers=JSON)
+            assert response.status_code == 400, response.text
+            assert "surrogate" in response.json()["error"]["message"]
+        assert client.post("/v1/embeddings", content=b'{"input": "\\ud83d\\ude00"}', headers=JSON).status_code == 200
+
+
 # --- bench serve --token -----------------------------------------------------------------------------------------
 
 
@@ -256,3 +276,88 @@ def test_bench_serve_sends_the_token_to_a_secured_server():
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+# --- the pixel budget and byte limit on /v1/embeddings ------------------------------------------------------------
+
+
+class CountingEmbedder(HashingEmbedder):
+    """Counts the photos it was handed (the real embedders decode every one)."""
+
+    name = "counting"
+
+    def __init__(self):
+        super().__init__()
+        self.photos = 0
+
+    def embed_documents(self, items):
+        self.photos += sum(len(item.images) for item in items)
+        return super().embed_documents(items)
+
+
+def photo_input(*urls: str) -> dict:
+    return {
+        "content": [
+            {"type": "text", "text": "a photo"},
+            *({"type": "image_url", "image_url": {"url": u}} for u in urls),
+        ]
+    }
+
+
+def test_embeddings_charge_the_request_pixel_budget_before_decoding():
+    embedder = CountingEmbedder()
+    limits = ServeLimits(max_request_pixels=4000 * 4000, max_image_bytes=200_000)
+    with TestClient(create_app(TinyScorer(), limits, embedder=embedder)) as client:
+        fine = client.post("/v1/embeddings", json={"input": [photo_input(png(3000, 3000))]})
+        assert fine.status_code == 200, fine.text
+        assert embedder.photos == 1
+        # Two 9 M pixel photos of a few KB each: 18 M pixels, over the 16 M budget.
+        body = {"input": [photo_input(png(3000, 3000)), photo_input(png(2999, 3000))]}
+        refused = client.post("/v1/embeddings", json=body)
+        assert refused.status_code == 400, refused.text
+        assert "pixels" in refused.json()["error"]["message"]
+        # One photo over the per-image byte limit.
+        noisy = io.BytesIO()
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8)).save(noisy, "PNG")
+        url = "data:image/png;base64," + base64.b64encode(noisy.getvalue()).decode()
+        too_big = client.post("/v1/embeddings", json={"input": [photo_input(url)]})
+        assert too_big.status_code == 400 and "MB" in too_big.json()["error"]["message"], too_big.text
+    assert embedder.photos == 1  # the refused requests reached no embedder
+
+
+# --- refusals are counted in /metrics --------------------------------------------------------------------------
+
+
+def test_refused_requests_are_counted_in_metrics_with_bounded_labels():
+    limits = ServeLimits(max_body_bytes=50_000, max_request_pixels=4000 * 4000)
+    auth = {"Authorization": "Bearer t"}
+    with TestClient(create_app(TinyScorer(), limits, api_token="t")) as client:
+        # 413: a body over the limit, with and without Content-Length, on a route and on unknown paths
+        assert client.post("/v1/rerank", content=b"x" * 60_000, headers={**JSON, **auth}).status_code == 413
+        chunked = iter([b"x" * 30_000, b"x" * 30_000])
+        assert client.post("/v1/rerank", content=chunked, headers={**JSON, **auth}).status_code == 413
+        for n in range(50):
+            assert client.post(f"/big/{n}", content=b"x" * 60_000, headers=JSON).status_code == 413
+        # 400: a lone surrogate; the pixel budget
+        raw = b'{"query": "caf\\ud800", "documents": ["a"]}'
+        assert client.post("/v1/rerank", content=raw, headers={**JSON, **auth}).status_code == 400
+        documents = [{"content": [{"type": "image_url", "image_url": {"url": png(3000, 3000 - n)}}]} for n in (0, 1)]
+        body = {"query": "q", "documents": documents}
+        assert client.post("/v1/rerank", json=body, headers=auth).status_code == 400
+        # 401: no token, on a route and on unknown paths
+        assert client.post("/v1/score", json={"queries": "q", "documents": ["a"]}).status_code == 401
+        for n in range(50):
+            assert client.get(f"/nothing/{n}").status_code == 401
+        metrics = client.get("/metrics", headers=auth).text
+    counted = {
+        (route, status): float(value)
+        for route, status, value in re.findall(
+            r'newsrec_requests_total\{route="([^"]*)",status="(\d+)"\} (\S+)', metrics
+        )
+    }
+    assert counted[("/v1/rerank", "413")] == 2
+    assert counted[("unmatched", "413")] == 50
+    assert counted[("/v1/rerank", "400")] == 2
+    assert counted[("/v1/score", "401")] == 1
+    assert counted[("unmatched", "401")] == 50
+    assert {route for route, _ in counted} <= {"/v1/rerank", "/v1/score", "unmatched", "/metrics"}

@@ -265,6 +265,122 @@ def test_csv_recovery_resumes_at_the_next_well_formed_row(tmp_path):
     assert news["m1"].body == "line one\nline two" and set(news) == {"m1", "m2"}
 
 
+# --- streaming ingest: one line in memory, never the file ------------------------------------------------------
+
+PADDING = "x" * 200_000  # a column the reader does not use (raw HTML, MIND's entity lists): 200 KB per row
+
+
+def padded_source(folder: Path, fmt: str, rows: int) -> Path:
+    """A file of `rows` news rows, each carrying PADDING in a column ingest does not keep."""
+    if fmt == "jsonl":
+        path = folder / "feed.jsonl"
+        with path.open("w") as out:
+            for i in range(rows):
+                out.write(json.dumps({"id": f"p{i}", "title": f"Story {i}", "html": PADDING}) + "\n")
+    elif fmt == "csv":
+        path = folder / "feed.csv"
+        with path.open("w", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(["id", "title", "html"])
+            for i in range(rows):
+                writer.writerow([f"p{i}", f"Story {i}", PADDING])
+    else:  # MIND news.tsv: id, category, subcategory, title, abstract, url, title entities, abstract entities
+        path = folder / "news.tsv"
+        with path.open("w") as out:
+            for i in range(rows):
+                out.write(f"p{i}\tnews\tworld\tStory {i}\tabstract\thttps://x.org/{i}\t{PADDING}\t[]\n")
+    return path
+
+
+def peak_bytes(call) -> tuple[int, object]:
+    """Peak traced Python allocation while `call` runs (bytes, str, lists, dicts: everything a reader holds)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        try:
+            result = call()
+        except InputError as error:
+            result = error
+        return tracemalloc.get_traced_memory()[1], result
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "mind"])
+def test_streamed_ingest_holds_a_line_not_the_file(tmp_path, fmt):
+    source = padded_source(tmp_path, fmt, 160)  # 32 MB
+    size = source.stat().st_size
+    peak, report = peak_bytes(lambda: ingest(source, Settings.from_env(), fmt=fmt, corpus=f"pad-{fmt}"))
+    assert not isinstance(report, Exception), report
+    assert report.items_written == 160
+    assert peak < size / 8, f"peak {peak / 2**20:.1f} MiB reading a {size / 2**20:.1f} MiB file"
+
+
+def endless_rows(fifo: Path, stop) -> None:
+    """An export that never ends: valid rows (with a big column ingest does not keep) into a named pipe."""
+    try:
+        with fifo.open("w") as out:
+            i = 0
+            while not stop.is_set():
+                out.write(json.dumps({"id": f"e{i}", "title": f"Endless {i}", "html": PADDING}) + "\n")
+                i += 1
+    except (BrokenPipeError, OSError):
+        pass  # the reader stopped at the cap and closed its end
+
+
+@pytest.mark.parametrize("stream", ["dev-zero", "endless-rows"])
+def test_endless_stream_stops_at_the_cap_in_bounded_memory_and_loses_nothing(tmp_path, monkeypatch, stream):
+    import threading
+
+    from newsrec import config
+
+    settings = Settings.from_env()
+    kept = tmp_path / "kept.jsonl"
+    kept.write_text("".join(json.dumps({"id": f"k{i}", "title": f"Kept {i}"}) + "\n" for i in range(5)))
+    ingest(kept, settings, corpus="keep")
+    cap = 32 * 2**20
+    monkeypatch.setattr(config, "INGEST_MAX_FILE_BYTES", cap)
+    monkeypatch.setattr(config, "INGEST_MAX_LINE_CHARS", 2**20)
+    stop = threading.Event()
+    if stream == "dev-zero":
+        if not Path("/dev/zero").exists():
+            pytest.skip("no /dev/zero on this system")
+        source, writer = Path("/dev/zero"), None
+    else:
+        source = tmp_path / "export.jsonl"
+        os.mkfifo(source)
+        writer = threading.Thread(target=endless_rows, args=(source, stop), daemon=True)
+        writer.start()
+    try:
+        peak, error = peak_bytes(lambda: ingest(source, settings, fmt="jsonl", corpus="keep"))
+    finally:
+        stop.set()
+        if writer is not None:
+            writer.join(timeout=30)
+    assert isinstance(error, InputError), error
+    assert f"{source}: more than {cap:,} bytes" in str(error) and "split the file" in str(error)
+    assert peak < cap / 4, f"peak {peak / 2**20:.1f} MiB before refusing a stream at the {cap // 2**20} MiB cap"
+    assert set(load_corpus(settings, "keep").news) == {f"k{i}" for i in range(5)}  # the committed corpus is whole
+
+
+def test_a_line_over_the_line_cap_is_reported_and_the_rows_after_it_kept(tmp_path, monkeypatch):
+    from newsrec import config
+
+    monkeypatch.setattr(config, "INGEST_MAX_LINE_CHARS", 1000)
+    rows = [
+        {"id": "a", "title": "First"},
+        {"id": "long", "title": "Long", "body": "y" * 5000},
+        {"id": "b", "title": "B"},
+    ]
+    path = tmp_path / "feed.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    report = ingest(path, Settings.from_env(), corpus="lines")
+    assert set(load_corpus(Settings.from_env(), "lines").news) == {"a", "b"}
+    reasons = [f"{Path(p.file).name}:{p.line}: {p.reason}" for p in report.problems]
+    assert "feed.jsonl:2: line longer than 1,000 characters; skipped" in reasons, reasons
+
+
 # --- the vector store: damage that keeps size and mtime -----------------------------------------------------------
 
 
@@ -399,6 +515,7 @@ LITE = ["--embedder", "lite", "--reranker", "lite"]
         (["index", "--corpus", "disk", "--embedder", "lite"], "chromadb.api.models.Collection:Collection.upsert",
          "sqlite-full", "is full"),
         (["recommend", "--corpus", "disk", "--user", "u1", *LITE], "filelock:FileLock.acquire", "erofs", "read-only"),
+        (["index", "--corpus", "disk", "--embedder", "lite"], "filelock:FileLock.acquire", "erofs", "read-only"),
         (["index", "--corpus", "disk", "--rebuild", "--embedder", "lite"], "filelock:FileLock.acquire", "erofs",
          "read-only"),
         (["recommend", "--corpus", "disk", "--user", "u1", *LITE], "chromadb.api.models.Collection:Collection.query",

@@ -262,10 +262,10 @@ def _mind_files(path: Path) -> tuple[Path, Path]:
 def read_mind(path: Path, options: ReadOptions, batch: Batch) -> None:
     folder, news_path = _mind_files(path)
     resolver = ImageResolver(options, batch)
-    for number, line in enumerate(decode_file(news_path, batch).splitlines(), 1):
+    for number, line in decode_file(news_path, batch):
         if not line.strip():
             continue
-        cells = line.split("\t")
+        cells = line.rstrip("\r\n").split("\t")
         if number == 1 and cells[0].strip().lower() in ("id", "news_id", "newsid", "nid"):
             continue  # a header, which MIND itself does not have
         batch.rows_read += 1
@@ -298,17 +298,18 @@ def read_mind(path: Path, options: ReadOptions, batch: Batch) -> None:
 
 def _read_news_meta(path: Path, batch: Batch) -> None:
     """NeMig's news_meta.tsv: a header row, then news_id, publisher, date_published, ... per line."""
-    lines = decode_file(path, batch).splitlines()
-    header = [cell.strip().lower() for cell in lines[0].split("\t")] if lines else []
+    lines = decode_file(path, batch)
+    first = next(lines, None)
+    header = [cell.strip().lower() for cell in first[1].rstrip("\r\n").split("\t")] if first else []
     publisher = next((i for i, name in enumerate(header) if name.startswith("publisher")), None)
     published = header.index("date_published") if "date_published" in header else None
     if not header or header[0] not in ("news_id", "id") or (publisher is None and published is None):
         batch.problem(path, 1, f"expected a header with news_id, publisher, date_published; found {header}; skipped")
         return
-    for number, line in enumerate(lines[1:], 2):
+    for number, line in lines:
         if not line.strip():
             continue
-        cells = line.split("\t")
+        cells = line.rstrip("\r\n").split("\t")
         if len(cells) != len(header):
             batch.problem(path, number, f"expected {len(header)} columns, found {len(cells)}; row skipped")
             continue
@@ -327,10 +328,10 @@ def _read_news_meta(path: Path, batch: Batch) -> None:
 def read_behaviors(path: Path, batch: Batch) -> None:
     histories: dict[str, dict[str, datetime | None]] = {}  # user -> news id -> first time seen
     unlabeled = 0
-    for number, line in enumerate(decode_file(path, batch).splitlines(), 1):
+    for number, line in decode_file(path, batch):
         if not line.strip():
             continue
-        cells = line.split("\t")
+        cells = line.rstrip("\r\n").split("\t")
         if len(cells) == 4:
             impression_id, user_id, history, shown = cells
             when = None

@@ -11,13 +11,11 @@ Formats:
 
 from __future__ import annotations
 
-import codecs
 import csv
-import io
-import itertools
 import json
 import math
 import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,6 +25,7 @@ from urllib.parse import urlsplit
 from newsrec.data import limits
 from newsrec.data.corpus import impression_from_dict, parse_time, user_from_dict
 from newsrec.data.media import publish_image
+from newsrec.data.source import text_lines, too_large
 from newsrec.errors import InputError
 from newsrec.images import check_image
 from newsrec.types import ImageRef, Impression, NewsItem, User
@@ -130,61 +129,11 @@ def date_from_url(url: str) -> datetime | None:
         return None
 
 
-def read_capped(path: Path, chunk: int = 2**20) -> bytes:
-    """The file's bytes, read in chunks and refused past config.INGEST_MAX_FILE_BYTES: a device (/dev/zero), a
-    pipe that never ends or a runaway export stops at the cap instead of filling memory."""
-    from newsrec import config
-
-    cap = config.INGEST_MAX_FILE_BYTES
-    refused = InputError(
-        f"{path}: more than {cap:,} bytes; split the file into parts under that size and ingest each "
-        "(they merge into the same --corpus)"
-    )
-    if path.is_file() and path.stat().st_size > cap:  # a regular file: refused before any byte is read
-        raise refused
-    parts, size = [], 0
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            size += len(block)
-            if size > cap:
-                raise refused
-            parts.append(block)
-    return b"".join(parts)
-
-
-def decode_file(path: Path, batch: Batch) -> str:
-    """The file's text: UTF-8 (with or without BOM), UTF-16 with BOM, else GB18030 (common for Chinese
-    exports). A UTF-8 file with a few broken lines keeps its lines, with the bad bytes replaced and reported."""
-    data = read_capped(path)
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError:
-            raise InputError(f"{path}: starts with a UTF-16 byte-order mark but is not valid UTF-16") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    lines = data.split(b"\n")
-    bad = []
-    for number, line in enumerate(lines, 1):
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError:
-            bad.append(number)
-    non_ascii = sum(1 for line in lines if not line.isascii())
-    if len(bad) * 2 < non_ascii:  # mostly UTF-8: keep it, flag the damaged lines
-        for number in bad:
-            batch.problem(path, number, "invalid UTF-8 bytes (replaced with �)")
-        return data.decode("utf-8-sig", errors="replace")
-    try:
-        decoded = data.decode("gb18030")
-    except UnicodeDecodeError:
-        raise InputError(
-            f"{path}: unknown text encoding (tried UTF-8, UTF-8 with BOM, UTF-16 and GB18030); re-save it as UTF-8"
-        ) from None
-    batch.problem(path, 0, "not UTF-8; decoded as GB18030")
-    return decoded
+def decode_file(path: Path, batch: Batch) -> Iterator[tuple[int, str]]:
+    """The file's lines, streamed (source.py): (1-based number, text with its line ending). UTF-8 (with or
+    without BOM), UTF-16 with BOM, else GB18030 (common for Chinese exports); a UTF-8 file with a few broken
+    lines keeps its lines, with the bad bytes replaced and reported. The byte cap is enforced as it streams."""
+    return text_lines(path, batch)
 
 
 # --- images ------------------------------------------------------------------------------------
@@ -332,7 +281,7 @@ def apply_mapping(columns: list[str], mapping: dict[str, str], file: Path) -> di
 
 def iter_jsonl(path: Path, batch: Batch, count: bool = True) -> Iterator[tuple[int, dict]]:
     """JSON objects with their line number; `count` adds every non-empty line to batch.rows_read."""
-    for number, line in enumerate(decode_file(path, batch).splitlines(), 1):
+    for number, line in decode_file(path, batch):
         if not line.strip():
             continue
         batch.rows_read += count
@@ -354,34 +303,57 @@ def iter_jsonl(path: Path, batch: Batch, count: bool = True) -> Iterator[tuple[i
         yield number, row
 
 
-def read_csv(path: Path, batch: Batch, delimiter: str = ",") -> tuple[list[str], list[tuple[int, dict]]]:
-    """(header, rows with the line each starts on). The csv module rather than pandas, so that every bad row
-    is reported with its line and skipped instead of failing or vanishing. Strict mode: a stray or unclosed
-    quote is an error, never a title that silently swallows the rows after it. Recovery resumes at the line
-    after the broken row's first line (a fresh parser, so the quote state is reset): the well-formed rows
+def read_csv(path: Path, batch: Batch, delimiter: str = ",") -> tuple[list[str], Iterator[tuple[int, dict]]]:
+    """(header, rows with the line each starts on), the rows streamed. The csv module rather than pandas, so that
+    every bad row is reported with its line and skipped instead of failing or vanishing. Strict mode: a stray or
+    unclosed quote is an error, never a title that silently swallows the rows after it. Recovery resumes at the
+    line after the broken row's first line (a fresh parser, so the quote state is reset): the well-formed rows
     after it are kept. A row that spans lines and has the wrong number of columns counts as broken too.
     Hand-written: neither the csv module nor pandas resumes after an unclosed quote."""
-    lines = io.StringIO(decode_file(path, batch), newline="").readlines()
+    records = _csv_rows(path, batch, delimiter)
+    header: list[str] = next(records)  # the generator yields the header first, then (line, row) pairs
+    return header, records
+
+
+def _csv_rows(path: Path, batch: Batch, delimiter: str) -> Iterator:
+    """The header, then the rows. Only the lines of the record being parsed are held (`taken`): a broken
+    record's lines after its first are fed again (`replay`) to a fresh parser."""
+    source = decode_file(path, batch)
+    replay: deque[tuple[int, str]] = deque()
+    taken: list[tuple[int, str]] = []
+
+    def feed() -> Iterator[str]:
+        while True:
+            if replay:
+                item = replay.popleft()
+            else:
+                item = next(source, None)
+                if item is None:
+                    return
+            taken.append(item)
+            yield item[1]
+
     header: list[str] | None = None
-    rows: list[tuple[int, dict]] = []
-    offset = 0  # lines before the current parser's first line
-    while offset < len(lines):
-        reader = csv.reader(itertools.islice(lines, offset, None), delimiter=delimiter, strict=True)
-        resume = None
-        while resume is None:
-            start = offset + reader.line_num + 1
+    while True:
+        reader = csv.reader(feed(), delimiter=delimiter, strict=True)
+        while True:
+            taken.clear()
             try:
                 cells = next(reader)
             except StopIteration:
-                return header or [], rows
+                if header is None:
+                    yield []
+                return
             except csv.Error as error:
+                start = taken[0][0] if taken else 0
                 batch.rows_read += header is not None
                 batch.problem(path, start, f"malformed CSV ({error}; a stray or unclosed quote?): {_skipped(start)}")
-                resume = start
-                continue
-            end = offset + reader.line_num
+                replay.extendleft(reversed(taken[1:]))
+                break  # a fresh parser on the line after the broken row's first
+            start, end = taken[0][0], taken[-1][0]
             if header is None:
                 header = [cell.strip().lstrip("\ufeff") for cell in cells]
+                yield header
                 continue
             if not any(cell.strip() for cell in cells):
                 continue
@@ -393,14 +365,12 @@ def read_csv(path: Path, batch: Batch, delimiter: str = ",") -> tuple[list[str],
                     f"expected {len(header)} columns across lines {start}-{end} "
                     f"(an unclosed quote?): {_skipped(start)}",
                 )
-                resume = start
-                continue
+                replay.extendleft(reversed(taken[1:]))
+                break
             if len(cells) != len(header):
                 batch.problem(path, start, f"expected {len(header)} columns, found {len(cells)}; row skipped")
                 continue
-            rows.append((start, dict(zip(header, cells, strict=True))))
-        offset = resume  # 1-based line `resume` is index resume - 1: start again on the line after it
-    return header or [], rows
+            yield start, dict(zip(header, cells, strict=True))
 
 
 def _skipped(line: int) -> str:
@@ -414,8 +384,7 @@ def read_table(path: Path, fmt: str, options: ReadOptions, batch: Batch) -> None
     elif fmt == "csv":
         columns, rows = read_csv(path, batch, "\t" if path.suffix.lower() == ".tsv" else ",")
     else:
-        rows = list(iter_jsonl(path, batch))
-        columns = list(dict.fromkeys(key for _, row in rows for key in row))
+        columns, rows = _jsonl_rows(path, options, batch)
     renames = apply_mapping(columns, options.mapping, path)
     resolver = ImageResolver(options, batch)
     for line, raw in rows:
@@ -429,6 +398,19 @@ def read_table(path: Path, fmt: str, options: ReadOptions, batch: Batch) -> None
             batch.add_news(item, path, line)
     resolver.report_remote(path)
     read_side_files(path.parent, batch)
+
+
+def _jsonl_rows(path: Path, options: ReadOptions, batch: Batch) -> tuple[list[str], list[tuple[int, dict]]]:
+    """Every key seen (the mapping is checked against them before any row is used), and the rows cut down to the
+    fields a news item is made of: a JSONL file's columns are only known at its end, and what it carries beside
+    them (raw HTML, entity lists, ...) is not held while the rest streams."""
+    wanted = {*NEWS_FIELDS, *options.mapping.values()}
+    columns: dict[str, None] = {}
+    rows = []
+    for number, row in iter_jsonl(path, batch):
+        columns.update(dict.fromkeys(row))
+        rows.append((number, {key: value for key, value in row.items() if key in wanted}))
+    return list(columns), rows
 
 
 def read_side_files(folder: Path, batch: Batch) -> None:
@@ -471,7 +453,7 @@ def _parquet_rows(path: Path, batch: Batch) -> tuple[list[str], list[tuple[int, 
     from newsrec import config
 
     if path.stat().st_size > config.INGEST_MAX_FILE_BYTES:
-        read_capped(path)  # raises the cap's message
+        raise too_large(path, config.INGEST_MAX_FILE_BYTES)
     try:
         frame = pd.read_parquet(path)
     except Exception as error:  # noqa: BLE001 - pyarrow raises many types for a bad file; all mean the same
@@ -481,6 +463,7 @@ def _parquet_rows(path: Path, batch: Batch) -> tuple[list[str], list[tuple[int, 
 
 
 TEXT_FIELDS = ("id", "title", "body", "category", "subcategory", "language", "source", "url", "published_at")
+NEWS_FIELDS = (*TEXT_FIELDS, "images", "image", "image_caption", "labels")  # every column news_from_row reads
 
 
 def news_from_row(row: dict, file: Path, line: int, resolver: ImageResolver, batch: Batch) -> NewsItem | None:

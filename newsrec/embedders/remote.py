@@ -105,6 +105,7 @@ class RemoteEmbedder:
 def _vectors(payload: dict[str, Any], n: int, dim: int) -> np.ndarray:
     """(n, dim) float32 from an embeddings response, rows by `index`; float lists or base64 float32."""
     out = np.full((n, dim), np.nan, np.float32)
+    seen = np.zeros(n, dtype=bool)
     try:
         for row in payload["data"]:
             value = row["embedding"]
@@ -116,10 +117,14 @@ def _vectors(payload: dict[str, Any], n: int, dim: int) -> np.ndarray:
             if not 0 <= index < n:  # numpy would take -1 as the last row
                 raise ValueError(f"index {index} for {n} inputs")
             out[index] = vector
+            seen[index] = True
     except (KeyError, TypeError, ValueError, IndexError) as error:
         raise ServiceUnavailableError(f"malformed embeddings response ({type(error).__name__}: {error})") from None
-    if not np.isfinite(out).all():
-        raise ServiceUnavailableError(f"the embeddings response has {len(payload['data'])} vectors for {n} inputs")
+    if not seen.all():
+        raise ServiceUnavailableError(f"the embeddings response has {int(seen.sum())} vectors for {n} inputs")
+    if not np.isfinite(out).all():  # NaN or inf from the server itself: never stored in the index
+        bad = int((~np.isfinite(out)).any(axis=1).sum())
+        raise ServiceUnavailableError(f"the embeddings response has {bad} vectors with NaN or infinite values")
     return out
 
 

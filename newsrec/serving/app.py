@@ -13,7 +13,7 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -68,8 +68,8 @@ class BodyLimit:
     Starlette and uvicorn have no request-size limit of their own.
     """
 
-    def __init__(self, app: Any, max_body_bytes: int):
-        self.app, self.max_body_bytes = app, max_body_bytes
+    def __init__(self, app: Any, max_body_bytes: int, on_refused: Callable[[str], None] | None = None):
+        self.app, self.max_body_bytes, self.on_refused = app, max_body_bytes, on_refused
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -105,6 +105,8 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: dict, receive: Any, send: Any, what: str) -> None:
+        if self.on_refused is not None:  # counted in /metrics: this answer never reaches the app's own middleware
+            self.on_refused(scope.get("path", ""))
         response = _error(413, f"{what}; the limit is {self.max_body_bytes:,}")
         response.headers["connection"] = "close"  # the unread rest of the body is not ours to drain
         await response(scope, receive, send)
@@ -291,7 +293,14 @@ def create_app(
 
     embeddings = None
     if embedder is not None:
-        embeddings = EmbeddingService(embedder, limits.max_documents, limits.max_text_chars, limits.max_images)
+        embeddings = EmbeddingService(
+            embedder,
+            limits.max_documents,
+            limits.max_text_chars,
+            limits.max_images,
+            limits.max_image_bytes,
+            limits.max_request_pixels,
+        )
 
         @app.post("/v1/embeddings")
         async def embed(body: EmbeddingBody):
@@ -322,7 +331,11 @@ def create_app(
         metrics.queue.set(batcher.depth)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.add_middleware(BodyLimit, max_body_bytes=limits.max_body_bytes)  # outermost: before auth and routing
+    def count_refused(path: str) -> None:
+        metrics.requests.labels(route_label(path), "413").inc()
+
+    # outermost: before auth and routing
+    app.add_middleware(BodyLimit, max_body_bytes=limits.max_body_bytes, on_refused=count_refused)
     return app
 
 

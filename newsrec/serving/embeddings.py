@@ -9,7 +9,8 @@ Request: {"model"?, "input": str | [str | {"content": [image_url and text parts]
 for Qwen3-VL-Embedding). It defaults to "document". A document's photos arrive as data URLs; they are
 written, as the bytes sent, to a scratch folder of the call and handed to the embedder as ImageRefs, so it decodes and
 resizes them exactly as in-process (the remote embedder sends each photo's original bytes); the folder
-is removed after the call. Base64
+is removed after the call. Each photo is held to the server's per-image byte limit and its pixels (read from the
+header) are charged to the request's pixel budget before the embedder decodes anything. Base64
 output is the little-endian float32 bytes, as OpenAI's and vLLM's. `usage` counts words.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import tempfile
 import threading
 from pathlib import Path
@@ -28,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 
 from newsrec.errors import InputError
 from newsrec.serving.protocol import Item, to_side
+from newsrec.serving.scorers import PixelBudget
 from newsrec.types import ImageRef, NewsItem
 
 __all__ = ["EmbeddingBody", "EmbeddingService"]
@@ -45,10 +48,19 @@ class EmbeddingBody(BaseModel):
 class EmbeddingService:
     """One embedder, one caller at a time (embedders are not thread-safe), photos via a scratch folder."""
 
-    def __init__(self, embedder: Any, max_inputs: int = 1000, max_text_chars: int = 20_000, max_images: int = 8):
+    def __init__(
+        self,
+        embedder: Any,
+        max_inputs: int = 1000,
+        max_text_chars: int = 20_000,
+        max_images: int = 8,
+        max_image_bytes: int = 10 * 2**20,
+        max_request_pixels: int = 256 * 2**20,
+    ):
         self.embedder = embedder
         self.name = embedder.name
         self.max_inputs, self.max_text_chars, self.max_images = max_inputs, max_text_chars, max_images
+        self.max_image_bytes, self.max_request_pixels = max_image_bytes, max_request_pixels
         self._lock = threading.Lock()
 
     def validate(self, body: EmbeddingBody) -> list[Any]:
@@ -77,9 +89,13 @@ class EmbeddingService:
             if body.input_type == "query":
                 vectors = self.embedder.embed_queries([side.text for side in sides])
             else:
-                folder = Path(scratch)
+                folder, budget = Path(scratch), PixelBudget(self.max_request_pixels)
                 items = [
-                    NewsItem(id=str(i), title=side.text, images=[_stored(url, folder) for url in side.image_urls])
+                    NewsItem(
+                        id=str(i),
+                        title=side.text,
+                        images=[_stored(url, folder, budget, self.max_image_bytes) for url in side.image_urls],
+                    )
                     for i, side in enumerate(sides)
                 ]
                 vectors = self.embedder.embed_documents(items)
@@ -97,15 +113,28 @@ class EmbeddingService:
         }
 
 
-def _stored(url: str, folder: Path) -> ImageRef:
-    """A data URL's bytes in `folder`, named by their digest, as an absolute ImageRef."""
+def _stored(url: str, folder: Path, budget: PixelBudget, max_bytes: int) -> ImageRef:
+    """A data URL's bytes in `folder`, named by their digest, as an absolute ImageRef.
+
+    Every photo is charged to the request's pixel budget (the embedder decodes each reference it is given),
+    from its header alone: over the budget, the request is refused before any pixel is decoded."""
+    from PIL import Image
+
     header, sep, payload = url.partition(",")
     if not (sep and header.startswith("data:image/") and header.endswith(";base64")):
         raise InputError("images must be data:image/...;base64 URLs (the server fetches nothing)")
+    if len(payload) * 3 // 4 > max_bytes:
+        raise InputError(f"an image is over {max_bytes // 2**20} MB")
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise InputError("an image data URL is not valid base64") from None
+    try:
+        with Image.open(io.BytesIO(data)) as picture:  # reads the header only
+            size = picture.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        size = (0, 0)  # not an image: the embedder's load_image says why
+    budget.charge(*size)
     path = folder / hashlib.sha256(data).hexdigest()
     if not path.exists():
         path.write_bytes(data)
