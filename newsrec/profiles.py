@@ -92,6 +92,21 @@ def repeated_terms(items: Sequence[NewsItem], weights: Sequence[float], idf: Map
     return {term: score / total for term, score in ranked(scores) if titles[term] >= 2}
 
 
+def term_reads(items: Sequence[NewsItem], embeddings: np.ndarray, terms: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """For each repeated term, the (n, D) embeddings of the reads whose titles hold it, in reading order.
+
+    A word has the sense of the stories it was read in: "apple" in a tech reader's titles is the company,
+    in an apple grower's the fruit; "增长" (growth) in an investor's GDP story is not an orchard's export
+    growth. The lite reranker counts a term for a candidate only as far as the candidate resembles them.
+    """
+    rows: dict[str, list[int]] = {term: [] for term in terms}
+    for row, item in enumerate(items):
+        for term in dict.fromkeys(tokenize(item.title)):
+            if term in rows:
+                rows[term].append(row)
+    return {term: np.asarray(embeddings[held], dtype=np.float32) for term, held in rows.items() if held}
+
+
 def build_profile(
     user_id: str,
     history: Sequence[HistoryEntry],
@@ -145,6 +160,7 @@ def build_profile(
     profile.subcategories = dict(ranked(subcategories))
     profile.keywords = salient_terms(items, weights, idf, top=12)
     profile.terms = repeated_terms(items, weights, idf)
+    profile.term_reads = term_reads(items, embeddings, profile.terms)
     profile.images = representative_images(items, weights)
     profile.summary = summarise(profile, items, weights)
     return profile
@@ -243,6 +259,7 @@ def apply_feedback(profile: UserProfile, item: NewsItem, embedding: np.ndarray, 
             avoid=[*profile.avoid, avoid],
             read_ids=profile.read_ids | {item.id},
             terms={term: weight for term, weight in profile.terms.items() if term not in rejected},
+            term_reads={term: reads for term, reads in profile.term_reads.items() if term not in rejected},
         )
     interests = [replace(interest) for interest in profile.interests]
     similarities = [float(interest.vector @ embedding) for interest in interests]

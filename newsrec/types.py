@@ -102,6 +102,8 @@ class UserProfile:
     subcategories: dict[str, float] = field(default_factory=dict)  # ... per "category/subcategory"
     keywords: list[str] = field(default_factory=list)  # salient terms of the history, strongest first
     terms: dict[str, float] = field(default_factory=dict)  # title terms repeated across reads -> weight
+    # term -> (n, D) embeddings of the reads whose titles hold it: the sense in which the reader met the word
+    term_reads: dict[str, np.ndarray] = field(default_factory=dict)
     summary: str = ""  # one short paragraph for a reranker prompt
     read_ids: set[str] = field(default_factory=set)  # excluded from recommendations
     images: list[ImageRef] = field(default_factory=list)  # representative history images, for VL rerankers
@@ -123,6 +125,9 @@ class UserProfile:
         digest.update(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode())
         for interest in [*self.interests, *self.avoid]:
             digest.update(np.round(np.asarray(interest.vector, dtype=np.float32), 5).tobytes())
+        for term in sorted(self.term_reads):  # sorted: the same digest in every process
+            digest.update(term.encode())
+            digest.update(np.round(np.asarray(self.term_reads[term], dtype=np.float32), 5).tobytes())
         return digest.hexdigest()[:16]
 
 

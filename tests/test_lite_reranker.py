@@ -89,3 +89,38 @@ def test_a_partial_match_in_another_sense_counts_less():
     launch_q, headset_q, fruit_q = (p["query"] for p in parts)
     assert launch_q > headset_q > fruit_q > 0
     assert fruit_q == pytest.approx(headset_q / 2)
+
+
+def test_a_repeated_title_word_counts_in_the_sense_it_was_read():
+    """ "Apple" repeated in a tech reader's Apple-company titles says nothing for a fruit-price story; a word read
+    across unrelated stories ("AI" in medicine, farming and code) is a theme of its own and counts wherever it
+    appears (issue 18: the tech reader's For-you had apple-fruit stories)."""
+    from newsrec.profiles import build_profile
+    from newsrec.types import HistoryEntry
+
+    def profile_of(reads: list[NewsItem], vectors: list[np.ndarray]) -> UserProfile:
+        return build_profile("u", [HistoryEntry(r.id) for r in reads], {r.id: r for r in reads}, np.stack(vectors))
+
+    company = [
+        NewsItem("h1", "Apple unveils MacBook Pro", category="tech"),
+        NewsItem("h2", "Apple headset gets lighter", category="tech"),
+    ]
+    tech_reader = profile_of(company, [_unit(1, 0, 0, 0), _unit(1, 0.1, 0, 0)])
+    assert "apple" in tech_reader.terms
+    chips = _candidate("c", "Apple to use its own modem chips", _unit(1, 0.05, 0, 0), category="tech")
+    fruit = _candidate("f", "Apple prices slide at wholesale markets", _unit(0, 0, 0, 1), category="tech")
+    request = RerankRequest(query="", profile=tech_reader, now=NOW)
+    chips_parts, fruit_parts = LiteReranker().score_components(request, [chips, fruit])
+    assert chips_parts["interest"] == pytest.approx(FOR_YOU.interest, abs=0.01)
+    assert fruit_parts["interest"] == pytest.approx(0.0, abs=0.005)  # the old code gave it the word's full share
+    assert len(tech_reader.term_reads["apple"]) == 2  # the reads that give the word its sense
+
+    themes = [
+        NewsItem("a1", "AI spots lung nodules in CT scans", category="tech"),
+        NewsItem("a2", "AI drones cut pesticide use on cotton", category="tech"),
+        NewsItem("a3", "AI coding assistants cut bug-fix time", category="tech"),
+    ]
+    ai_reader = profile_of(themes, [_unit(1, 0, 0, 0), _unit(0, 1, 0, 0), _unit(0, 0, 1, 0)])
+    travel = _candidate("t", "AI travel agents book whole trips", _unit(0, 0, 0, 1), category="tech")
+    (travel_parts,) = LiteReranker().score_components(RerankRequest(query="", profile=ai_reader, now=NOW), [travel])
+    assert travel_parts["interest"] == pytest.approx(FOR_YOU.interest * 0.3, abs=0.01)  # TERM_SHARE, in full

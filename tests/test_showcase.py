@@ -171,6 +171,18 @@ def test_ai_reader_for_you_leads_with_ai_not_orchards(recommender):
     assert len(set(top[:3]) & AI_STORIES) >= 2, top
 
 
+def test_tech_reader_for_you_takes_apple_in_the_sense_he_read_it(recommender):
+    """Arjun (u06) read Apple launches, its headset and its chips: "apple", repeated in his titles, means the
+    company. It lifted orchard stories that share only the word (issue 18: "the tech reader's For-you has
+    apple-fruit stories"); now a repeated word counts as far as a story resembles the reads that hold it. At
+    most one fruit story is left: the encoder's own closeness, halved for a category he never reads."""
+    result = recommender.recommend("u06")
+    top = ids(result.reranked)
+    assert "apple" in recommender.profile("u06").terms
+    assert len(set(top) & APPLE_GROWING) <= 1, top
+    assert len(set(top) & (APPLE_COMPANY | GADGETS)) >= 4, top
+
+
 def test_battery_engineer_gets_battery_stories_for_generic_chinese_words(recommender):
     result = recommender.recommend("u01", query="最新电池技术突破")
     assert set(ids(result.reranked)[:3]) <= BATTERY, ids(result.reranked)

@@ -87,7 +87,7 @@ class LiteReranker:
                 ids = [c.item.id for c in candidates]
                 parts["interest"] = _interest_affinity(docs, ids, profile.interests, related_scale(self.embedder))
                 if profile.terms:
-                    words = self._term_affinity(candidates, profile.terms)
+                    words = self._term_affinity(candidates, docs, profile)
                     parts["interest"] = (1 - TERM_SHARE) * parts["interest"] + TERM_SHARE * words
             if profile.categories:
                 parts["category"] = _category_affinity(candidates, profile, parts["interest"], feed=not query)
@@ -108,16 +108,38 @@ class LiteReranker:
             for i in range(len(candidates))
         ]
 
-    def _term_affinity(self, candidates: Sequence[Candidate], terms: dict[str, float]) -> np.ndarray:
-        """(N,) in [0, 1]: weight of the reading's repeated title words in the item's title, relative to the top one."""
+    def _term_affinity(self, candidates: Sequence[Candidate], docs: np.ndarray, profile: UserProfile) -> np.ndarray:
+        """(N,) in [0, 1]: weight of the reading's repeated title words in the item's title, relative to the top one.
+
+        A word counts in the sense the reader read it: as far as the item resembles the reads whose titles hold
+        it (their best cosine through the embedder's `related_scale`), so "apple" repeated in a tech reader's
+        Apple-company titles does not speak for a fruit-price story. A word read across unrelated stories is a
+        theme of its own ("AI" in medical-imaging, farm-drone and coding reads) and counts that much wherever
+        it appears (`_breadth`). A term the profile keeps no reads for (a hand-built profile) counts in full.
+        """
+        terms = profile.terms
         top = max(terms.values())
+        scale = related_scale(self.embedder)
+        sense: dict[str, np.ndarray] = {}  # term -> (N,) how far each item shares the term's sense
         affinity = np.zeros(len(candidates))
         for i, candidate in enumerate(candidates):
             title = candidate.item.title
             own = self._title_terms.get(title)
             if own is None:
                 own = self._title_terms[title] = tuple(dict.fromkeys(tokenize(title)))
-            affinity[i] = min(sum(terms.get(term, 0.0) for term in own) / top, 1.0)
+            total = 0.0
+            for term in own:  # title order: the float sum runs the same way in every process
+                weight = terms.get(term, 0.0)
+                if not weight:
+                    continue
+                reads = profile.term_reads.get(term)
+                if reads is None or not len(reads):
+                    total += weight
+                    continue
+                if term not in sense:
+                    sense[term] = np.maximum(scale((docs @ reads.T).max(axis=1)), _breadth(reads, scale))
+                total += weight * float(sense[term][i])
+            affinity[i] = min(total / top, 1.0)
         return affinity
 
     def _query_relevance(self, request: RerankRequest, candidates: Sequence[Candidate], docs: np.ndarray) -> np.ndarray:
@@ -138,6 +160,16 @@ class LiteReranker:
         read = request.profile.subcategories if request.profile is not None else {}
         familiar = np.array([subcategory_key(c.item) in read for c in candidates], dtype=bool)
         return query_relevance(cosines, terms, self.embedder, categories, held, covers, full, familiar, headline)
+
+
+def _breadth(reads: np.ndarray, scale: CosineScale) -> float:
+    """In [0, 1]: how unrelated the (n >= 2, D) reads holding a term are to each other (1 - their mean closeness)."""
+    n = len(reads)
+    if n < 2:
+        return 0.0
+    cosines = reads @ reads.T
+    mean = (float(cosines.sum()) - float(np.trace(cosines))) / (n * (n - 1))
+    return 1.0 - float(scale(mean))
 
 
 def near_scale(embedder: object | None) -> CosineScale:
