@@ -14,6 +14,7 @@ import logging
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,10 +23,11 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from newsrec import hnsw, index_health
+from newsrec import encoding, hnsw, index_health
 from newsrec.config import Settings
 from newsrec.data.corpus import Corpus
 from newsrec.embedders import Embedder
+from newsrec.encoding import EncodeEngine, Pending
 from newsrec.errors import InputError, ServiceUnavailableError
 from newsrec.types import NewsItem
 from newsrec.vector_cache import VectorCache
@@ -38,6 +40,9 @@ log = logging.getLogger(__name__)
 # embedding workers rarely wait for each other at the end of a batch (256 embeds ~10% slower).
 SYNC_BATCH = 1024
 ProgressCallback = Callable[[int, int], None]  # (items embedded so far, items to embed)
+# Fewer items to encode than this stay in this process even when NEWSREC_ENCODE_WORKERS asks for processes:
+# starting a worker (imports, model load) costs about as much as encoding a few hundred stories.
+PROCESS_MIN_ITEMS = 2_000
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,17 @@ def _server_errors(url: str, operation: str, collection: str = ""):
         ) from None
 
 
+@dataclass
+class _Batch:
+    """One upsert's worth of items: vectors from the cache, and the engine's work for the rest."""
+
+    items: list[NewsItem]
+    hashes: dict[str, str]  # content hash by item id (of the whole sync)
+    cached: dict[str, np.ndarray]  # by content hash
+    missing: list[NewsItem]  # not in the cache: the engine encodes them
+    encoding: Pending | None
+
+
 def _metadata(item: NewsItem, content_hash: str) -> dict[str, Any]:
     return {
         "category": item.category,
@@ -243,11 +259,14 @@ class NewsIndex:
         progress: bool = False,
         on_progress: ProgressCallback | None = None,
         batch_size: int = SYNC_BATCH,
+        engine: EncodeEngine | None = None,
     ) -> SyncStats:
         """Bring the collection in line with `corpus`: embed new and changed items, drop removed ones.
 
         `on_progress(done, total)` is called before the first batch and after each one (total is the
-        number of items to embed, possibly 0); `progress=True` also draws a rich progress bar.
+        number of items to embed, possibly 0); `progress=True` also draws a rich progress bar. `engine`
+        computes the vectors the vector cache lacks (newsrec/encoding.py); default: `settings.encode_workers`
+        worker processes for a large enough job, else this process.
         """
         start = time.perf_counter()
         with self._lock, index_health.write_lock(self.settings):
@@ -263,7 +282,9 @@ class NewsIndex:
             try:
                 for chunk in self._chunks(removed):
                     self.collection.delete(ids=chunk)
-                self._embed_and_upsert([corpus.news[i] for i in todo], current, progress, on_progress, batch_size)
+                self._embed_and_upsert(
+                    [corpus.news[i] for i in todo], current, progress, on_progress, batch_size, engine
+                )
             finally:
                 if todo or removed:
                     self._invalidate()
@@ -343,6 +364,7 @@ class NewsIndex:
         progress: bool,
         on_progress: ProgressCallback | None,
         batch_size: int,
+        engine: EncodeEngine | None = None,
     ) -> None:
         total = len(items)
         batch_size = max(1, min(int(batch_size), self._write_batch()))
@@ -350,39 +372,86 @@ class NewsIndex:
             on_progress(0, total)
         if not total:
             return
+        engine = engine or self._default_engine(total)
         bar = _ProgressBar(f"embedding {self.corpus_name} ({self.embedder.name})", total) if progress else None
-        # The upserts run on this thread between embedding batches: Chroma's Rust core holds the GIL while it
-        # writes, so a writer thread would only stall the embedding workers, not run beside them.
+        # The upserts run on this thread, one batch after another: Chroma's Rust core holds the GIL while it
+        # writes, so a writer thread would only stall in-process encoding. Worker engines get the next batch
+        # before the current one is written (`lookahead`), so they encode while this thread writes.
+        queue: deque[_Batch] = deque()
+        done = 0
         try:
+            engine.start(self.embedder)
             for begin in range(0, total, batch_size):
-                batch = items[begin : begin + batch_size]
-                vectors = self._vectors_for(batch, hashes)
-                # Vectors and content hashes land in the same upsert, so a stored hash always describes
-                # the stored vector: an interrupted sync leaves old-or-new items, never a mismatch.
-                self.collection.upsert(
-                    ids=[item.id for item in batch],
-                    embeddings=vectors,
-                    metadatas=[_metadata(item, hashes[item.id]) for item in batch],
-                )
-                done = begin + len(batch)
-                if bar is not None:
-                    bar.update(done)
-                if on_progress:
-                    on_progress(done, total)
+                queue.append(self._submit(items[begin : begin + batch_size], hashes, engine))
+                while len(queue) > engine.lookahead:
+                    done += self._store(queue.popleft())
+                    self._report(bar, on_progress, done, total)
+            while queue:
+                done += self._store(queue.popleft())
+                self._report(bar, on_progress, done, total)
+        except BaseException:
+            self._cache_finished(queue)  # vectors that came back are kept even when the batch cannot be stored
+            raise
         finally:
+            engine.close()
             if bar is not None:
                 bar.close()
 
-    def _vectors_for(self, batch: list[NewsItem], hashes: dict[str, str]) -> np.ndarray:
-        """(len(batch), D) vectors: from the vector cache where it has them, the rest encoded (and cached)."""
+    def _default_engine(self, total: int) -> EncodeEngine:
+        """`settings.encode_workers` processes when the embedder can be rebuilt in them and the job is large
+        enough to pay for starting them (~2 s each); else this process."""
+        workers = int(self.settings.encode_workers)
+        recipe = getattr(self.embedder, "recipe", None)
+        if workers and recipe is not None and total >= PROCESS_MIN_ITEMS:
+            return encoding.make_engine("local", workers, recipe)
+        return encoding.InProcess()
+
+    def _submit(self, batch: list[NewsItem], hashes: dict[str, str], engine: EncodeEngine) -> _Batch:
+        """The batch with its cached vectors, and the rest handed to the engine."""
         cached = self.vectors.get_many(hashes[item.id] for item in batch)
         missing = [item for item in batch if hashes[item.id] not in cached]
-        if missing:
-            encoded = self._checked(self.embedder.embed_documents(missing), missing)
-            fresh = {hashes[item.id]: vector for item, vector in zip(missing, encoded, strict=True)}
+        return _Batch(batch, hashes, cached, missing, engine.submit(missing) if missing else None)
+
+    def _store(self, pending: _Batch) -> int:
+        """Wait for the batch's vectors, cache them, upsert them with their hashes; returns the batch size."""
+        batch, hashes = pending.items, pending.hashes
+        vectors = self._vectors_for(pending)
+        # Vectors and content hashes land in the same upsert, so a stored hash always describes
+        # the stored vector: an interrupted sync leaves old-or-new items, never a mismatch.
+        self.collection.upsert(
+            ids=[item.id for item in batch],
+            embeddings=vectors,
+            metadatas=[_metadata(item, hashes[item.id]) for item in batch],
+        )
+        return len(batch)
+
+    def _vectors_for(self, pending: _Batch) -> np.ndarray:
+        """(len(batch), D) vectors: from the vector cache where it had them, the rest encoded (and cached)."""
+        cached = pending.cached
+        if pending.missing:
+            encoded = self._checked(pending.encoding.result(), pending.missing)
+            fresh = {pending.hashes[item.id]: vector for item, vector in zip(pending.missing, encoded, strict=True)}
             self.vectors.put_many(fresh)
             cached = {**cached, **fresh}
-        return np.stack([cached[hashes[item.id]] for item in batch]).astype(np.float32, copy=False)
+        return np.stack([cached[pending.hashes[item.id]] for item in pending.items]).astype(np.float32, copy=False)
+
+    def _cache_finished(self, queue: deque[_Batch]) -> None:
+        for pending in queue:
+            if pending.encoding is None:
+                continue
+            try:
+                for items, vectors in pending.encoding.finished():
+                    vectors = self._checked(vectors, items)
+                    self.vectors.put_many({pending.hashes[item.id]: v for item, v in zip(items, vectors, strict=True)})
+            except Exception as error:  # noqa: BLE001 - salvage is best effort; the original error is raised
+                log.warning("index %s: vectors of an unfinished batch not cached (%s)", self.name, error)
+
+    @staticmethod
+    def _report(bar: _ProgressBar | None, on_progress: ProgressCallback | None, done: int, total: int) -> None:
+        if bar is not None:
+            bar.update(done)
+        if on_progress:
+            on_progress(done, total)
 
     def _checked(self, vectors: Any, batch: Sequence[NewsItem]) -> np.ndarray:
         vectors = np.asarray(vectors, dtype=np.float32)

@@ -42,6 +42,11 @@ class HybridEmbedder:
         self.name = f"{dense.name}+signed-terms{n_features}"
         self.dim = dense.dim + n_features
 
+    def set_threads(self, threads: int) -> None:
+        set_threads = getattr(self.dense, "set_threads", None)
+        if callable(set_threads):
+            set_threads(threads)
+
     def embed_documents(self, items: Sequence[NewsItem]) -> np.ndarray:
         texts = [item.text for item in items]
         return self._combine(self.dense.embed_documents(items), texts)

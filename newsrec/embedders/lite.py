@@ -112,6 +112,13 @@ class LiteEmbedder:
         log.info("loaded %s from %s (%s, %d workers)", NAME, model_dir, dtype, self.workers)
         return model
 
+    def set_threads(self, threads: int) -> None:
+        """Encode with at most `threads` threads (a worker process's share of the cores, newsrec/encoding.py)."""
+        self.config.workers = max(1, int(threads))
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
     # --- Embedder protocol ---------------------------------------------------------------------------
 
     def embed_documents(self, items: Sequence[NewsItem]) -> np.ndarray:

@@ -104,6 +104,13 @@ class MultilingualEmbedder:
             return int(self.config.workers)
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
+    def set_threads(self, threads: int) -> None:
+        """Encode with at most `threads` threads (a worker process's share of the cores, newsrec/encoding.py)."""
+        self.config.workers = max(1, int(threads))
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
     # --- Embedder protocol ---------------------------------------------------------------------------
 
     def embed_documents(self, items: Sequence[NewsItem]) -> np.ndarray:
