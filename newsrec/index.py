@@ -166,6 +166,24 @@ class _Batch:
     encoding: Pending | None
 
 
+class _Lazy:
+    """An engine started on its first submit: a rebuild from the vector cache starts no worker."""
+
+    def __init__(self, engine: EncodeEngine, embedder: Embedder):
+        self.engine, self.embedder, self.started = engine, embedder, False
+        self.lookahead = engine.lookahead
+
+    def submit(self, items: list[NewsItem]) -> Pending:
+        if not self.started:
+            self.started = True
+            self.engine.start(self.embedder)
+        return self.engine.submit(items)
+
+    def close(self) -> None:
+        if self.started:
+            self.engine.close()
+
+
 def _metadata(item: NewsItem, content_hash: str) -> dict[str, Any]:
     return {
         "category": item.category,
@@ -379,8 +397,8 @@ class NewsIndex:
         # before the current one is written (`lookahead`), so they encode while this thread writes.
         queue: deque[_Batch] = deque()
         done = 0
+        engine = _Lazy(engine, self.embedder)  # workers start only when the cache lacks a vector
         try:
-            engine.start(self.embedder)
             for begin in range(0, total, batch_size):
                 queue.append(self._submit(items[begin : begin + batch_size], hashes, engine))
                 while len(queue) > engine.lookahead:
@@ -406,7 +424,7 @@ class NewsIndex:
             return encoding.make_engine("local", workers, recipe)
         return encoding.InProcess()
 
-    def _submit(self, batch: list[NewsItem], hashes: dict[str, str], engine: EncodeEngine) -> _Batch:
+    def _submit(self, batch: list[NewsItem], hashes: dict[str, str], engine: _Lazy) -> _Batch:
         """The batch with its cached vectors, and the rest handed to the engine."""
         cached = self.vectors.get_many(hashes[item.id] for item in batch)
         missing = [item for item in batch if hashes[item.id] not in cached]

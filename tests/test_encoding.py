@@ -265,3 +265,13 @@ def test_ray_engine_stores_the_vectors_of_the_local_engine(newsrec_home, tmp_pat
         ray.shutdown()
     assert stats.added == len(ids) and len(index.vectors) == len(ids)
     np.testing.assert_allclose(vectors_of(index, ids), vectors_of(here, ids), atol=1e-5)
+
+
+def test_a_rebuild_from_the_vector_cache_starts_no_worker(newsrec_home, tmp_path):
+    corpus = make_corpus()
+    index = NewsIndex(Settings.from_env(), corpus.name, HashingEmbedder())
+    index.sync(corpus)
+    index.clear(keep_vectors=True)
+    log = tmp_path / "models.log"
+    stats = index.sync(corpus, engine=encoding.ProcessPool(CountingFactory(log), workers=2))
+    assert stats.added == len(corpus.news) and not log.exists() and index.embedder.calls == len(corpus.news)
