@@ -416,12 +416,16 @@ class NewsIndex:
                 bar.close()
 
     def _default_engine(self, total: int) -> EncodeEngine:
-        """`settings.encode_workers` processes when the embedder can be rebuilt in them and the job is large
-        enough to pay for starting them (~2 s each); else this process."""
+        """`settings.encode_workers` processes when the embedder is a CPU model that can be rebuilt in them and
+        the job is large enough to pay for starting them (~2 s each); else this process."""
         workers = int(self.settings.encode_workers)
         recipe = getattr(self.embedder, "recipe", None)
-        if workers and recipe is not None and total >= PROCESS_MIN_ITEMS:
-            return encoding.make_engine("local", workers, recipe)
+        parallel = bool(getattr(self.embedder, "parallel_processes", False))  # a GPU model stays one copy
+        if workers and parallel and recipe is not None and total >= PROCESS_MIN_ITEMS:
+            try:
+                return encoding.make_engine("local", workers, recipe)
+            except InputError as error:  # a recipe that does not pickle: encode here, as before
+                log.info("index %s: encoding in this process (%s)", self.name, error)
         return encoding.InProcess()
 
     def _submit(self, batch: list[NewsItem], hashes: dict[str, str], engine: _Lazy) -> _Batch:

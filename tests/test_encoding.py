@@ -237,8 +237,20 @@ def test_large_syncs_use_the_configured_worker_processes(newsrec_home, monkeypat
     assert isinstance(index._default_engine(10), encoding.InProcess)
     assert isinstance(index._default_engine(5_000), encoding.InProcess)  # no recipe: cannot be rebuilt
     index.embedder.recipe = EmbedderRecipe("lite")
+    assert isinstance(index._default_engine(5_000), encoding.InProcess)  # not a CPU model that may be copied
+    index.embedder.parallel_processes = True
     engine = index._default_engine(5_000)
     assert isinstance(engine, encoding.ProcessPool) and engine.workers == 2
+    monkeypatch.setenv("NEWSREC_ENCODE_WORKERS", "0")
+    index.settings = Settings.from_env()
+    assert isinstance(index._default_engine(5_000), encoding.InProcess)
+
+
+def test_lite_embedders_may_run_in_worker_processes():
+    from newsrec.embedders import get_embedder
+
+    assert get_embedder("lite").parallel_processes and get_embedder("lite-minilm").parallel_processes
+    assert Settings().encode_workers == 2
 
 
 # --- Ray ---------------------------------------------------------------------------------------------------------

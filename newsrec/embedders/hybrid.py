@@ -41,6 +41,7 @@ class HybridEmbedder:
         self.n_features = n_features
         self.name = f"{dense.name}+signed-terms{n_features}"
         self.dim = dense.dim + n_features
+        self.parallel_processes = bool(getattr(dense, "parallel_processes", False))
 
     def set_threads(self, threads: int) -> None:
         set_threads = getattr(self.dense, "set_threads", None)

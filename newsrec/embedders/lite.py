@@ -65,6 +65,7 @@ class LiteEmbedder:
 
     name = NAME
     dim = DIM
+    parallel_processes = True  # a CPU model: worker processes may each hold a copy (newsrec/encoding.py)
 
     def __init__(self, model_dir: str | Path | None = None, config: LiteConfig | None = None):
         self.model_dir = Path(model_dir) if model_dir else None

@@ -69,6 +69,7 @@ class MultilingualEmbedder:
     related_scale = RELATED_SCALE
     same_story_cosine = SAME_STORY_COSINE
     term_translation = True  # its single-word vectors line up across languages (newsrec/matching/translation.py)
+    parallel_processes = True  # a CPU model: worker processes may each hold a copy (newsrec/encoding.py)
 
     def __init__(self, config: MultilingualConfig | None = None):
         self.config = config or MultilingualConfig()
