@@ -402,10 +402,12 @@ class NewsIndex:
             for begin in range(0, total, batch_size):
                 queue.append(self._submit(items[begin : begin + batch_size], hashes, engine))
                 while len(queue) > engine.lookahead:
-                    done += self._store(queue.popleft())
+                    done += self._store(queue[0])
+                    queue.popleft()  # only once stored: a batch that fails stays queued for _cache_finished
                     self._report(bar, on_progress, done, total)
             while queue:
-                done += self._store(queue.popleft())
+                done += self._store(queue[0])
+                queue.popleft()
                 self._report(bar, on_progress, done, total)
         except BaseException:
             self._cache_finished(queue)  # vectors that came back are kept even when the batch cannot be stored
