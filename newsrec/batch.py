@@ -30,6 +30,7 @@ from typing import Any
 from newsrec.cache import ScoreCache, score_key
 from newsrec.config import Settings
 from newsrec.errors import InputError, ServiceUnavailableError
+from newsrec.ray_cluster import ensure_ray
 from newsrec.types import Candidate, RerankRequest
 
 __all__ = ["BatchStats", "batch_rerank", "import_scores", "read_pairs"]
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["model", "key", "score", "user", "query", "news_id", "content_hash"]
 CHUNK_PAIRS = 4096
-LOCAL_OBJECT_STORE = 512 * 2**20  # a local Ray's shared memory for the pickled groups (Ray's default: 30% of RAM)
 
 
 @dataclass
@@ -250,22 +250,8 @@ def _run_local(groups, out_dir, settings, image_root, on_chunk, _ray_options) ->
 
 
 def _run_ray(groups, out_dir, settings, image_root, on_chunk, ray_options) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise InputError("--engine ray needs Ray Data: pip install 'ray[data]'") from None
-    address, workers, gpus = ray_options["address"], ray_options["workers"], ray_options["gpus"]
-    if not ray.is_initialized():
-        if address:  # a cluster: newsrec must be installed on its workers
-            ray.init(address=address, log_to_driver=False)
-        else:  # a local Ray on this machine; its workers import newsrec from this checkout
-            package_root = str(Path(__file__).resolve().parent.parent)
-            ray.init(
-                include_dashboard=False,
-                log_to_driver=False,
-                object_store_memory=LOCAL_OBJECT_STORE,
-                runtime_env={"env_vars": {"PYTHONPATH": package_root, **_passed_env()}},
-            )
+    ray = ensure_ray(ray_options["address"], "--engine ray needs Ray Data: pip install 'ray[data]'")
+    workers, gpus = ray_options["workers"], ray_options["gpus"]
     items = [{"chunk": chunk, "payload": pickle.dumps(group)} for chunk, members in groups.items() for group in members]
     expected = {chunk: sum(len(g.candidates) for g in members) for chunk, members in groups.items()}
     dataset = ray.data.from_items(items).map_batches(
@@ -288,12 +274,6 @@ def _run_ray(groups, out_dir, settings, image_root, on_chunk, ray_options) -> No
                     on_chunk(done, len(groups))
     if pending:
         raise RuntimeError(f"Ray returned incomplete chunks {sorted(pending)}")
-
-
-def _passed_env() -> dict[str, str]:
-    """Settings that reach workers through the environment (data dir, offline hub, token)."""
-    names = ("NEWSREC_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "NEWSREC_API_TOKEN", "HF_HOME")
-    return {name: os.environ[name] for name in names if name in os.environ}
 
 
 # --- output ------------------------------------------------------------------------------------------

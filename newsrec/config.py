@@ -32,6 +32,11 @@ DIVERSITY_RANGE = (0.0, 1.0)  # CLI --diversity and the slider alike: 0 = pure r
 HALF_LIFE_RANGE = (0.0, 30.0)  # days; 0 = off
 CATEGORY_CAP_RANGE = (0, 30)  # 0 = off
 CHROMA_PAGE_SIZE = 300  # Chroma Cloud's limit on results per query and records per write
+# NEWSREC_ENCODE_WORKERS default: in this process. On the 2-core machine, 2 worker processes encoded NeMig-en
+# as fast as one process with 2 threads, give or take the load (docs/performance.md "Encoding throughput"):
+# the lite model already releases the GIL, and each process costs its own interpreter and model load.
+ENCODE_WORKERS = 0
+MAX_ENCODE_WORKERS = 256
 MAX_HISTORY = 500  # reads kept per reader (the last ones): profiles cost O(n^2) in history length
 INGEST_MAX_FILE_BYTES = 2**30  # per source file read by ingest: /dev/zero or a runaway export stops here
 INGEST_MAX_LINE_CHARS = 16 * 2**20  # per line of a source file (as the csv field limit); longer: reported, skipped
@@ -126,6 +131,18 @@ def _count(env, name: str) -> int:
     return int(text)
 
 
+def _encode_workers(text: str) -> int:
+    text = text.strip()
+    if not text:
+        return ENCODE_WORKERS
+    if not text.isdigit() or int(text) > MAX_ENCODE_WORKERS:
+        raise InputError(
+            f"NEWSREC_ENCODE_WORKERS must be a whole number from 0 (encode in this process) to "
+            f"{MAX_ENCODE_WORKERS}, not {text!r}"
+        )
+    return int(text)
+
+
 def _seconds(text: str, default: float) -> float:
     try:
         value = float(text) if text.strip() else default
@@ -186,6 +203,10 @@ class Settings:
     hnsw_m: int = 0
     hnsw_ef_construction: int = 0
     hnsw_ef_search: int = 0
+    # Worker processes that encode a sync's stories (newsrec/encoding.py); 0 = encode in this process with the
+    # embedder's own threads. Used for CPU embedders that declare `parallel_processes` (the lite ones) and syncs
+    # of 2,000 stories or more; smaller syncs and GPU models stay in this process (`--workers` overrides).
+    encode_workers: int = ENCODE_WORKERS
     # --- a read-only NEWSREC_HOME (newsrec/read_only.py): browse only, the store's private copy lives here ---
     read_only: bool = False
     scratch: Path | None = None  # a writable folder for the vector store copy and the score cache; None = home
@@ -210,6 +231,7 @@ class Settings:
             hnsw_m=_count(env, "NEWSREC_HNSW_M"),
             hnsw_ef_construction=_count(env, "NEWSREC_HNSW_EF_CONSTRUCTION"),
             hnsw_ef_search=_count(env, "NEWSREC_HNSW_EF_SEARCH"),
+            encode_workers=_encode_workers(env.get("NEWSREC_ENCODE_WORKERS", "")),
         )
         return replace(settings, **{key: value for key, value in overrides.items() if value is not None})
 

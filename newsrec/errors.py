@@ -20,3 +20,7 @@ class ModelUnavailableError(NewsrecError, RuntimeError):
 
 class ServiceUnavailableError(NewsrecError, RuntimeError):
     """A server newsrec talks to (Chroma, a reranker server) is down, refuses us, or lost our data."""
+
+
+class EncodingError(NewsrecError, RuntimeError):
+    """An encoding worker (a process or a Ray actor) died or could not load its model; what was stored stays."""

@@ -15,6 +15,7 @@ import logging
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,10 +24,11 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from newsrec import hnsw, index_health
+from newsrec import encoding, hnsw, index_health
 from newsrec.config import Settings
 from newsrec.data.corpus import Corpus
 from newsrec.embedders import Embedder
+from newsrec.encoding import EncodeEngine, Pending
 from newsrec.errors import InputError, ServiceUnavailableError
 from newsrec.types import NewsItem
 from newsrec.vector_cache import VectorCache
@@ -39,6 +41,9 @@ log = logging.getLogger(__name__)
 # embedding workers rarely wait for each other at the end of a batch (256 embeds ~10% slower).
 SYNC_BATCH = 1024
 ProgressCallback = Callable[[int, int], None]  # (items embedded so far, items to embed)
+# Fewer items to encode than this stay in this process even when NEWSREC_ENCODE_WORKERS asks for processes:
+# starting a worker (imports, model load) costs about as much as encoding a few hundred stories.
+PROCESS_MIN_ITEMS = 2_000
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,35 @@ def _server_errors(url: str, operation: str, collection: str = ""):
         ) from None
 
 
+@dataclass
+class _Batch:
+    """One upsert's worth of items: vectors from the cache, and the engine's work for the rest."""
+
+    items: list[NewsItem]
+    hashes: dict[str, str]  # content hash by item id (of the whole sync)
+    cached: dict[str, np.ndarray]  # by content hash
+    missing: list[NewsItem]  # not in the cache: the engine encodes them
+    encoding: Pending | None
+
+
+class _Lazy:
+    """An engine started on its first submit: a rebuild from the vector cache starts no worker."""
+
+    def __init__(self, engine: EncodeEngine, embedder: Embedder):
+        self.engine, self.embedder, self.started = engine, embedder, False
+        self.lookahead = engine.lookahead
+
+    def submit(self, items: list[NewsItem]) -> Pending:
+        if not self.started:
+            self.started = True
+            self.engine.start(self.embedder)
+        return self.engine.submit(items)
+
+    def close(self) -> None:
+        if self.started:
+            self.engine.close()
+
+
 def _metadata(item: NewsItem, content_hash: str) -> dict[str, Any]:
     return {
         "category": item.category,
@@ -247,18 +281,21 @@ class NewsIndex:
         progress: bool = False,
         on_progress: ProgressCallback | None = None,
         batch_size: int = SYNC_BATCH,
+        engine: EncodeEngine | None = None,
     ) -> SyncStats:
         """Bring the collection in line with `corpus`: embed new and changed items, drop removed ones.
 
         `on_progress(done, total)` is called before the first batch and after each one (total is the
-        number of items to embed, possibly 0); `progress=True` also draws a rich progress bar.
+        number of items to embed, possibly 0); `progress=True` also draws a rich progress bar. `engine`
+        computes the vectors the vector cache lacks (newsrec/encoding.py); default: `settings.encode_workers`
+        worker processes for a large enough job, else this process.
         """
         start = time.perf_counter()
         with self._lock, index_health.write_lock(self.settings):
             corpus = _committed(corpus)  # the diff comes from the corpus as committed now, never a stale snapshot
             wanted = hnsw.hnsw_for(len(corpus.news), self.settings)
             if self._needs_new_graph(wanted):
-                return self._rebuild_locked(corpus, wanted, progress, on_progress, batch_size, start)
+                return self._rebuild_locked(corpus, wanted, start, progress, on_progress, batch_size, engine)
             stored = self._stored_hashes()
             current = {news_id: item.content_hash() for news_id, item in corpus.news.items()}
             todo = [news_id for news_id, digest in current.items() if stored.get(news_id) != digest]
@@ -269,7 +306,9 @@ class NewsIndex:
             try:
                 for chunk in self._chunks(removed):
                     self.collection.delete(ids=chunk)
-                self._embed_and_upsert([corpus.news[i] for i in todo], current, progress, on_progress, batch_size)
+                self._embed_and_upsert(
+                    [corpus.news[i] for i in todo], current, progress, on_progress, batch_size, engine
+                )
             finally:
                 if todo or removed:
                     self._invalidate()
@@ -291,6 +330,7 @@ class NewsIndex:
         progress: bool = False,
         on_progress: ProgressCallback | None = None,
         batch_size: int = SYNC_BATCH,
+        engine: EncodeEngine | None = None,
     ) -> SyncStats:
         """`index --rebuild`: a new HNSW graph for every story of the committed corpus, built beside the live
         collection and switched in at the end, so readers in other processes keep searching the old graph all
@@ -300,7 +340,9 @@ class NewsIndex:
         with self._lock, index_health.write_lock(self.settings):
             corpus = _committed(corpus)
             wanted = hnsw.hnsw_for(len(corpus.news), self.settings)
-            return self._rebuild_locked(corpus, wanted, progress, on_progress, batch_size, start, re_encode)
+            return self._rebuild_locked(
+                corpus, wanted, start, progress, on_progress, batch_size, engine, re_encode=re_encode
+            )
 
     def _needs_new_graph(self, wanted: hnsw.HnswSettings) -> bool:
         """Give the collection the HNSW settings for the corpus's size (newsrec/hnsw.py): a new ef_search changes in
@@ -327,10 +369,11 @@ class NewsIndex:
         self,
         corpus: Corpus,
         graph: hnsw.HnswSettings,
+        start: float,
         progress: bool,
         on_progress: ProgressCallback | None,
         batch_size: int,
-        start: float,
+        engine: EncodeEngine | None,
         re_encode: bool = False,
     ) -> SyncStats:
         """Fill a staging collection with `graph` from the committed `corpus`, then swap it in for the live one
@@ -352,7 +395,7 @@ class NewsIndex:
         hashes = {news_id: item.content_hash() for news_id, item in corpus.news.items()}
         items = sorted(corpus.news.values(), key=lambda item: len(item.text))
         try:
-            self._embed_and_upsert(items, hashes, progress, on_progress, batch_size)
+            self._embed_and_upsert(items, hashes, progress, on_progress, batch_size, engine)
             with contextlib.suppress(Exception):  # gone already (deleted by hand, or a damaged store moved aside)
                 self.client.delete_collection(self.name)
             self.collection.modify(name=self.name, metadata=self._metadata())  # (no longer marked staging)
@@ -415,6 +458,7 @@ class NewsIndex:
         progress: bool,
         on_progress: ProgressCallback | None,
         batch_size: int,
+        engine: EncodeEngine | None = None,
     ) -> None:
         total = len(items)
         batch_size = max(1, min(int(batch_size), self._write_batch()))
@@ -422,39 +466,92 @@ class NewsIndex:
             on_progress(0, total)
         if not total:
             return
+        engine = engine or self._default_engine(total)
         bar = _ProgressBar(f"embedding {self.corpus_name} ({self.embedder.name})", total) if progress else None
-        # The upserts run on this thread between embedding batches: Chroma's Rust core holds the GIL while it
-        # writes, so a writer thread would only stall the embedding workers, not run beside them.
+        # The upserts run on this thread, one batch after another: Chroma's Rust core holds the GIL while it
+        # writes, so a writer thread would only stall in-process encoding. Worker engines get the next batch
+        # before the current one is written (`lookahead`), so they encode while this thread writes.
+        queue: deque[_Batch] = deque()
+        done = 0
+        engine = _Lazy(engine, self.embedder)  # workers start only when the cache lacks a vector
         try:
             for begin in range(0, total, batch_size):
-                batch = items[begin : begin + batch_size]
-                vectors = self._vectors_for(batch, hashes)
-                # Vectors and content hashes land in the same upsert, so a stored hash always describes
-                # the stored vector: an interrupted sync leaves old-or-new items, never a mismatch.
-                self.collection.upsert(
-                    ids=[item.id for item in batch],
-                    embeddings=vectors,
-                    metadatas=[_metadata(item, hashes[item.id]) for item in batch],
-                )
-                done = begin + len(batch)
-                if bar is not None:
-                    bar.update(done)
-                if on_progress:
-                    on_progress(done, total)
+                queue.append(self._submit(items[begin : begin + batch_size], hashes, engine))
+                while len(queue) > engine.lookahead:
+                    done += self._store(queue[0])
+                    queue.popleft()  # only once stored: a batch that fails stays queued for _cache_finished
+                    self._report(bar, on_progress, done, total)
+            while queue:
+                done += self._store(queue[0])
+                queue.popleft()
+                self._report(bar, on_progress, done, total)
+        except BaseException:
+            self._cache_finished(queue)  # vectors that came back are kept even when the batch cannot be stored
+            raise
         finally:
+            engine.close()
             if bar is not None:
                 bar.close()
 
-    def _vectors_for(self, batch: list[NewsItem], hashes: dict[str, str]) -> np.ndarray:
-        """(len(batch), D) vectors: from the vector cache where it has them, the rest encoded (and cached)."""
+    def _default_engine(self, total: int) -> EncodeEngine:
+        """`settings.encode_workers` processes when the embedder is a CPU model that can be rebuilt in them and
+        the job is large enough to pay for starting them (~2 s each); else this process."""
+        workers = int(self.settings.encode_workers)
+        recipe = getattr(self.embedder, "recipe", None)
+        parallel = bool(getattr(self.embedder, "parallel_processes", False))  # a GPU model stays one copy
+        if workers and parallel and recipe is not None and total >= PROCESS_MIN_ITEMS:
+            try:
+                return encoding.make_engine("local", workers, recipe)
+            except InputError as error:  # a recipe that does not pickle: encode here, as before
+                log.info("index %s: encoding in this process (%s)", self.name, error)
+        return encoding.InProcess()
+
+    def _submit(self, batch: list[NewsItem], hashes: dict[str, str], engine: _Lazy) -> _Batch:
+        """The batch with its cached vectors, and the rest handed to the engine."""
         cached = self.vectors.get_many(hashes[item.id] for item in batch)
         missing = [item for item in batch if hashes[item.id] not in cached]
-        if missing:
-            encoded = self._checked(self.embedder.embed_documents(missing), missing)
-            fresh = {hashes[item.id]: vector for item, vector in zip(missing, encoded, strict=True)}
+        return _Batch(batch, hashes, cached, missing, engine.submit(missing) if missing else None)
+
+    def _store(self, pending: _Batch) -> int:
+        """Wait for the batch's vectors, cache them, upsert them with their hashes; returns the batch size."""
+        batch, hashes = pending.items, pending.hashes
+        vectors = self._vectors_for(pending)
+        # Vectors and content hashes land in the same upsert, so a stored hash always describes
+        # the stored vector: an interrupted sync leaves old-or-new items, never a mismatch.
+        self.collection.upsert(
+            ids=[item.id for item in batch],
+            embeddings=vectors,
+            metadatas=[_metadata(item, hashes[item.id]) for item in batch],
+        )
+        return len(batch)
+
+    def _vectors_for(self, pending: _Batch) -> np.ndarray:
+        """(len(batch), D) vectors: from the vector cache where it had them, the rest encoded (and cached)."""
+        cached = pending.cached
+        if pending.missing:
+            encoded = self._checked(pending.encoding.result(), pending.missing)
+            fresh = {pending.hashes[item.id]: vector for item, vector in zip(pending.missing, encoded, strict=True)}
             self.vectors.put_many(fresh)
             cached = {**cached, **fresh}
-        return np.stack([cached[hashes[item.id]] for item in batch]).astype(np.float32, copy=False)
+        return np.stack([cached[pending.hashes[item.id]] for item in pending.items]).astype(np.float32, copy=False)
+
+    def _cache_finished(self, queue: deque[_Batch]) -> None:
+        for pending in queue:
+            if pending.encoding is None:
+                continue
+            try:
+                for items, vectors in pending.encoding.finished():
+                    vectors = self._checked(vectors, items)
+                    self.vectors.put_many({pending.hashes[item.id]: v for item, v in zip(items, vectors, strict=True)})
+            except Exception as error:  # noqa: BLE001 - salvage is best effort; the original error is raised
+                log.warning("index %s: vectors of an unfinished batch not cached (%s)", self.name, error)
+
+    @staticmethod
+    def _report(bar: _ProgressBar | None, on_progress: ProgressCallback | None, done: int, total: int) -> None:
+        if bar is not None:
+            bar.update(done)
+        if on_progress:
+            on_progress(done, total)
 
     def _checked(self, vectors: Any, batch: Sequence[NewsItem]) -> np.ndarray:
         vectors = np.asarray(vectors, dtype=np.float32)

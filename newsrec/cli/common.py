@@ -67,6 +67,40 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_encode_flags(parser: argparse.ArgumentParser) -> None:
+    """Where the index encodes the stories it lacks vectors for (newsrec/encoding.py)."""
+    parser.add_argument(
+        "--workers",
+        type=in_range(int, 0, 256),
+        default=None,
+        help="encoding worker processes (0 = in this process; default: NEWSREC_ENCODE_WORKERS), or Ray actors",
+    )
+    parser.add_argument(
+        "--engine", choices=["local", "ray"], default="local", help="encode on this machine or on a Ray cluster"
+    )
+    parser.add_argument(
+        "--ray-address", type=utf8_text, default=None, help="Ray cluster address (default: a local Ray)"
+    )
+
+
+def check_encode_flags(args: argparse.Namespace) -> None:
+    if getattr(args, "ray_address", None) and getattr(args, "engine", "local") != "ray":
+        raise InputError("--ray-address needs --engine ray")
+
+
+def encode_engine(args: argparse.Namespace, settings: Settings, embedder) -> object | None:
+    """The engine the encode flags ask for; None = the index's default (NEWSREC_ENCODE_WORKERS)."""
+    from newsrec.encoding import make_engine, usable_cores
+
+    check_encode_flags(args)
+    engine, workers = getattr(args, "engine", "local"), getattr(args, "workers", None)
+    if engine == "local" and workers is None:
+        return None
+    if engine == "ray" and not workers:
+        workers = settings.encode_workers or usable_cores()
+    return make_engine(engine, int(workers), getattr(embedder, "recipe", None), getattr(args, "ray_address", None))
+
+
 def add_rules_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rules",

@@ -7,7 +7,14 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
-from newsrec.cli.common import add_model_flags, corpus_name, print_json, settings_from_args
+from newsrec.cli.common import (
+    add_encode_flags,
+    add_model_flags,
+    corpus_name,
+    encode_engine,
+    print_json,
+    settings_from_args,
+)
 from newsrec.data.corpus import load_corpus
 
 
@@ -25,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     index.add_argument(
         "--re-encode", action="store_true", help="with --rebuild: also forget stored vectors and encode every story"
     )
+    add_encode_flags(index)
     index.set_defaults(func=build_index)
 
 
@@ -54,11 +62,12 @@ def build_index(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     corpus = load_corpus(settings)
     embedder = get_embedder(settings.resolved_embedder, **model_options(settings, settings.embedder_model, corpus))
+    engine = encode_engine(args, settings, embedder)  # checked before anything is dropped
     index = NewsIndex(settings, corpus.name, embedder)
     if args.rebuild:
-        stats = index.rebuild(corpus, re_encode=args.re_encode, progress=True)
+        stats = index.rebuild(corpus, re_encode=args.re_encode, progress=True, engine=engine)
     else:
-        stats = index.sync(corpus, progress=True)
+        stats = index.sync(corpus, progress=True, engine=engine)
     Console().print(f"index {corpus.name!r} with {embedder.name}: {stats}")
     if settings.resolved_reranker != "lite":  # the Qwen3-VL reranker's photo features (rerankers/qwen3_vl.py)
         from newsrec.rerankers import get_reranker

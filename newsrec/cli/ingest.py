@@ -9,7 +9,15 @@ import logging
 from rich.console import Console
 from rich.table import Table
 
-from newsrec.cli.common import corpus_name, in_range, print_json, utf8_text
+from newsrec.cli.common import (
+    add_encode_flags,
+    check_encode_flags,
+    corpus_name,
+    encode_engine,
+    in_range,
+    print_json,
+    utf8_text,
+)
 from newsrec.config import Settings
 from newsrec.data.ingest import FORMATS, IngestReport, ingest
 from newsrec.errors import InputError
@@ -54,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="do not fit the learned ranker on the corpus's impression log (default: fit it; lite reranker, 50+ users)",
     )
     parser.add_argument("--embedder", help="embedder for the index (default: auto)")
+    add_encode_flags(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run_ingest)
 
@@ -69,6 +78,7 @@ def parse_mapping(pairs: list[str]) -> dict[str, str]:
 
 
 def run_ingest(args: argparse.Namespace) -> int:
+    check_encode_flags(args)
     settings = Settings.from_env(
         embedder=args.embedder,
         max_images=args.max_images,
@@ -83,7 +93,7 @@ def run_ingest(args: argparse.Namespace) -> int:
         mapping=parse_mapping(args.map),
         lock_timeout=args.lock_timeout,
     )
-    index = None if args.no_index else update_index(settings, report.corpus, quiet=args.json)
+    index = None if args.no_index else update_index(settings, report.corpus, quiet=args.json, args=args)
     model = None
     if not (args.no_index or args.no_train) and report.impressions:
         from newsrec.cli.train import train_after_ingest
@@ -99,7 +109,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def update_index(settings: Settings, name: str, quiet: bool = False) -> object:
+def update_index(settings: Settings, name: str, quiet: bool = False, args: argparse.Namespace | None = None) -> object:
     """Embed only the changed items (the index compares content hashes); returns its SyncStats, or a note
     when this build has no index module."""
     try:
@@ -116,7 +126,9 @@ def update_index(settings: Settings, name: str, quiet: bool = False) -> object:
     if settings.embedder_model:
         options["model"] = settings.embedder_model
     embedder = get_embedder(settings.resolved_embedder, **options)
-    return NewsIndex(settings, name, embedder).sync(corpus, progress=not quiet)  # SyncStats
+    engine = encode_engine(args, settings, embedder) if args is not None else None
+    extra = {"engine": engine} if engine is not None else {}  # none: the index's default (NEWSREC_ENCODE_WORKERS)
+    return NewsIndex(settings, name, embedder).sync(corpus, progress=not quiet, **extra)  # SyncStats
 
 
 def print_report(report: IngestReport, index: object) -> None:

@@ -6,15 +6,17 @@ multilingual USE model on CPU, Qwen3-VL-Embedding on GPU. `get_embedder(name)` b
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from newsrec.errors import InputError
 from newsrec.types import NewsItem
 
-__all__ = ["Embedder", "register_embedder", "get_embedder", "EMBEDDERS"]
+__all__ = ["Embedder", "EmbedderRecipe", "register_embedder", "get_embedder", "EMBEDDERS"]
 
 
 @runtime_checkable
@@ -43,6 +45,18 @@ def register_embedder(name: str) -> Callable[[EmbedderFactory], EmbedderFactory]
     return decorator
 
 
+@dataclass(frozen=True)
+class EmbedderRecipe:
+    """How to build an embedder again in another process (newsrec/encoding.py): its registry name and the
+    factory's options, all picklable. `get_embedder` leaves one on what it builds, as `embedder.recipe`."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self) -> Embedder:
+        return get_embedder(self.name, **self.options)
+
+
 def get_embedder(name: str, **options) -> Embedder:
     """Build the embedder registered under `name`.
 
@@ -52,7 +66,11 @@ def get_embedder(name: str, **options) -> Embedder:
     _load_builtin()
     if name not in EMBEDDERS:
         raise InputError(f"unknown embedder {name!r}; choose one of: {', '.join(sorted(EMBEDDERS))}")
-    return EMBEDDERS[name](**options)
+    embedder = EMBEDDERS[name](**options)
+    # So worker processes can build it too; a class with __slots__ refuses, and encodes in the calling process.
+    with contextlib.suppress(AttributeError):
+        embedder.recipe = EmbedderRecipe(name, dict(options))
+    return embedder
 
 
 def _load_builtin() -> None:

@@ -41,6 +41,12 @@ class HybridEmbedder:
         self.n_features = n_features
         self.name = f"{dense.name}+signed-terms{n_features}"
         self.dim = dense.dim + n_features
+        self.parallel_processes = bool(getattr(dense, "parallel_processes", False))
+
+    def set_threads(self, threads: int) -> None:
+        set_threads = getattr(self.dense, "set_threads", None)
+        if callable(set_threads):
+            set_threads(threads)
 
     def embed_documents(self, items: Sequence[NewsItem]) -> np.ndarray:
         texts = [item.text for item in items]

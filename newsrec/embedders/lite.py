@@ -65,6 +65,7 @@ class LiteEmbedder:
 
     name = NAME
     dim = DIM
+    parallel_processes = True  # a CPU model: worker processes may each hold a copy (newsrec/encoding.py)
 
     def __init__(self, model_dir: str | Path | None = None, config: LiteConfig | None = None):
         self.model_dir = Path(model_dir) if model_dir else None
@@ -111,6 +112,13 @@ class LiteEmbedder:
             raise InputError(f"{model_dir} gives {dimension()}-d vectors; the lite embedder needs {DIM}")
         log.info("loaded %s from %s (%s, %d workers)", NAME, model_dir, dtype, self.workers)
         return model
+
+    def set_threads(self, threads: int) -> None:
+        """Encode with at most `threads` threads (a worker process's share of the cores, newsrec/encoding.py)."""
+        self.config.workers = max(1, int(threads))
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     # --- Embedder protocol ---------------------------------------------------------------------------
 

@@ -69,6 +69,7 @@ class MultilingualEmbedder:
     related_scale = RELATED_SCALE
     same_story_cosine = SAME_STORY_COSINE
     term_translation = True  # its single-word vectors line up across languages (newsrec/matching/translation.py)
+    parallel_processes = True  # a CPU model: worker processes may each hold a copy (newsrec/encoding.py)
 
     def __init__(self, config: MultilingualConfig | None = None):
         self.config = config or MultilingualConfig()
@@ -103,6 +104,13 @@ class MultilingualEmbedder:
         if self.config.workers:
             return int(self.config.workers)
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+    def set_threads(self, threads: int) -> None:
+        """Encode with at most `threads` threads (a worker process's share of the cores, newsrec/encoding.py)."""
+        self.config.workers = max(1, int(threads))
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     # --- Embedder protocol ---------------------------------------------------------------------------
 
