@@ -80,6 +80,7 @@ def recommender(newsrec_home):
     save_corpus(corpus)
     embedder = HashingEmbedder()
     rec = Recommender.from_settings(settings, embedder=embedder, reranker=LiteReranker(embedder))
+    rec.reranker.lexical = rec.lexical  # as `get_reranker` wires it: the corpus's lexical index (IDF weights)
     rec.corpus.news = CountingNews(rec.corpus.news)
     rec.lexical.ids = CountingIds(rec.lexical.ids)
     rec.profile("fan"), rec.profile("new")  # profiles are per reader, built once; not what is measured here
