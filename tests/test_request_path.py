@@ -159,3 +159,25 @@ def test_reranker_reads_positions_from_the_index_not_a_per_request_dict(recommen
     scored = lexical.score("harvest")
     row = lexical.rows["n003"]
     assert scored.coverage[row] > 0 and np.count_nonzero(scored.coverage) == STORIES // len(TOPICS)
+
+
+def test_searches_do_not_count_the_collection_per_request(recommender, monkeypatch):
+    counted = []
+    collection = recommender.index.collection
+    original = collection.count
+
+    def count():
+        counted.append(1)
+        return original()
+
+    monkeypatch.setattr(collection, "count", count)
+    recommender.recommend("fan")  # the first search after a write may ask Chroma once
+    counted.clear()
+    for query in (None, "harvest", "storm flood", None):
+        assert recommender.recommend("fan", query=query).reranked
+    assert counted == []  # Chroma's count() reads every record: 10 ms at 100,000 stories, per search before
+    recommender.index.sync(recommender.corpus)  # a write (here: nothing changed) keeps the count right
+    item = NewsItem(id="n999", title="storm flood warning", category="storm", language="en", published_at=NOW)
+    recommender.corpus.news["n999"] = item
+    recommender.index.sync(recommender.corpus)
+    assert len(recommender.index) == STORIES + 1 and recommender.index._stored_count() == STORIES + 1
