@@ -211,6 +211,7 @@ class NewsIndex:
         self._ids: list[str] | None = None  # row order of _matrix
         self._rows: dict[str, int] = {}
         self._matrix: np.ndarray | None = None  # (N, D) float32, loaded lazily
+        self._count: int | None = None  # records in the collection, asked once per write (Chroma counts all rows)
         # Every vector embedded here is kept apart from Chroma too, so a rebuild never encodes again.
         self.vectors = VectorCache.for_embedder(settings.scratch or settings.home, embedder.name, embedder.dim)
         with index_health.write_lock(settings):  # client creation and collection creation: one process at a time
@@ -588,7 +589,7 @@ class NewsIndex:
         if n > self.page_size:
             log.warning("asked for %d nearest items; Chroma answers at most %d (chroma_page_size)", n, self.page_size)
             n = self.page_size
-        count = self.collection.count()
+        count = self._stored_count()
         if not count:
             return []
         from chromadb.errors import InvalidArgumentError
@@ -629,7 +630,16 @@ class NewsIndex:
 
     def _invalidate(self) -> None:
         with self._lock:
-            self._ids, self._rows, self._matrix = None, {}, None
+            self._ids, self._rows, self._matrix, self._count = None, {}, None, None
+
+    def _stored_count(self) -> int:
+        """The collection's size, kept between writes: Chroma's count() reads every record (10 ms at 100,000 stories,
+        more than the search itself), and every search needs it. Each write here invalidates it (`_invalidate`),
+        another process's write reopens the index (`reopen`), which invalidates it too."""
+        with self._lock:
+            if self._count is None:
+                self._count = int(self.collection.count())
+            return self._count
 
     def embeddings(self, ids: Sequence[str]) -> np.ndarray:
         """(len(ids), D) float32 stored vectors, from memory; every id must be in the index (see `has`)."""

@@ -15,7 +15,8 @@ import re
 import threading
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -253,6 +254,26 @@ class LexicalIndex:
         self._heads = heads or {}  # term -> indices of the items whose title or desk labels hold it
         self.translator = None  # a matching.translation.TermTranslator, set by `enable_translation`
         self._synonyms = _synonym_index()
+        # news id -> its position in `ids` and in every `LexicalMatch` array: built here, never per request
+        self.rows: dict[str, int] = {news_id: i for i, news_id in enumerate(ids)}
+        self._scope = threading.local()  # per-thread memo of `score` while a request scope is open
+
+    @contextmanager
+    def request_scope(self) -> Iterator[None]:
+        """Within this block (one request, one thread) `score` of the same text is computed once.
+
+        A query request scores the whole corpus for retrieval, again in the lite reranker and again in a
+        learned stage's query part: each pass is O(corpus), so they share one. Outside a scope nothing is
+        kept, so a later change (a translator learning pairs) is never answered from a stale result.
+        """
+        outer = getattr(self._scope, "memo", None)
+        if outer is None:
+            self._scope.memo = {}
+        try:
+            yield
+        finally:
+            if outer is None:
+                self._scope.memo = None
 
     @classmethod
     def build(
@@ -474,6 +495,15 @@ class LexicalIndex:
         little, and only an item with the query's rare, specific concepts (harvest, 收购价) scores near 1.
         Pure numbers never match on their own: a year or a count alone is not a topic.
         """
+        memo = getattr(self._scope, "memo", None)
+        if memo is not None and text in memo:
+            return memo[text]
+        scored = self._score(text)
+        if memo is not None:
+            memo[text] = scored
+        return scored
+
+    def _score(self, text: str) -> LexicalMatch:
         n = len(self.ids)
         empty = LexicalMatch(np.zeros(n), np.zeros(n))
         concepts = self.concepts(text)

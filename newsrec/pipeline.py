@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 
 import numpy as np
 
@@ -101,6 +102,7 @@ class Recommender:
         self.idf = idf_table(list(corpus.news.values()))
         self.now = corpus.latest  # the corpus's own "now", so an old corpus still has fresh items
         self._profiles: dict[str, UserProfile] = {}
+        self._newest: tuple[Corpus, list[str]] | None = None  # the corpus's ids, newest first (cold start)
         # second stage: the corpus's learned model, else the reranker (+ a CTR prior when it has impressions)
         self.stage: SecondStage = build_stage(
             settings.home, corpus, reranker, embedder, settings.prior_weight, self.lexical
@@ -184,8 +186,37 @@ class Recommender:
         n_candidates = max(_positive(self.settings.candidates if candidates is None else candidates, "candidates"), k)
         profile = profile or self.profile(user_id)
         filters = filters or Filters()
-        timings: dict[str, float] = {}
 
+        with self.lexical.request_scope():  # the corpus is scored against the query once, not once per stage
+            return self._recommend(
+                user_id,
+                query,
+                k,
+                n_candidates,
+                filters,
+                profile,
+                instruction,
+                mmr_lambda,
+                half_life_days,
+                category_cap,
+                started,
+            )
+
+    def _recommend(
+        self,
+        user_id: str,
+        query: str,
+        k: int,
+        n_candidates: int,
+        filters: Filters,
+        profile: UserProfile,
+        instruction: str | None,
+        mmr_lambda: float | None,
+        half_life_days: float | None,
+        category_cap: int | None,
+        started: float,
+    ) -> RecommendResult:
+        timings: dict[str, float] = {}
         tick = time.perf_counter()
         query_vector = self.embedder.embed_queries([query])[0] if query else None
         pool, query_matched = self._retrieve(query, query_vector, profile, n_candidates, filters)
@@ -302,12 +333,13 @@ class Recommender:
         excluded = set() if query else set(profile.disliked_ids) | profile.read_ids
         fetch = n + len(excluded) + len(profile.disliked_ids)
 
+        def accepted(news_id: str) -> bool:
+            return (
+                news_id not in excluded and news_id in self.corpus.news and filters.accepts(self.corpus.news[news_id])
+            )
+
         def usable(hits: list[tuple[str, float]]) -> list[tuple[str, float]]:
-            return [
-                (i, s)
-                for i, s in hits
-                if i not in excluded and i in self.corpus.news and filters.accepts(self.corpus.news[i])
-            ]
+            return [(i, s) for i, s in hits if accepted(i)]
 
         matched = True
         sources: dict[str, str] = {}  # For-you: which recall source found each item
@@ -326,7 +358,10 @@ class Recommender:
                     bool(full[i]),
                     bool(headline[i]),
                 )
-                for news_id, i in usable([(self.lexical.ids[i], i) for i in hits])[:fetch]
+                # the first `fetch` usable hits, taken lazily: a common word's hits are a share of the whole corpus
+                for news_id, i in islice(
+                    ((self.lexical.ids[i], i) for i in hits if accepted(self.lexical.ids[i])), fetch
+                )
             }
             ranked, matched = self._fuse(query_vector, dense, lexical, n, profile)
         elif profile.interests:  # interest neighbours plus trending items (recall.py), by one fused score
@@ -345,9 +380,8 @@ class Recommender:
             fused = self.recall.score(ids, np.array([best[i] for i in ids]))
             ranked = sorted(zip(ids, fused.tolist(), strict=True), key=lambda kv: -kv[1])[:n]
         else:  # no query and no history: the trending stories (with a log), then the newest
-            items = [item for item in self.corpus.news.values() if item.id not in excluded and filters.accepts(item)]
-            items.sort(key=lambda item: format_time(item.published_at) or "", reverse=True)
-            ranked = self.recall.cold_start([item.id for item in items[:n]], n, lambda i: bool(usable([(i, 0)])))
+            newest = list(islice((news_id for news_id in self._newest_ids() if accepted(news_id)), n))
+            ranked = self.recall.cold_start(newest, n, accepted)
             popular = set(self.recall.trending(n, lambda i: bool(usable([(i, 0)])), share=1.0))
             sources = {news_id: "trending" if news_id in popular else "newest" for news_id, _ in ranked}
         ranked = [(news_id, score) for news_id, score in ranked if self.index.has(news_id)]
@@ -363,6 +397,15 @@ class Recommender:
             for rank, ((news_id, score), vector) in enumerate(zip(ranked, embeddings, strict=True), 1)
         ]
         return pool, matched
+
+    def _newest_ids(self) -> list[str]:
+        """Every story id, newest first (ties in corpus order): sorted once per corpus, not per cold-start request."""
+        if self._newest is None or self._newest[0] is not self.corpus:
+            items = sorted(
+                self.corpus.news.values(), key=lambda item: format_time(item.published_at) or "", reverse=True
+            )
+            self._newest = (self.corpus, [item.id for item in items])
+        return self._newest[1]
 
     def _fuse(
         self,

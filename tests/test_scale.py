@@ -165,3 +165,97 @@ def test_bench_scale_keeps_recall_at_20k_vectors():
     print(figures)
     assert figures["items"] == 20_000 and figures["recall_at_100"] >= 0.95
     assert figures["disk_mb"] > figures["vectors_mb"] * 0.5  # the store really holds the vectors
+
+
+# --- bench scale --stories: the whole recommend on stories recombined from a real corpus ------------------------
+
+
+def _source_corpus():
+    from datetime import datetime, timedelta, timezone
+
+    from newsrec.data.corpus import Corpus
+    from newsrec.types import HistoryEntry, Impression, NewsItem, User
+
+    now = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    topics = {"autos": "battery charging range", "sports": "lakers warriors playoff", "world": "orchard harvest prices"}
+    news = {}
+    for i in range(30):
+        category = sorted(topics)[i % 3]
+        words = topics[category].split()
+        news[f"src{i}"] = NewsItem(
+            id=f"src{i}",
+            title=f"{words[i % 3]} {words[(i + 1) % 3]} story {i} today",
+            body=f"{topics[category]} report {i}",
+            category=category,
+            language="en",
+            published_at=now - timedelta(hours=i),
+            source=f"paper{i % 2}",
+        )
+    users = {
+        f"u{u}": User(f"u{u}", history=[HistoryEntry(f"src{(u + 3 * j) % 30}") for j in range(4)]) for u in range(6)
+    }
+    impressions = [
+        Impression(
+            f"i{n}", f"u{n % 6}", [], [f"src{(n + j) % 30}" for j in range(5)], [int(j == n % 5) for j in range(5)]
+        )
+        for n in range(40)
+    ]
+    return Corpus(name="source", root=Path("."), news=news, users=users, impressions=impressions)
+
+
+def test_synthetic_stories_recombine_the_source_and_map_its_readers():
+    from newsrec.bench.stories import synthetic_corpus
+
+    source = _source_corpus()
+    corpus, plan = synthetic_corpus(source, 95, seed=1)
+    assert len(corpus.news) == len(plan) == 95
+    items = list(source.news.values())
+    heads = sorted(recipe.head for recipe in plan)
+    assert set(heads) == set(range(len(items)))  # every source story heads some stories (3 or 4 each)
+    for news_id, recipe in zip(corpus.news, plan, strict=True):
+        story, head, tail = corpus.news[news_id], items[recipe.head], items[recipe.tail]
+        assert story.title.startswith(head.title.split()[0]) and story.title.endswith(tail.title.split()[-1])
+        assert story.category == head.category == tail.category and story.body == items[recipe.body].body
+    for user_id, user in corpus.users.items():  # each read becomes a story headed by the story read
+        reads = [items.index(source.news[e.news_id]) for e in source.users[user_id].history]
+        assert [plan[int(e.news_id[1:])].head for e in user.history] == reads
+    assert len(corpus.impressions) == len(source.impressions)
+    assert synthetic_corpus(source, 95, seed=1)[0].news == corpus.news  # same seed, same stories
+
+
+def test_bench_stories_times_the_whole_recommend_with_derived_vectors(tmp_path):
+    from newsrec.bench.stories import DerivedEmbedder, measure_stories, synthetic_corpus
+
+    source = _source_corpus()
+    embedder = HashingEmbedder()
+    source_vectors = embedder.embed_documents(list(source.news.values()))
+    embedder.calls = 0
+    settings = replace(Settings.from_env(), home=tmp_path / "scale")
+    figures = measure_stories(
+        source, source_vectors, embedder, 120, settings=settings, readers=4, queries=5, cold=3, seed=0
+    )
+    assert figures["items"] == 120 and embedder.calls == 0  # no story went through the encoder
+    assert (figures["readers"], figures["queries"], figures["cold_requests"]) == (4, 5, 3)
+    for prefix in ("for_you", "query", "cold", "recommend"):
+        p50, p95, p99 = (figures[f"{prefix}_p{q}_ms"] for q in (50, 95, 99))
+        assert 0 < p50 <= p95 <= p99
+    assert figures["disk_mb"] > 0 and figures["rss_mb"] > 0 and figures["index_seconds"] > 0
+
+    # a derived vector is the unit mix of its sources' vectors: close to its head story's
+    corpus, plan = synthetic_corpus(source, 120, seed=0)
+    derived = DerivedEmbedder(embedder, source_vectors, plan).embed_documents(list(corpus.news.values()))
+    assert np.allclose(np.linalg.norm(derived, axis=1), 1.0, atol=1e-5)
+    heads = source_vectors[[recipe.head for recipe in plan]]
+    others = source_vectors[[(recipe.head + 1) % len(source_vectors) for recipe in plan]]
+    assert float(np.mean(np.sum(derived * heads, axis=1))) > float(np.mean(np.sum(derived * others, axis=1)))
+
+
+def test_bench_stories_needs_an_ingested_corpus():
+    out = subprocess.run(
+        [sys.executable, "-m", "newsrec", "bench", "scale", "--items", "100", "--stories", "nope"],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        timeout=120,
+    )
+    assert out.returncode == 2 and "nope" in out.stderr

@@ -44,6 +44,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--queries", type=int, default=200, help="held-out queries for recall and latency")
     parser.add_argument("--k", type=int, default=100, help="results per query (the first stage's candidates)")
     parser.add_argument("--chroma-url", default="", help="measure a `chroma run` server instead of the embedded store")
+    parser.add_argument(
+        "--stories",
+        default="",
+        metavar="CORPUS",
+        help="time the whole `recommend` on stories recombined from this ingested corpus (e.g. nemig), with its "
+        "readers; see newsrec/bench/stories.py",
+    )
+    parser.add_argument(
+        "--story-vectors",
+        choices=["derived", "encoded"],
+        default="derived",
+        help="with --stories: vectors mixed from the source's stored ones (default), or encoded by the embedder",
+    )
+    parser.add_argument("--readers", type=int, default=100, help="with --stories: For-you requests (one per reader)")
+    parser.add_argument("--search-queries", type=int, default=100, help="with --stories: query requests")
+    parser.add_argument("--cold", type=int, default=20, help="with --stories: requests of readers without history")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=run)
@@ -158,10 +174,6 @@ def _disk_mb(folder: Path) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from newsrec.bench import print_json
     from newsrec.config import Settings
     from newsrec.errors import InputError
     from newsrec.index import chroma_client
@@ -172,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--items takes comma-separated whole numbers, not {args.items!r}") from None
     if not sizes or min(sizes) < 1 or args.queries < 1 or args.k < 1:
         raise InputError("--items, --queries and --k must be positive")
+    if args.stories:
+        return _run_stories(args, sizes)
     rows = []
     scratch = Path(tempfile.mkdtemp(prefix="newsrec-scale-"))
     try:
@@ -191,13 +205,65 @@ def run(args: argparse.Namespace) -> int:
             rows.append(figures)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    if args.json:
+    title = f"bench scale · {args.vectors} vectors" + (f" · {args.chroma_url}" if args.chroma_url else "")
+    return _report(rows, args.json, title)
+
+
+def _report(rows: list[dict], as_json: bool, title: str) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from newsrec.bench import print_json
+
+    if as_json:
         print_json(rows)
         return 0
-    table = Table(title=f"bench scale · {args.vectors} vectors" + (f" · {args.chroma_url}" if args.chroma_url else ""))
+    table = Table(title=title)
     for column in rows[0]:
         table.add_column(column.replace("_", " "), justify="right")
     for figures in rows:
         table.add_row(*("—" if value is None else str(value) for value in figures.values()))
     Console().print(table)
     return 0
+
+
+def _run_stories(args: argparse.Namespace, sizes: list[int]) -> int:
+    """`--stories CORPUS`: per size, a synthetic corpus from CORPUS indexed in a scratch home; `recommend` timed."""
+    from newsrec.bench.stories import measure_stories
+    from newsrec.config import Settings
+    from newsrec.data.corpus import load_corpus
+    from newsrec.embedders import get_embedder
+    from newsrec.errors import InputError
+    from newsrec.index import NewsIndex
+    from newsrec.pipeline import model_options
+
+    if min(args.readers, args.search_queries, args.cold) < 0:
+        raise InputError("--readers, --search-queries and --cold must not be negative")
+    settings = Settings.from_env()
+    source = load_corpus(settings, args.stories)
+    embedder = get_embedder(settings.resolved_embedder, **model_options(settings, settings.embedder_model, source))
+    index = NewsIndex(settings, source.name, embedder)
+    index.sync(source)  # a no-op when the corpus is indexed already
+    source_vectors = index.embeddings(list(source.news))
+    rows = []
+    for size in sizes:
+        scratch = Path(tempfile.mkdtemp(prefix="newsrec-scale-stories-"))
+        try:
+            home = replace(settings, home=scratch, scratch=None, chroma_url=args.chroma_url)
+            rows.append(
+                measure_stories(
+                    source,
+                    source_vectors,
+                    embedder,
+                    size,
+                    settings=home,
+                    readers=args.readers,
+                    queries=args.search_queries,
+                    cold=args.cold,
+                    seed=args.seed,
+                    vectors=args.story_vectors,
+                )
+            )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return _report(rows, args.json, f"bench scale · stories from {source.name} · {args.story_vectors} vectors")

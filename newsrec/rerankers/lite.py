@@ -149,7 +149,7 @@ class LiteReranker:
         cosines = docs @ query_vector if query_vector is not None else np.zeros(len(candidates))
         lexical = self.lexical or LexicalIndex.build([c.item for c in candidates])
         scored = lexical.score(request.query)
-        rows = {news_id: i for i, news_id in enumerate(lexical.ids)}
+        rows = lexical.rows  # built once per index: a dict over the whole corpus per request was O(corpus)
         at = np.array([rows.get(c.item.id, -1) for c in candidates])
         terms = np.where(at >= 0, scored.coverage[at], 0.0)
         held = np.where(at >= 0, scored.held[at], 0.0)
