@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from newsrec.bench import disk_mb, rss_bytes
 from newsrec.hnsw import HnswSettings, hnsw_for
 
 # Fitted to NeMig-en's lite (USE-Multilingual) document vectors; see the module docstring.
@@ -121,7 +122,7 @@ def measure(
     collection = client.create_collection(name, configuration=graph.configuration(), embedding_function=None)
     vectors = np.empty((items, DIM), dtype=np.float32)
     vectors.fill(0)  # touch the pages now, so the resident-set growth below is the store's, not this array's
-    rss_before = _rss()
+    rss_before = rss_bytes()
     build_seconds = 0.0
     for begin in range(0, items, _BUILD_BATCH):
         end = min(items, begin + _BUILD_BATCH)
@@ -130,7 +131,7 @@ def measure(
         started = time.perf_counter()
         collection.add(ids=ids, embeddings=vectors[begin:end])
         build_seconds += time.perf_counter() - started
-    rss_growth = _rss() - rss_before
+    rss_growth = rss_bytes() - rss_before
     probes = make(queries, rng)
     exact = exact_top(probes, vectors, min(k, items))
     latencies, found = [], []
@@ -158,19 +159,9 @@ def measure(
         "vectors_mb": round(vectors.nbytes / 2**20, 1),
     }
     if folder is not None:
-        figures["disk_mb"] = _disk_mb(folder)
+        figures["disk_mb"] = disk_mb(folder)
     client.delete_collection(name)
     return figures
-
-
-def _rss() -> int:
-    import psutil
-
-    return psutil.Process().memory_info().rss
-
-
-def _disk_mb(folder: Path) -> float:
-    return round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20, 1)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -198,7 +198,7 @@ def measure_stories(
     vectors: str = "derived",
 ) -> dict:
     """Build a synthetic corpus of `items` stories in `settings.home` and time `recommend` on it."""
-    from newsrec.bench.scale import _disk_mb, _rss
+    from newsrec.bench import disk_mb, rss_bytes
     from newsrec.index import NewsIndex
     from newsrec.lexical import LexicalIndex
     from newsrec.pipeline import Recommender
@@ -225,7 +225,7 @@ def measure_stories(
     index.embeddings([])  # the stored vectors are read into memory at start-up, not in the first request
     timings["recommender_seconds"] = time.perf_counter() - started
     gc.collect()
-    rss = _rss()
+    rss = rss_bytes()
 
     with_history = sorted(u for u, user in corpus.users.items() if len(user.history) >= 2)
     rng = np.random.default_rng(seed + 3)
@@ -255,7 +255,7 @@ def measure_stories(
         profile = recommender.profile_from_history([], user_id=f"new-{n}")
         colds.append(timed(recommender.recommend("guest", profile=profile, k=10 + n % 3)))
 
-    disk = _disk_mb(Path(settings.home))
+    disk = disk_mb(Path(settings.home))
     return {
         "items": items,
         "vectors": vectors,
