@@ -32,10 +32,10 @@ DIVERSITY_RANGE = (0.0, 1.0)  # CLI --diversity and the slider alike: 0 = pure r
 HALF_LIFE_RANGE = (0.0, 30.0)  # days; 0 = off
 CATEGORY_CAP_RANGE = (0, 30)  # 0 = off
 CHROMA_PAGE_SIZE = 300  # Chroma Cloud's limit on results per query and records per write
-# NEWSREC_ENCODE_WORKERS default: in this process. On the 2-core machine, 2 worker processes encoded NeMig-en
-# as fast as one process with 2 threads, give or take the load (docs/performance.md "Encoding throughput"):
-# the lite model already releases the GIL, and each process costs its own interpreter and model load.
-ENCODE_WORKERS = 0
+# NEWSREC_ENCODE_WORKERS default (lite CPU models, syncs of 2,000+ stories): on the quiet 2-core machine 2 worker
+# processes encoded NeMig-en at 396-406 items/s against 323 in this process (docs/performance.md "Encoding
+# throughput"); under load the two were level.
+ENCODE_WORKERS = 2
 MAX_ENCODE_WORKERS = 256
 MAX_HISTORY = 500  # reads kept per reader (the last ones): profiles cost O(n^2) in history length
 INGEST_MAX_FILE_BYTES = 2**30  # per source file read by ingest: /dev/zero or a runaway export stops here

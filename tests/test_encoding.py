@@ -250,7 +250,7 @@ def test_lite_embedders_may_run_in_worker_processes():
     from newsrec.embedders import get_embedder
 
     assert get_embedder("lite").parallel_processes and get_embedder("lite-minilm").parallel_processes
-    assert Settings().encode_workers == 0  # in this process unless asked (docs/performance.md)
+    assert Settings().encode_workers == 2  # for large lite syncs (docs/performance.md)
 
 
 # --- Ray ---------------------------------------------------------------------------------------------------------
