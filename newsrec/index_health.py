@@ -55,8 +55,11 @@ for collection in client.list_collections():
         sample = collection.get(limit=1, offset=offset, include=["embeddings"])
         if not sample["ids"]:
             continue
-        found = collection.query(query_embeddings=[sample["embeddings"][0]], n_results=1, include=["distances"])
-        if found["ids"][0][:1] != sample["ids"] and not (found["distances"][0] and found["distances"][0][0] < 1e-4):
+        # Within its 10 nearest, not at top-1: HNSW is approximate on a healthy graph too (a batch-built graph misses
+        # a few items' own top-1), while damaged files lose most items.
+        vector = sample["embeddings"][0]
+        found = collection.query(query_embeddings=[vector], n_results=min(10, count), include=["distances"])
+        if sample["ids"][0] not in found["ids"][0] and not (found["distances"][0] and found["distances"][0][0] < 1e-4):
             print(f"collection {collection.name}: item {sample['ids'][0]} is not found by its own vector")
             sys.exit(3)
 print("ok")
