@@ -397,14 +397,14 @@ class NewsIndex:
         items = sorted(corpus.news.values(), key=lambda item: len(item.text))
         try:
             self._embed_and_upsert(items, hashes, progress, on_progress, batch_size, engine)
-            with contextlib.suppress(Exception):  # gone already (deleted by hand, or a damaged store moved aside)
-                self.client.delete_collection(self.name)
-            self.collection.modify(name=self.name, metadata=self._metadata())  # (no longer marked staging)
         except BaseException:
             self.collection = live
             with contextlib.suppress(Exception):
                 self.client.delete_collection(staging_name)
             raise
+        with contextlib.suppress(Exception):  # gone already (deleted by hand, or a damaged store moved aside)
+            self.client.delete_collection(self.name)
+        self.collection.modify(name=self.name, metadata=self._metadata())  # (no longer marked staging)
         self.collection = self._open_collection()
         self._invalidate()
         self._committed_write()
