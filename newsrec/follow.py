@@ -105,6 +105,7 @@ def follows_store(method: F) -> F:
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         follow_store(self)
+        state = _state(self)
         try:
             return method(self, *args, **kwargs)
         except (StoreError, ServiceUnavailableError) as error:
@@ -117,5 +118,19 @@ def follows_store(method: F) -> F:
                 log.warning("index re-synced after the failure: %s", self.index.sync(self.corpus))
                 self._profiles = {}
             return method(self, *args, **kwargs)
+        except Exception as error:
+            if _state(self) == state and not _changed(self):
+                raise
+            # The request overlapped a switch to another writer's state (by another request of this process, or
+            # a write from another one): what it read may mix the two. Wait for the switch, answer once more.
+            log.warning("a request overlapped a switch to another writer's state (%r): trying once more", error)
+            with _LOCK:
+                follow_store(self)
+            return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _state(rec: Any) -> tuple:
+    """What a switch replaces: the corpus, the store stamp this process has seen, the collection handle."""
+    return id(rec.corpus), getattr(rec.index, "_seen", None), id(getattr(rec.index, "collection", None))
