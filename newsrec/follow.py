@@ -53,8 +53,10 @@ def follow_store(rec: Any) -> None:
     if not _LOCK.acquire(blocking=False):
         return
     try:
-        newer = live_generation(rec.corpus) not in ("", rec.corpus.generation)
-        if (rec.index.changed_elsewhere() or newer) and not rec.index.reopen(wait=False):
+        newer = _newer_generation(rec)
+        if not (newer or rec.index.changed_elsewhere()):
+            return  # another request switched while this one waited for the lock
+        if not rec.index.reopen(wait=False):
             # Another process is writing right now (an ingest's sync, a rebuild): answer from the state we
             # have instead of making every request wait for it; a later request switches. Should the store
             # fail meanwhile, `follows_store` waits and retries.
@@ -65,8 +67,12 @@ def follow_store(rec: Any) -> None:
         _LOCK.release()
 
 
+def _newer_generation(rec: Any) -> bool:
+    return live_generation(rec.corpus) not in ("", rec.corpus.generation)
+
+
 def _changed(rec: Any) -> bool:
-    return rec.index.changed_elsewhere() or live_generation(rec.corpus) not in ("", rec.corpus.generation)
+    return rec.index.changed_elsewhere() or _newer_generation(rec)
 
 
 def _reload_corpus(rec: Any) -> None:

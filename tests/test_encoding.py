@@ -158,13 +158,21 @@ def test_the_lite_model_in_two_workers_matches_it_in_process(newsrec_home, tmp_p
 
     corpus = make_corpus(80)
     ids = sorted(corpus.news)
-    here = NewsIndex(Settings.from_env(home=tmp_path / "here"), corpus.name, get_embedder("lite"))
-    here.sync(corpus)
+    here = _lite_in_process(corpus, tmp_path)
     embedder = get_embedder("lite")
     assert embedder.recipe == EmbedderRecipe("lite", {})
     index = NewsIndex(Settings.from_env(), corpus.name, embedder)
     index.sync(corpus, engine=encoding.make_engine("local", 2, embedder.recipe))
     np.testing.assert_allclose(vectors_of(index, ids), vectors_of(here, ids), atol=1e-5)
+
+
+def _lite_in_process(corpus, tmp_path) -> NewsIndex:
+    """The reference: the lite model encoding in this process, in a home of its own."""
+    from newsrec.embedders import get_embedder
+
+    here = NewsIndex(Settings.from_env(home=tmp_path / "here"), corpus.name, get_embedder("lite"))
+    here.sync(corpus)
+    return here
 
 
 def test_a_worker_limits_its_threads_to_its_share(monkeypatch):
@@ -267,8 +275,7 @@ def test_ray_engine_stores_the_vectors_of_the_local_engine(newsrec_home, tmp_pat
 
     corpus = make_corpus(40)
     ids = sorted(corpus.news)
-    here = NewsIndex(Settings.from_env(home=tmp_path / "here"), corpus.name, get_embedder("lite"))
-    here.sync(corpus)
+    here = _lite_in_process(corpus, tmp_path)
     embedder = get_embedder("lite")
     index = NewsIndex(Settings.from_env(), corpus.name, embedder)
     try:
