@@ -381,19 +381,25 @@ class NewsIndex:
         (delete + rename, both quick). The caller holds the store's write lock. A crash before the swap leaves
         the live collection untouched and a staging one that the next rebuild drops; a crash between delete and
         rename leaves no live collection, which the next sync re-creates and fills from the vector cache."""
+        hashes = {news_id: item.content_hash() for news_id, item in corpus.news.items()}
+        lacking: set[str] = set(hashes.values())
         if re_encode:
             self.vectors.clear()
         else:
+            lacking = self.vectors.missing(hashes.values())
             try:
-                self._keep_vectors()
+                if lacking:  # an unchanged corpus's vectors are all cached: the live collection is not read
+                    self._keep_vectors(lacking)
+                    lacking = self.vectors.missing(lacking)
             except Exception as error:  # a damaged store: what the cache already holds still counts
                 log.warning("index %s: could not copy its vectors before the rebuild (%s)", self.name, error)
+        if not lacking:  # nothing to encode: write the staging collection in the store's largest batches
+            batch_size = self._write_batch()
         staging_name = collection_name(self.corpus_name, f"{self.embedder.name}~staging")
         with contextlib.suppress(Exception):  # left over by an interrupted rebuild
             self.client.delete_collection(staging_name)
         live = self.collection
         self.collection = self._open_collection(graph, name=staging_name)
-        hashes = {news_id: item.content_hash() for news_id, item in corpus.news.items()}
         items = sorted(corpus.news.values(), key=lambda item: len(item.text))
         try:
             self._embed_and_upsert(items, hashes, progress, on_progress, batch_size, engine)
@@ -422,19 +428,18 @@ class NewsIndex:
         index_health.record_healthy(self.settings)  # the files as this write left them are known good
         self._seen = index_health.store_stamp(self.settings)  # (other processes see the stamp change)
 
-    def _keep_vectors(self) -> int:
-        """Copy into the vector cache every stored vector it lacks (by content hash); returns how many it holds
-        for the collection. Only the missing vectors are read from Chroma: usually the cache has them all, and
-        reading and rewriting every vector was most of an unchanged corpus's rebuild."""
+    def _keep_vectors(self, wanted: set[str] | None = None) -> int:
+        """Copy into the vector cache every stored vector it lacks (by content hash; only those in `wanted` when
+        given); returns how many stored records it looked at. Only the missing vectors are read from Chroma."""
         kept = 0
         for page in self._pages(["metadatas"]):
             hashes = {
                 news_id: str(meta["content_hash"])
                 for news_id, meta in zip(page["ids"], page["metadatas"], strict=True)
-                if meta and meta.get("content_hash")
+                if meta and meta.get("content_hash") and (wanted is None or str(meta["content_hash"]) in wanted)
             }
-            cached = self.vectors.get_many(hashes.values())
-            missing = [news_id for news_id, digest in hashes.items() if digest not in cached]
+            absent = self.vectors.missing(hashes.values())
+            missing = [news_id for news_id, digest in hashes.items() if digest in absent]
             if missing:
                 stored = self.collection.get(ids=missing, include=["embeddings"])
                 self.vectors.put_many(
@@ -589,9 +594,13 @@ class NewsIndex:
         return vectors
 
     def _write_batch(self) -> int:
-        """Records per upsert or delete: the server's own batch limit and the page size, whichever is lower. (Whole
-        1,024-story batches built the embedded graph faster, but a few items then missed their own 10 nearest.)"""
-        return max(1, min(int(self.client.get_max_batch_size()), self.page_size))
+        """Most records per upsert or delete: the store's own batch limit (5,461 for Chroma 1.5's embedded store),
+        and for a server the page size too (Chroma Cloud refuses writes of more than 300). So the embedded store
+        takes a sync's batches whole, and a rebuild with every vector cached writes in batches of the limit: the
+        same CPU as writes of 300, with fewer waits on one core (docs/performance.md). Batch size is not why a few
+        items of a healthy graph can miss their own nearest: see index_health._PROBE."""
+        limit = max(1, int(self.client.get_max_batch_size()))
+        return min(limit, self.page_size) if self.settings.chroma_url else limit
 
     def _chunks(self, ids: list[str]) -> list[list[str]]:
         size = self._write_batch()

@@ -41,8 +41,12 @@ PROBE_TIMEOUT_S = 300
 REBUILD_HINT = "run `python -m newsrec index --rebuild` (the index is rebuilt from the corpus)"
 
 # Loads every collection's HNSW index (a query forces it into memory), then asks it for up to 32 of its own
-# items spread over the collection: each must come back as its own nearest neighbour (distance ~0). Garbage in
-# length.bin or link_lists.bin need not crash hnswlib; it breaks the graph, which this self-recall shows.
+# items spread over the collection: each should come back among its own 10 nearest (or an identical vector first).
+# Garbage in length.bin or link_lists.bin need not crash hnswlib; it breaks the graph, which this self-recall
+# shows: damaged files lose most items. A healthy graph can lose a few: HNSW's neighbour selection can leave a
+# group of identical vectors unreachable (the tests' hashing embedder gives 1,100 stories 64 distinct vectors; 3-4
+# builds in 10 then lost one group of 12-33 items, with writes of 1, 100, 300 or 1,024 records alike, so the
+# write size is not the cause). So more than a quarter of the sample must be lost for an alarm.
 _PROBE = """
 import sys
 import chromadb
@@ -51,17 +55,20 @@ client = chromadb.PersistentClient(path=sys.argv[1], settings=Settings(anonymize
 for collection in client.list_collections():
     count = collection.count()
     step = max(1, count // 32)
+    sampled, lost = 0, []
     for offset in range(0, count, step)[:32]:
         sample = collection.get(limit=1, offset=offset, include=["embeddings"])
         if not sample["ids"]:
             continue
-        # Within its 10 nearest, not at top-1: HNSW is approximate on a healthy graph too (a batch-built graph misses
-        # a few items' own top-1), while damaged files lose most items.
+        sampled += 1
         vector = sample["embeddings"][0]
         found = collection.query(query_embeddings=[vector], n_results=min(10, count), include=["distances"])
         if sample["ids"][0] not in found["ids"][0] and not (found["distances"][0] and found["distances"][0][0] < 1e-4):
-            print(f"collection {collection.name}: item {sample['ids'][0]} is not found by its own vector")
-            sys.exit(3)
+            lost.append(sample["ids"][0])
+    if len(lost) * 4 > sampled:
+        print(f"collection {collection.name}: {len(lost)} of {sampled} sampled items are not found by their own "
+              f"vectors (e.g. {lost[0]})")
+        sys.exit(3)
 print("ok")
 """
 HNSW_FILES = ("data_level0.bin", "length.bin", "link_lists.bin", "header.bin")  # checksummed, not just stat'ed

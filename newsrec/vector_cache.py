@@ -87,6 +87,26 @@ class VectorCache:
                 return {}
         return found
 
+    def missing(self, keys: Iterable[str]) -> set[str]:
+        """The keys among `keys` that the cache does not hold (reads keys only, not vectors; a stored vector of the
+        wrong size still counts as held here, and as a miss in `get_many`)."""
+        asked = set(keys)
+        if self._db is None or not asked:
+            return asked
+        ordered, wanted = sorted(asked), set(asked)
+        with self._lock:
+            try:
+                for begin in range(0, len(ordered), _KEYS_PER_QUERY):
+                    chunk = ordered[begin : begin + _KEYS_PER_QUERY]
+                    marks = ",".join("?" * len(chunk))
+                    wanted.difference_update(
+                        key for (key,) in self._db.execute(f"SELECT key FROM vectors WHERE key IN ({marks})", chunk)
+                    )
+            except sqlite3.DatabaseError as error:
+                log.warning("vector cache %s unreadable (%s): encoding instead", self.path, error)
+                return asked
+        return wanted
+
     def put_many(self, vectors: Mapping[str, np.ndarray]) -> None:
         if self._db is None or not vectors:
             return
