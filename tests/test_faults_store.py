@@ -419,6 +419,50 @@ def test_healthy_store_passes_the_structural_check(tmp_path, newsrec_home):
     assert index_health.problem(Settings.from_env()) is None  # no false alarm from the full check either
 
 
+@pytest.mark.parametrize(("lost", "alarm"), [(0, False), (3, False), (8, False), (9, True), (32, True)])
+def test_the_store_probe_alarms_on_a_graph_that_loses_many_items_not_a_few(tmp_path, monkeypatch, capsys, lost, alarm):
+    """A healthy HNSW graph can leave a group of identical vectors unreachable (the hashing embedder's 1,100
+    test stories have 64 distinct vectors; 3-4 builds in 10 lost one group, whatever the write size), which
+    made the probe raise a false alarm on one lost item and the store be moved aside and rebuilt. Damage loses
+    most items: more than a quarter of the 32 sampled must be lost for an alarm."""
+    import chromadb
+    import numpy as np
+    from chromadb.api.models.Collection import Collection
+    from chromadb.api.shared_system_client import SharedSystemClient
+    from chromadb.config import Settings as ChromaSettings
+
+    from newsrec import index_health
+
+    store = tmp_path / "store"
+    client = chromadb.PersistentClient(path=str(store), settings=ChromaSettings(anonymized_telemetry=False))
+    collection = client.create_collection("probe", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
+    ids = [f"n{i:02d}" for i in range(64)]
+    collection.add(ids=ids, embeddings=np.random.default_rng(7).normal(size=(64, 8)).astype(np.float32))
+    sampled = ids[::2]  # the probe samples every (64 // 32)-th record, in the store's order (ids added in order)
+    gone = set(sampled[:lost])
+    real_query = Collection.query
+
+    def query(self, *args, **kwargs):  # the graph "loses" these items: their own vector finds others
+        found = real_query(self, *args, **kwargs)
+        if found["ids"][0] and found["ids"][0][0] in gone:
+            found["ids"][0] = [i for i in ids if i not in gone][: len(found["ids"][0])]
+            found["distances"][0] = [0.5] * len(found["ids"][0])
+        return found
+
+    monkeypatch.setattr(Collection, "query", query)
+    monkeypatch.setattr(sys, "argv", ["probe", str(store)])
+    try:
+        exec(compile(index_health._PROBE, "probe", "exec"), {"__name__": "probe"})
+        exit_code = 0
+    except SystemExit as stop:
+        exit_code = stop.code
+    finally:
+        SharedSystemClient.clear_system_cache()
+    out = capsys.readouterr().out
+    assert exit_code == (3 if alarm else 0), out
+    assert (f"{lost} of 32 sampled items are not found" in out) if alarm else out.strip() == "ok"
+
+
 # --- the photo-feature store (Qwen3-VL) -----------------------------------------------------------------------
 
 

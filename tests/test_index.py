@@ -502,3 +502,63 @@ def test_the_embedded_store_is_read_by_id_not_by_offset(fake_embedder, monkeypat
     assert index.sync(make_corpus(changed)).removed == 8  # the stored hashes are read the same way
     assert gets and not any(call.get("offset") for call in gets)
     assert max(len(call.get("ids") or []) for call in gets) == 4
+
+
+def _many_stories(n: int) -> Corpus:
+    topics = ["border", "battery", "rates", "election", "harvest"]
+    news = {
+        f"n{i}": NewsItem(id=f"n{i}", title=f"story {i} on {topics[i % 5]} and {topics[i * 3 % 5]}", category="world")
+        for i in range(1, n + 1)
+    }
+    return Corpus(name="test", root=Path("."), news=news)
+
+
+def test_a_rebuild_of_an_unchanged_corpus_reads_nothing_from_chroma_and_writes_the_staging_in_few_batches(
+    fake_embedder, monkeypatch
+):
+    """An unchanged corpus's vectors are all in the vector cache: the rebuild asks the cache which it lacks (none)
+    instead of reading every record of the live collection, and fills the staging collection in writes of the
+    embedded store's own limit, not 1,024-story sync batches nor the page size (a server's read limit)."""
+    monkeypatch.setenv("NEWSREC_CHROMA_PAGE_SIZE", "4")
+    settings = Settings.from_env()
+    corpus = _many_stories(40)
+    calls: list[tuple[str, int]] = []
+    index = NewsIndex(settings, "rebuilt", fake_embedder, client=_CloudLimits(chroma_client(settings), 10**9, calls))
+    index.sync(corpus, batch_size=16)
+    assert max(n for name, n in calls if name == "upsert") == 16  # the sync's batches whole, not pages of 4
+    calls.clear()
+    embedded = fake_embedder.calls
+    stats = index.rebuild(corpus, batch_size=16)
+    assert stats.added == 40 and fake_embedder.calls == embedded  # nothing encoded
+    assert [name for name, _ in calls if name == "get"] == []  # the live collection is not read
+    assert [(name, n) for name, n in calls if name == "upsert"] == [("upsert", 40)]  # one write of the whole corpus
+    assert sorted(index.all_ids()) == sorted(corpus.news) and len(index) == 40
+    vectors = np.asarray(fake_embedder.embed_documents([corpus.news[i] for i in index.all_ids()]))
+    np.testing.assert_allclose(index.matrix(), vectors, atol=1e-6)
+    for news_id in ("n1", "n17", "n40"):  # the new graph answers
+        assert index.search(index.embeddings([news_id])[0], 1)[0][0] == news_id
+
+
+def test_a_rebuild_copies_only_the_vectors_the_cache_lacks_from_the_live_collection(settings, fake_embedder):
+    corpus = _many_stories(12)
+    index = NewsIndex(settings, "partly", fake_embedder)
+    index.sync(corpus)
+    lost = sorted(corpus.news[i].content_hash() for i in ("n2", "n5", "n11"))
+    with index.vectors._db:
+        index.vectors._db.executemany("DELETE FROM vectors WHERE key = ?", [(key,) for key in lost])
+    assert index.vectors.missing(item.content_hash() for item in corpus.news.values()) == set(lost)
+    embedded = fake_embedder.calls
+    assert index.rebuild(corpus).added == 12
+    assert fake_embedder.calls == embedded  # the three came from the live collection, not the embedder
+    assert index.vectors.missing(lost) == set() and len(index.vectors) == 12
+    assert_consistent(index, [corpus])
+
+
+def test_vector_cache_missing_reads_keys_only(tmp_path):
+    from newsrec.vector_cache import VectorCache
+
+    cache = VectorCache(tmp_path / "v.sqlite", 4)
+    cache.put_many({f"k{i}": np.full(4, i, np.float32) for i in range(1200)})  # more keys than one query takes
+    asked = [f"k{i}" for i in range(0, 1400, 2)]
+    assert cache.missing(asked) == {f"k{i}" for i in range(1200, 1400, 2)}
+    assert cache.missing([]) == set() and cache.missing(["k3", "k3"]) == set()
