@@ -413,6 +413,7 @@ class NewsIndex:
         self.collection.modify(name=self.name, metadata=self._metadata())  # (no longer marked staging)
         self.collection = self._open_collection()
         self._invalidate()
+        index_health.remove_orphan_segments(self.settings)  # the old graph's folder, which Chroma leaves behind
         self._committed_write()
         stats = SyncStats(len(items), 0, 0, 0, time.perf_counter() - start)
         log.info(
