@@ -281,6 +281,13 @@ def remove_orphan_segments(settings: Settings) -> list[str]:
     store = settings.chroma_dir
     if settings.chroma_url or not (store / SQLITE).is_file():
         return []
+    folders = []
+    for folder in sorted(store.iterdir()):  # listed before the segments are read: Chroma adds a segment's row before
+        try:  # its folder, so a folder listed here whose collection exists is owned by the time they are read
+            if folder.is_dir() and str(uuid.UUID(folder.name)) == folder.name:
+                folders.append(folder)
+        except ValueError:
+            continue
     try:
         with sqlite3.connect(f"file:{store / SQLITE}?mode=ro", uri=True) as db:
             owned = {str(row[0]) for row in db.execute("SELECT id FROM segments")}
@@ -288,12 +295,8 @@ def remove_orphan_segments(settings: Settings) -> list[str]:
         log.warning("segment folders not cleaned up: cannot read the store's segments (%s)", error)
         return []
     removed = []
-    for folder in sorted(store.iterdir()):
-        try:
-            is_segment = folder.is_dir() and str(uuid.UUID(folder.name)) == folder.name
-        except ValueError:
-            is_segment = False
-        if is_segment and folder.name not in owned:
+    for folder in folders:
+        if folder.name not in owned:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder.name)
     if removed:
