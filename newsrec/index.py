@@ -281,7 +281,7 @@ class NewsIndex:
         corpus: Corpus,
         progress: bool = False,
         on_progress: ProgressCallback | None = None,
-        batch_size: int = SYNC_BATCH,
+        batch_size: int | None = None,
         engine: EncodeEngine | None = None,
     ) -> SyncStats:
         """Bring the collection in line with `corpus`: embed new and changed items, drop removed ones.
@@ -289,7 +289,8 @@ class NewsIndex:
         `on_progress(done, total)` is called before the first batch and after each one (total is the
         number of items to embed, possibly 0); `progress=True` also draws a rich progress bar. `engine`
         computes the vectors the vector cache lacks (newsrec/encoding.py); default: `settings.encode_workers`
-        worker processes for a large enough job, else this process.
+        worker processes for a large enough job, else this process. `batch_size`: items per batch (default
+        SYNC_BATCH; a rebuild with every vector cached writes in the store's largest batches).
         """
         start = time.perf_counter()
         with self._lock, index_health.write_lock(self.settings):
@@ -308,7 +309,7 @@ class NewsIndex:
                 for chunk in self._chunks(removed):
                     self.collection.delete(ids=chunk)
                 self._embed_and_upsert(
-                    [corpus.news[i] for i in todo], current, progress, on_progress, batch_size, engine
+                    [corpus.news[i] for i in todo], current, progress, on_progress, batch_size or SYNC_BATCH, engine
                 )
             finally:
                 if todo or removed:
@@ -330,7 +331,7 @@ class NewsIndex:
         re_encode: bool = False,
         progress: bool = False,
         on_progress: ProgressCallback | None = None,
-        batch_size: int = SYNC_BATCH,
+        batch_size: int | None = None,
         engine: EncodeEngine | None = None,
     ) -> SyncStats:
         """`index --rebuild`: a new HNSW graph for every story of the committed corpus, built beside the live
@@ -373,7 +374,7 @@ class NewsIndex:
         start: float,
         progress: bool,
         on_progress: ProgressCallback | None,
-        batch_size: int,
+        batch_size: int | None,
         engine: EncodeEngine | None,
         re_encode: bool = False,
     ) -> SyncStats:
@@ -393,8 +394,8 @@ class NewsIndex:
                     lacking = self.vectors.missing(lacking)
             except Exception as error:  # a damaged store: what the cache already holds still counts
                 log.warning("index %s: could not copy its vectors before the rebuild (%s)", self.name, error)
-        if not lacking:  # nothing to encode: write the staging collection in the store's largest batches
-            batch_size = self._write_batch()
+        if batch_size is None:  # nothing to encode: write the staging collection in the store's largest batches
+            batch_size = SYNC_BATCH if lacking else self._write_batch()
         staging_name = collection_name(self.corpus_name, f"{self.embedder.name}~staging")
         with contextlib.suppress(Exception):  # left over by an interrupted rebuild
             self.client.delete_collection(staging_name)

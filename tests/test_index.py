@@ -528,7 +528,7 @@ def test_a_rebuild_of_an_unchanged_corpus_reads_nothing_from_chroma_and_writes_t
     assert max(n for name, n in calls if name == "upsert") == 16  # the sync's batches whole, not pages of 4
     calls.clear()
     embedded = fake_embedder.calls
-    stats = index.rebuild(corpus, batch_size=16)
+    stats = index.rebuild(corpus)
     assert stats.added == 40 and fake_embedder.calls == embedded  # nothing encoded
     assert [name for name, _ in calls if name == "get"] == []  # the live collection is not read
     assert [(name, n) for name, n in calls if name == "upsert"] == [("upsert", 40)]  # one write of the whole corpus
