@@ -336,7 +336,7 @@ class NewsIndex:
     ) -> SyncStats:
         """`index --rebuild`: a new HNSW graph for every story of the committed corpus, built beside the live
         collection and switched in at the end, so readers in other processes keep searching the old graph all
-        along. Vectors come from the vector cache (the live collection's are copied there first); with
+        along. Vectors come from the vector cache (those it lacks are copied from the live collection first); with
         `re_encode` the cache of this embedder is emptied and every story is encoded again."""
         start = time.perf_counter()
         with self._lock, index_health.write_lock(self.settings):
