@@ -394,7 +394,7 @@ class NewsIndex:
                     lacking = self.vectors.missing(lacking)
             except Exception as error:  # a damaged store: what the cache already holds still counts
                 log.warning("index %s: could not copy its vectors before the rebuild (%s)", self.name, error)
-        if batch_size is None:  # nothing to encode: write the staging collection in the store's largest batches
+        if batch_size is None:  # none asked: with nothing to encode, the staging is written in the largest batches
             batch_size = SYNC_BATCH if lacking else self._write_batch()
         staging_name = collection_name(self.corpus_name, f"{self.embedder.name}~staging")
         with contextlib.suppress(Exception):  # left over by an interrupted rebuild

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -282,12 +282,14 @@ def remove_orphan_segments(settings: Settings) -> list[str]:
     if settings.chroma_url or not (store / SQLITE).is_file():
         return []
     folders = []
-    for folder in sorted(store.iterdir()):  # listed before the segments are read: Chroma adds a segment's row before
-        try:  # its folder, so a folder listed here whose collection exists is owned by the time they are read
-            if folder.is_dir() and str(uuid.UUID(folder.name)) == folder.name:
-                folders.append(folder)
-        except ValueError:
-            continue
+    try:  # listed before the segments are read: Chroma adds a segment's row before its folder, so a folder listed
+        for folder in sorted(store.iterdir()):  # here whose collection exists is owned by the time they are read
+            with suppress(ValueError):
+                if folder.is_dir() and str(uuid.UUID(folder.name)) == folder.name:
+                    folders.append(folder)
+    except OSError as error:
+        log.warning("segment folders not cleaned up: cannot list the store (%s)", error)
+        return []
     try:
         with sqlite3.connect(f"file:{store / SQLITE}?mode=ro", uri=True) as db:
             owned = {str(row[0]) for row in db.execute("SELECT id FROM segments")}
