@@ -17,8 +17,10 @@ index, re-syncs it from the committed corpus (a deleted collection comes back em
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,15 +58,55 @@ def follow_store(rec: Any) -> None:
         newer = _newer_generation(rec)
         if not (newer or rec.index.changed_elsewhere()):
             return  # another request switched while this one waited for the lock
+        switch = Switch("reload" if newer else "reopen")
         if not rec.index.reopen(wait=False):
             # Another process is writing right now (an ingest's sync, a rebuild): answer from the state we
             # have instead of making every request wait for it; a later request switches. Should the store
             # fail meanwhile, `follows_store` waits and retries.
             return
+        switch.mark("reopen")
         if newer:
-            _reload_corpus(rec)
+            _reload_corpus(rec, switch)
+        switch.done()
     finally:
         _LOCK.release()
+
+
+class Switch:
+    """Timings of one switch, logged and, with NEWSREC_SWITCH_LOG set, appended to that file as a JSON line (the
+    request timeline of `bench load` shows which requests overlapped one, and what the switch spent its time on)."""
+
+    def __init__(self, kind: str):
+        self.kind, self.started, self.cpu_started = kind, time.time(), time.thread_time()
+        self.phases: dict[str, float] = {}
+        self.extra: dict[str, Any] = {}
+        self._last = time.perf_counter()
+
+    def mark(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = round(now - self._last, 4)
+        self._last = now
+
+    def done(self, **extra: Any) -> None:
+        from newsrec.config import switch_log_path
+
+        event = {
+            "kind": self.kind,
+            "started": self.started,
+            "ended": time.time(),
+            "cpu_s": round(time.thread_time() - self.cpu_started, 4),  # this thread's CPU; the rest is waiting
+            "phases_s": self.phases,
+            **self.extra,
+            **extra,
+        }
+        log.info("switch to another writer's state: %s", event)
+        path = switch_log_path()
+        if path is not None:
+            try:
+                with path.open("a", encoding="utf-8") as file:
+                    file.write(json.dumps(event) + "\n")
+            except OSError as error:  # a diagnostic file must never fail a request
+                log.warning("could not append to NEWSREC_SWITCH_LOG %s: %s", path, error)
 
 
 def _newer_generation(rec: Any) -> bool:
@@ -75,25 +117,33 @@ def _changed(rec: Any) -> bool:
     return rec.index.changed_elsewhere() or _newer_generation(rec)
 
 
-def _reload_corpus(rec: Any) -> None:
+def _reload_corpus(rec: Any, switch: Switch | None = None) -> None:
     from newsrec.data.corpus import read_corpus
     from newsrec.learning.stage import build_stage
     from newsrec.lexical import LexicalIndex
     from newsrec.profiles import idf_table
     from newsrec.recall import ForYouRecall
 
+    switch = switch or Switch("reload")
     corpus = read_corpus(Path(rec.corpus.root), rec.corpus.name)
+    switch.mark("read_corpus")
     stats = rec.index.sync(corpus)  # under the store's write lock, from the committed corpus
+    switch.mark("sync")
     items = list(corpus.news.values())
     lexical = LexicalIndex.build(items)
+    switch.mark("lexical")
     stage = build_stage(rec.settings.home, corpus, rec.reranker, rec.embedder, rec.settings.prior_weight, lexical)
+    switch.mark("stage")
     recall = ForYouRecall(stage.prior, corpus.news, rec.settings.trend_weight)
     if hasattr(rec.reranker, "prepare_documents"):
         rec.reranker.prepare_documents(items)
+    switch.mark("recall")
     if getattr(rec.reranker, "lexical", None) is not None:
         rec.reranker.lexical = lexical
     rec.corpus, rec.lexical, rec.idf, rec.now = corpus, lexical, idf_table(items), corpus.latest
     rec.stage, rec.recall, rec._profiles = stage, recall, {}
+    switch.mark("swap")
+    switch.extra |= {"items": len(items), "sync": str(stats)}
     log.warning(
         "corpus %s changed on disk (now %s, %d items; index: %s): reloaded",
         corpus.name,

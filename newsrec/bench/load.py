@@ -42,6 +42,7 @@ from newsrec.errors import InputError
 
 log = logging.getLogger(__name__)
 
+SWITCH_LOG = "switches.jsonl"
 QUERIES = ["", "solid-state battery", "", "NBA最新战况", "", "apple harvest", "", "central bank rates"]
 
 
@@ -74,6 +75,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 class LoadResult:
     latencies: list[float] = field(default_factory=list)
     started_at: list[float] = field(default_factory=list)  # when each timed call began, on the run's clock
+    # every timed call: (start, end) on the run's clock, ok; errors included, in the order they ended
+    timeline: list[tuple[float, float, bool]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     memory: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, bytes)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -97,6 +100,8 @@ def run_load(args: argparse.Namespace) -> int:
 
         seeded = writers.seed_corpus(Settings.from_env(), args.corpus, Path(workdir.name))
         env["NEWSREC_CORPUS"] = args.corpus
+        # the started app notes each switch to another writer's state here (newsrec/follow.py)
+        env["NEWSREC_SWITCH_LOG"] = str(Path(workdir.name) / SWITCH_LOG)
     if not url:
         app, url = _start_app(args.startup_timeout, env)
         pid = app.pid
@@ -167,7 +172,9 @@ def measure_with_writers(url: str, pid: int | None, args: argparse.Namespace, se
     stop = threading.Event()
     sampler = threading.Thread(target=_sample_memory, args=(pid, busy, stop), daemon=True)
     plan = writers.plan(args.corpus, args.writers, args.writer_items, folder)
-    clock = time.perf_counter()
+    switch_log = folder / SWITCH_LOG
+    switch_log.unlink(missing_ok=True)  # the quiet phase's switches (none expected) are not the writers'
+    clock, wall_zero = time.perf_counter(), time.time()
     sampler.start()
     watchers: list[threading.Thread] = []
 
@@ -202,7 +209,59 @@ def measure_with_writers(url: str, pid: int | None, args: argparse.Namespace, se
     }
     if figures["p95_while_writing_s"] and without["p95_s"]:
         figures["p95_while_writing_ratio"] = round(figures["p95_while_writing_s"] / without["p95_s"], 2)
+    switches = read_switches(switch_log, wall_zero)
+    figures["switches"] = switch_summary(busy.timeline, switches)
+    if args.json:  # the raw timeline: every request of both phases and every switch, on each phase's clock
+        figures["timeline"] = {
+            "without_writers": [_row(row) for row in quiet.timeline],
+            "with_writers": [_row(row) for row in busy.timeline],
+            "switches": switches,
+        }
     return figures
+
+
+def read_switches(path: Path, wall_zero: float) -> list[dict]:
+    """The app's switches (NEWSREC_SWITCH_LOG lines), their start and end moved onto the phase's clock."""
+    import json
+
+    if not path.exists():
+        return []
+    switches = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        event = json.loads(line)
+        event["started"] = round(event["started"] - wall_zero, 3)
+        event["ended"] = round(event["ended"] - wall_zero, 3)
+        switches.append(event)
+    return sorted(switches, key=lambda event: event["started"])
+
+
+def switch_summary(timeline: list[tuple[float, float, bool]], switches: list[dict]) -> dict:
+    """How many switches, what they cost, and p95 of the requests that overlapped one against those that did not."""
+    spans = [(event["started"], event["ended"]) for event in switches]
+    overlapping, clear = [], []
+    for start, end, ok in timeline:
+        if ok:
+            hit = any(start < s_end and s_start < end for s_start, s_end in spans)
+            (overlapping if hit else clear).append(end - start)
+
+    def p95(values: list[float]) -> float | None:
+        return round(float(np.percentile(values, 95)), 2) if values else None
+
+    return {
+        "count": len(switches),
+        "by_kind": {kind: sum(e["kind"] == kind for e in switches) for kind in sorted({e["kind"] for e in switches})},
+        "seconds": round(sum(end - start for start, end in spans), 2),
+        "cpu_s": round(sum(event.get("cpu_s", 0.0) for event in switches), 2),
+        "requests_overlapping": len(overlapping),
+        "p95_overlapping_s": p95(overlapping),
+        "requests_not_overlapping": len(clear),
+        "p95_not_overlapping_s": p95(clear),
+    }
+
+
+def _row(row: tuple[float, float, bool]) -> dict:
+    start, end, ok = row
+    return {"start": round(start, 3), "end": round(end, 3), "ok": ok}
 
 
 def _phase(
@@ -223,14 +282,14 @@ def _phase(
     ready = threading.Barrier(args.concurrency, action=on_ready)
 
     def worker(number: int) -> None:
-        client = Client(url, verbose=False)
-        try:
+        try:  # the client too: one that cannot connect must still reach the barrier, or the others wait forever
+            client = Client(url, verbose=False)
             _open_page(client, api, args)
             user = {"user_id": users[number % len(users)]}
             client.predict(*_arguments(api[args.user_api], user), api_name=args.user_api)
         except Exception as error:  # noqa: BLE001 - every failure is a finding of the benchmark
             with result.lock:
-                result.errors.append(f"{args.user_api}: {error}")
+                result.errors.append(f"opening the page ({args.load_api}, {args.user_api}): {str(error)[:300]}")
             ready.wait()
             return
         ready.wait()
@@ -246,10 +305,13 @@ def _phase(
             except Exception as error:  # noqa: BLE001
                 with result.lock:
                     result.errors.append(f"{args.run_api}: {str(error)[:200]}")
+                    result.timeline.append((tick - clock, time.perf_counter() - clock, False))
                 continue
+            tock = time.perf_counter()
             with result.lock:
-                result.latencies.append(time.perf_counter() - tick)
+                result.latencies.append(tock - tick)
                 result.started_at.append(tick - clock)
+                result.timeline.append((tick - clock, tock - clock, True))
 
     with ThreadPoolExecutor(args.concurrency) as pool:
         list(pool.map(worker, range(args.concurrency)))
