@@ -65,8 +65,8 @@ def follow_store(rec: Any) -> None:
             # fail meanwhile, `follows_store` waits and retries.
             return
         switch.mark("reopen")
-        if newer:
-            _reload_corpus(rec, switch)
+        if newer and not _reload_corpus(rec, switch):
+            switch.kind = "reopen"  # the corpus switch waits for a later request (a writer took the lock meanwhile)
         switch.done()
     finally:
         _LOCK.release()
@@ -117,7 +117,7 @@ def _changed(rec: Any) -> bool:
     return rec.index.changed_elsewhere() or _newer_generation(rec)
 
 
-def _reload_corpus(rec: Any, switch: Switch | None = None) -> None:
+def _reload_corpus(rec: Any, switch: Switch | None = None) -> bool:
     from newsrec.data.corpus import read_corpus
     from newsrec.learning.stage import build_stage
     from newsrec.lexical import LexicalIndex
@@ -127,8 +127,13 @@ def _reload_corpus(rec: Any, switch: Switch | None = None) -> None:
     switch = switch or Switch("reload")
     corpus = read_corpus(Path(rec.corpus.root), rec.corpus.name)
     switch.mark("read_corpus")
-    stats = rec.index.sync(corpus)  # under the store's write lock, from the committed corpus
+    # Under the store's write lock, from the committed corpus; never waiting for it: a writer that took it since
+    # `reopen` (an ingest's sync, a rebuild, possibly at a lower CPU priority) would hold this request for its whole
+    # run. A later request switches.
+    stats = rec.index.sync(corpus, wait=False)
     switch.mark("sync")
+    if stats is None:
+        return False
     items = list(corpus.news.values())
     lexical = LexicalIndex.build(items)
     switch.mark("lexical")
@@ -151,6 +156,7 @@ def _reload_corpus(rec: Any, switch: Switch | None = None) -> None:
         len(items),
         stats,
     )
+    return True
 
 
 def follows_store(method: F) -> F:
