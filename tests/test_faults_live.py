@@ -158,6 +158,13 @@ def test_bench_load_with_writers_loses_nothing_and_serves_throughout(newsrec_hom
     assert [w["writer"] for w in figures["writers"]] == ["ingest 0", "index --rebuild"]
     assert figures["without_writers"]["completed"] == figures["with_writers"]["completed"] == 40
     assert figures["requests_while_writing"] > 0  # the writers ran while the app was under load
+    # the request timeline: every timed request of both phases, and the app's switches to the writers' state
+    timeline = figures["timeline"]
+    assert len(timeline["without_writers"]) == len(timeline["with_writers"]) == 40
+    assert all(row["ok"] and row["end"] > row["start"] for row in timeline["with_writers"])
+    assert figures["switches"]["count"] == len(timeline["switches"])
+    summary = figures["switches"]
+    assert summary["requests_overlapping"] + summary["requests_not_overlapping"] == 40
     counts = figures["counts"]
     assert counts["nothing_lost"] and counts["expected_items"] == 350 and counts["corpus_items"] == 350
     assert list(counts["index"].values()) == [350]
@@ -195,3 +202,74 @@ def test_a_request_that_overlaps_a_switch_is_answered_once_more_from_the_new_sta
     assert rec.recommend(True) == "answered" and rec.calls == 2
     with pytest.raises(KeyError):
         Rec().recommend(False)
+
+
+def test_a_switch_never_waits_for_a_writer_that_took_the_store_lock(tmp_path, monkeypatch):
+    """Another process committed a corpus generation; between the app's reopen and its sync a writer (an ingest's
+    sync, a rebuild; with NEWSREC_BATCH_NICE at a lower CPU priority) takes the store's write lock. The request
+    answers from the state it has at once instead of waiting for that writer; a later request switches. Each switch
+    is noted in NEWSREC_SWITCH_LOG."""
+    import json
+    import time
+
+    from filelock import FileLock
+
+    switches = tmp_path / "switches.jsonl"
+    monkeypatch.setenv("NEWSREC_SWITCH_LOG", str(switches))
+    rec = served(tmp_path)
+    ingest(write_source(tmp_path / "b", "b", items=150), Settings.from_env(), corpus="live")  # corpus only
+    settings = rec.settings
+    writer = FileLock(settings.chroma_dir.with_name(f"{settings.chroma_dir.name}.lock"))
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another writer: holds the lock until told (a thread's FileLock excludes this one's)
+        writer.acquire()
+        taken.set()
+        release.wait(120)
+        writer.release()
+
+    real_reopen = rec.index.reopen
+
+    def reopen_then_a_writer_arrives(wait: bool = True) -> bool:
+        opened = real_reopen(wait=wait)
+        if opened and not taken.is_set():
+            threading.Thread(target=hold, daemon=True).start()
+            taken.wait(30)
+        return opened
+
+    monkeypatch.setattr(rec.index, "reopen", reopen_then_a_writer_arrives)
+    releaser = threading.Timer(40, release.set)  # the old code waits here for the writer: 40 s
+    releaser.start()
+    try:
+        started = time.perf_counter()
+        result = rec.recommend("u1", k=5)
+        assert time.perf_counter() - started < 20 and len(result.reranked) == 5
+        assert len(rec.corpus.news) == 200  # answered from the state it had
+    finally:
+        release.set()
+        releaser.cancel()
+    time.sleep(0.5)  # the writer thread lets go
+    rec.recommend("u1", k=5)
+    assert len(rec.corpus.news) == 350 and rec.index.has("b0")  # a later request switched (and indexed b*)
+    events = [json.loads(line) for line in switches.read_text().splitlines()]
+    assert [event["kind"] for event in events] == ["reopen", "reload"]
+    assert events[-1]["items"] == 350 and {"read_corpus", "sync", "lexical", "stage"} <= set(events[-1]["phases_s"])
+
+
+def test_a_profile_outside_recommend_follows_the_store_after_a_failure(tmp_path, monkeypatch):
+    """The dashboard's charts and the editorial feeds build a reader's profile outside `recommend`; a store failure
+    there (another process's rebuild dropped the collection it read) is retried after a reopen, as in `recommend`."""
+    from newsrec.index_health import StoreError
+
+    rec = served(tmp_path)
+    real, failures = rec.index.embeddings, []
+
+    def embeddings_after_a_rebuild(ids):
+        if not failures:
+            failures.append(ids)
+            raise StoreError("the vector store failed (NotFoundError: Collection [x] does not exist.)")
+        return real(ids)
+
+    monkeypatch.setattr(rec.index, "embeddings", embeddings_after_a_rebuild)
+    profile = rec.profile("u3")  # the old code: the StoreError reached the dashboard as an error
+    assert failures and profile.read_ids and len(profile.interests) >= 1

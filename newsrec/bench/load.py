@@ -10,10 +10,13 @@ the growth over the second half of the run (levelling off shows as ~0). Without 
 
 With `--writers N` the run has two phases of the same load, measured one after the other: without writers,
 then while N concurrent `ingest` runs (`--writer-items` synthetic items each, distinct ids) and one
-`index --rebuild` write to the served corpus from other processes (newsrec/bench/writers.py), at the app's CPU
-priority unless `--writer-nice` lowers theirs. Both phases'
+`index --rebuild` write to the served corpus from other processes (newsrec/bench/writers.py), started at the app's
+CPU priority unless `--writer-nice` lowers theirs (the commands lower their own to NEWSREC_BATCH_NICE). Both phases'
 figures are reported, with p95 under writers / p95 without, and the corpus and index are compared with the union
 of all writes afterwards. Without `--url` the started app serves `--corpus` (created with 200 items if missing).
+The started app notes each switch to the writers' state (NEWSREC_SWITCH_LOG, newsrec/follow.py): the figures say
+how many, what they cost, and p95 of the requests that overlapped one against the rest; with `--json` also the
+timeline (every request's start and end, every switch with its phases).
 
 Endpoints are found by name in the app's API (`/on_load`, `/on_user`, `/on_run` by default), and their
 arguments are filled from the API's own parameter defaults, so the benchmark follows the page as it changes.
@@ -64,7 +67,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--writer-nice",
         type=int,
         default=0,
-        help="run the writers at this CPU niceness (0-19; default 0, the app's own priority), as a cron job would",
+        help="start the writers at this CPU niceness (0-19; default 0, the app's); `ingest` and `index` then lower "
+        "their own to NEWSREC_BATCH_NICE (default 10; set it to 0 for writers at the app's priority)",
     )
     parser.add_argument("--corpus", default="loadbench", help="with --writers: the served corpus (default loadbench)")
     parser.add_argument("--json", action="store_true")
@@ -134,7 +138,7 @@ def _endpoints(url: str, args: argparse.Namespace) -> tuple[dict, list[str]]:
     index build and model load, like a first visitor would)."""
     from gradio_client import Client
 
-    probe = Client(url, verbose=False)
+    probe = Client(url, verbose=False, httpx_kwargs=_client_timeouts())
     api = probe.view_api(print_info=False, return_format="dict")["named_endpoints"]
     for name in (args.load_api, args.user_api, args.run_api):
         if name not in api:
@@ -283,7 +287,7 @@ def _phase(
 
     def worker(number: int) -> None:
         try:  # the client too: one that cannot connect must still reach the barrier, or the others wait forever
-            client = Client(url, verbose=False)
+            client = Client(url, verbose=False, httpx_kwargs=_client_timeouts())
             _open_page(client, api, args)
             user = {"user_id": users[number % len(users)]}
             client.predict(*_arguments(api[args.user_api], user), api_name=args.user_api)
@@ -315,6 +319,15 @@ def _phase(
 
     with ThreadPoolExecutor(args.concurrency) as pool:
         list(pool.map(worker, range(args.concurrency)))
+
+
+def _client_timeouts() -> dict:
+    """httpx's default 5 s is shorter than a page load of 30 sessions at once on a busy 2-core machine: the session's
+    config request then failed as "timed out" though the app answered it later (9 of 30 sessions at load 13), which
+    a browser would have waited for. Bounded, so a hung app still ends the run (the result stream's read too)."""
+    import httpx
+
+    return {"timeout": httpx.Timeout(60.0, read=600.0)}
 
 
 def _open_page(client, api: dict, args: argparse.Namespace) -> list[str]:
