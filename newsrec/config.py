@@ -51,6 +51,11 @@ DEFAULT_INSTRUCTION = (
 # only matters when the CPU is contended: on an idle machine the import runs as fast as before).
 BATCH_NICE = 10
 
+# A serving app that sees a corpus generation committed less than this many seconds ago, with items its index lacks,
+# keeps serving the previous one: the writer (`ingest`) indexes them next, and the app doing it instead would embed
+# another process's batch on its request path. After this (an `ingest --no-index`) the app indexes them itself.
+FOLLOW_INDEX_GRACE_S = 120.0
+
 
 def batch_nice() -> int:
     """NEWSREC_BATCH_NICE (0-19): the niceness batch commands lower themselves to; unset = BATCH_NICE."""

@@ -117,6 +117,22 @@ def _changed(rec: Any) -> bool:
     return rec.index.changed_elsewhere() or _newer_generation(rec)
 
 
+def _awaits_its_writer(rec: Any, corpus: Any) -> bool:
+    """A generation committed moments ago whose new items the index lacks: its writer indexes them right after the
+    commit. Syncing here would embed that writer's whole batch on this request (the app's CPU, under the GIL) and
+    write to the store beside it; the switch waits for the writer's sync instead (its store stamp reopens the index;
+    the next request switches). Past config.FOLLOW_INDEX_GRACE_S (`ingest --no-index`) the app indexes them."""
+    from newsrec import config
+    from newsrec.data import store
+
+    try:
+        missing = len(corpus.news) - rec.index._stored_count()
+        committed = (Path(corpus.root) / store.POINTER).stat().st_mtime
+    except (AttributeError, OSError):
+        return False
+    return missing > 0 and time.time() - committed < config.FOLLOW_INDEX_GRACE_S
+
+
 def _reload_corpus(rec: Any, switch: Switch | None = None) -> bool:
     from newsrec.data.corpus import read_corpus
     from newsrec.learning.stage import build_stage
@@ -127,6 +143,9 @@ def _reload_corpus(rec: Any, switch: Switch | None = None) -> bool:
     switch = switch or Switch("reload")
     corpus = read_corpus(Path(rec.corpus.root), rec.corpus.name)
     switch.mark("read_corpus")
+    if _awaits_its_writer(rec, corpus):
+        switch.extra["waits_for"] = "the writer to index the new generation"
+        return False
     # Under the store's write lock, from the committed corpus; never waiting for it: a writer that took it since
     # `reopen` (an ingest's sync, a rebuild, possibly at a lower CPU priority) would hold this request for its whole
     # run. A later request switches.

@@ -214,8 +214,11 @@ def test_a_switch_never_waits_for_a_writer_that_took_the_store_lock(tmp_path, mo
 
     from filelock import FileLock
 
+    from newsrec import config
+
     switches = tmp_path / "switches.jsonl"
     monkeypatch.setenv("NEWSREC_SWITCH_LOG", str(switches))
+    monkeypatch.setattr(config, "FOLLOW_INDEX_GRACE_S", 0.0)  # no writer indexes b*: the app does
     rec = served(tmp_path)
     ingest(write_source(tmp_path / "b", "b", items=150), Settings.from_env(), corpus="live")  # corpus only
     settings = rec.settings
@@ -273,3 +276,18 @@ def test_a_profile_outside_recommend_follows_the_store_after_a_failure(tmp_path,
     monkeypatch.setattr(rec.index, "embeddings", embeddings_after_a_rebuild)
     profile = rec.profile("u3")  # the old code: the StoreError reached the dashboard as an error
     assert failures and profile.read_ids and len(profile.interests) >= 1
+
+
+def test_a_new_generation_without_vectors_waits_for_its_writer_then_the_grace(tmp_path, monkeypatch):
+    """An ingest commits the corpus, then indexes it. A request in between does not embed that writer's batch on the
+    app's request path (CPU under the GIL, and a write to the store beside the writer's): it serves the previous
+    generation; past config.FOLLOW_INDEX_GRACE_S (an `ingest --no-index`) the app indexes the items itself."""
+    from newsrec import config
+
+    rec = served(tmp_path)
+    ingest(write_source(tmp_path / "b", "b", items=150), Settings.from_env(), corpus="live")  # commit, no index yet
+    rec.recommend("u1", k=5)
+    assert len(rec.corpus.news) == 200 and len(rec.index) == 200  # the old code embedded b0..b149 right here
+    monkeypatch.setattr(config, "FOLLOW_INDEX_GRACE_S", 0.0)  # as if the writer never indexes them
+    rec.recommend("u1", k=5)
+    assert len(rec.corpus.news) == 350 and len(rec.index) == 350 and rec.index.has("b0")
