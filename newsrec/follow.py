@@ -55,9 +55,11 @@ def follow_store(rec: Any) -> None:
     if not _LOCK.acquire(blocking=False):
         return
     try:
-        newer = _newer_generation(rec)
-        if not (newer or rec.index.changed_elsewhere()):
+        newer, elsewhere = _newer_generation(rec), rec.index.changed_elsewhere()
+        if not (newer or elsewhere):
             return  # another request switched while this one waited for the lock
+        if newer and not elsewhere and _still_waiting(rec):
+            return  # the generation still waits for its writer's sync (no store write since): nothing to reopen or read
         switch = Switch("reload" if newer else "reopen")
         if not rec.index.reopen(wait=False):
             # Another process is writing right now (an ingest's sync, a rebuild): answer from the state we
@@ -117,6 +119,20 @@ def _changed(rec: Any) -> bool:
     return rec.index.changed_elsewhere() or _newer_generation(rec)
 
 
+def _still_waiting(rec: Any) -> bool:
+    """The live generation is the one a switch already found waiting for its writer, and still within the grace."""
+    from newsrec import config
+    from newsrec.data import store
+
+    if getattr(rec, "_follow_waiting", None) != live_generation(rec.corpus):
+        return False
+    try:
+        committed = (Path(rec.corpus.root) / store.POINTER).stat().st_mtime
+    except OSError:
+        return False
+    return time.time() - committed < config.FOLLOW_INDEX_GRACE_S
+
+
 def _awaits_its_writer(rec: Any, corpus: Any) -> bool:
     """A generation committed moments ago whose new items the index lacks: its writer indexes them right after the
     commit. Syncing here would embed that writer's whole batch on this request (the app's CPU, under the GIL) and
@@ -145,6 +161,7 @@ def _reload_corpus(rec: Any, switch: Switch | None = None) -> bool:
     switch.mark("read_corpus")
     if _awaits_its_writer(rec, corpus):
         switch.extra["waits_for"] = "the writer to index the new generation"
+        rec._follow_waiting = corpus.generation
         return False
     # Under the store's write lock, from the committed corpus; never waiting for it: a writer that took it since
     # `reopen` (an ingest's sync, a rebuild, possibly at a lower CPU priority) would hold this request for its whole

@@ -101,7 +101,7 @@ def test_bench_pipeline_prints_a_table_not_a_dict():
 
 @pytest.mark.parametrize(
     ("batch_nice", "started_at", "expected"),
-    [(None, 0, 10), ("3", 0, 3), ("0", 0, 0), ("5", 15, 15)],  # the default; a value; off; never raised
+    [(None, 0, 10), ("3", 0, 3), ("0", 0, 0), ("5", 15, 15)],  # the default; a value; off; never raised (from 0)
 )
 def test_batch_commands_lower_their_own_cpu_priority(tmp_path, batch_nice, started_at, expected):
     """`ingest` and `index` run at NEWSREC_BATCH_NICE (default 10): an import must not starve an app serving on the
@@ -124,7 +124,8 @@ def test_batch_commands_lower_their_own_cpu_priority(tmp_path, batch_nice, start
         text=True,
         timeout=300,
     )
-    assert done.stdout.split() == ["0", str(expected)], done.stderr[-1500:]
+    expected = max(expected, min(19, os.nice(0) + started_at))  # `nice -n` adds to this (pytest's) niceness
+    assert done.stdout.split()[-2:] == ["0", str(expected)], done.stderr[-1500:]  # after the ingest's report
 
 
 def test_a_bad_batch_niceness_is_a_clean_error(tmp_path):

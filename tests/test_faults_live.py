@@ -282,12 +282,17 @@ def test_a_new_generation_without_vectors_waits_for_its_writer_then_the_grace(tm
     """An ingest commits the corpus, then indexes it. A request in between does not embed that writer's batch on the
     app's request path (CPU under the GIL, and a write to the store beside the writer's): it serves the previous
     generation; past config.FOLLOW_INDEX_GRACE_S (an `ingest --no-index`) the app indexes the items itself."""
+    import newsrec.data.corpus as corpus_module
     from newsrec import config
 
     rec = served(tmp_path)
     ingest(write_source(tmp_path / "b", "b", items=150), Settings.from_env(), corpus="live")  # commit, no index yet
-    rec.recommend("u1", k=5)
+    reads, real_read = [], corpus_module.read_corpus
+    monkeypatch.setattr(corpus_module, "read_corpus", lambda *a, **k: reads.append(1) or real_read(*a, **k))
+    for _ in range(3):
+        rec.recommend("u1", k=5)
     assert len(rec.corpus.news) == 200 and len(rec.index) == 200  # the old code embedded b0..b149 right here
+    assert len(reads) == 1  # found waiting once; the next requests do not read the corpus again while it waits
     monkeypatch.setattr(config, "FOLLOW_INDEX_GRACE_S", 0.0)  # as if the writer never indexes them
     rec.recommend("u1", k=5)
     assert len(rec.corpus.news) == 350 and len(rec.index) == 350 and rec.index.has("b0")
