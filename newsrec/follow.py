@@ -30,6 +30,7 @@ from newsrec.errors import NewsrecError
 log = logging.getLogger(__name__)
 
 _LOCK = threading.RLock()  # one follower at a time
+STORE_RETRIES = 2  # tries after a store failure, each after a reopen and a sync
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -196,7 +197,8 @@ def _reload_corpus(rec: Any, switch: Switch | None = None) -> bool:
 
 
 def follows_store(method: F) -> F:
-    """Decorate a Recommender request method: follow the store first; on a store failure reopen and retry once."""
+    """Decorate a Recommender request method: follow the store first; on a store failure reopen and retry (twice at
+    most)."""
     from newsrec.errors import ServiceUnavailableError
     from newsrec.index_health import StoreError
 
@@ -207,15 +209,24 @@ def follows_store(method: F) -> F:
         try:
             return method(self, *args, **kwargs)
         except (StoreError, ServiceUnavailableError) as error:
-            log.warning("the vector store failed (%s): reopening it and trying once more", error)
-            with _LOCK:
-                self.index.reopen()
-                # A deleted collection reopens empty (get_or_create): without a sync the retry would "succeed"
-                # with no candidates at all. The sync fills it from the committed corpus (a no-op when another
-                # process already re-created and filled it).
-                log.warning("index re-synced after the failure: %s", self.index.sync(self.corpus))
-                self._profiles = {}
-            return method(self, *args, **kwargs)
+            for attempt in range(1, STORE_RETRIES + 1):
+                log.warning("the vector store failed (%s): reopening it and trying again (%d)", error, attempt)
+                with _LOCK:
+                    self.index.reopen()
+                    # A deleted collection reopens empty (get_or_create): without a sync the retry would "succeed"
+                    # with no candidates at all. The sync fills it from the committed corpus (a no-op when another
+                    # process already re-created and filled it).
+                    log.warning("index re-synced after the failure: %s", self.index.sync(self.corpus))
+                    self._profiles = {}
+                try:
+                    return method(self, *args, **kwargs)
+                except StoreError as again:
+                    # A rebuild that started after the reopen swapped its collection in under the retry (seen in
+                    # `bench load --writers`: "Collection ... does not exist" twice in a row). It holds the store
+                    # lock to its end, so the next reopen waits for it and the next try finds its collection.
+                    if attempt == STORE_RETRIES:
+                        raise
+                    error = again
         except Exception as error:
             if _state(self) == state and not _changed(self):
                 raise

@@ -278,6 +278,37 @@ def test_a_profile_outside_recommend_follows_the_store_after_a_failure(tmp_path,
     assert failures and profile.read_ids and len(profile.interests) >= 1
 
 
+def test_a_retry_that_fails_again_under_a_rebuild_is_tried_once_more(tmp_path, monkeypatch):
+    """A rebuild that starts after the retry's reopen swaps its collection in under the retry: the request fails a
+    second time with the same "does not exist". One more reopen (which waits for that rebuild) answers it; a store
+    that keeps failing still ends in the error, after STORE_RETRIES tries."""
+    from newsrec.follow import STORE_RETRIES
+    from newsrec.index_health import StoreError
+
+    rec = served(tmp_path)
+    real, failures = rec.index.search, []
+
+    def search_under_rebuilds(*args, **kwargs):
+        if len(failures) < 2:
+            failures.append(1)
+            raise StoreError("the vector store failed (NotFoundError: Collection [x] does not exist.)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rec.index, "search", search_under_rebuilds)
+    assert len(rec.recommend("u1", query="Story a7", k=5).reranked) == 5  # the old code: failed at the 2nd failure
+    assert len(failures) == 2
+    failures.clear()
+
+    def always_failing(*args, **kwargs):
+        failures.append(1)
+        raise StoreError("the vector store failed (disk I/O error)")
+
+    monkeypatch.setattr(rec.index, "search", always_failing)
+    with pytest.raises(StoreError):
+        rec.recommend("u1", query="Story a7", k=5)
+    assert len(failures) == 1 + STORE_RETRIES
+
+
 def test_a_new_generation_without_vectors_waits_for_its_writer_then_the_grace(tmp_path, monkeypatch):
     """An ingest commits the corpus, then indexes it. A request in between does not embed that writer's batch on the
     app's request path (CPU under the GIL, and a write to the store beside the writer's): it serves the previous
