@@ -282,7 +282,6 @@ def test_a_retry_that_fails_again_under_a_rebuild_is_tried_once_more(tmp_path, m
     """A rebuild that starts after the retry's reopen swaps its collection in under the retry: the request fails a
     second time with the same "does not exist". One more reopen (which waits for that rebuild) answers it; a store
     that keeps failing still ends in the error, after STORE_RETRIES tries."""
-    from newsrec.follow import STORE_RETRIES
     from newsrec.index_health import StoreError
 
     rec = served(tmp_path)
@@ -297,6 +296,8 @@ def test_a_retry_that_fails_again_under_a_rebuild_is_tried_once_more(tmp_path, m
     monkeypatch.setattr(rec.index, "search", search_under_rebuilds)
     assert len(rec.recommend("u1", query="Story a7", k=5).reranked) == 5  # the old code: failed at the 2nd failure
     assert len(failures) == 2
+    from newsrec.follow import STORE_RETRIES
+
     failures.clear()
 
     def always_failing(*args, **kwargs):
