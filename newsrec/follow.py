@@ -4,14 +4,19 @@ The app holds one Recommender for hours while `ingest` and `index --rebuild` run
 recommendation it makes two cheap checks (two stat calls):
 - the corpus's CURRENT names a newer generation: the corpus is read again (all files from one committed
   generation), the index is synced from it under the store's write lock, and the derived state (lexical
-  index, IDF, trends, the second stage, profiles) is rebuilt;
+  index, IDF, trends, the second stage, profiles) is rebuilt (the lexical index tokenizes only new or changed
+  stories). A generation committed moments ago whose new items the index lacks waits for its writer's own sync
+  (config.FOLLOW_INDEX_GRACE_S) instead of this process embedding another process's batch on a request;
 - the vector store's health manifest changed (every completed sync rewrites it): another process wrote
   vectors, so this process's Chroma client, whose view of the segment files and collection ids is now
   stale ("Error finding id", "Collection ... does not exist"), is reopened. While another process still holds
-  the store's write lock the request is answered from the state already loaded (no waiting behind a writer);
-  a later request switches. One request makes the switch; the others answer from the loaded state meanwhile.
+  the store's write lock (also when it takes the lock between this reopen and the sync) the request is answered
+  from the state already loaded (no waiting behind a writer, which `ingest` and `index` run at a lower CPU
+  priority, NEWSREC_BATCH_NICE); a later request switches. One request makes the switch; the others answer from
+  the loaded state meanwhile. Each switch is logged with its phases (and appended to NEWSREC_SWITCH_LOG if set).
 A store failure during a request (a rebuilt or deleted collection, also on a Chroma server) reopens the
-index, re-syncs it from the committed corpus (a deleted collection comes back empty) and retries once.
+index, re-syncs it from the committed corpus (a deleted collection comes back empty) and retries, at most
+STORE_RETRIES times.
 """
 
 from __future__ import annotations
