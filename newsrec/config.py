@@ -46,6 +46,33 @@ DEFAULT_INSTRUCTION = (
     "would want to read next."
 )
 
+# NEWSREC_BATCH_NICE default: `ingest` and `index` lower their own CPU priority to this niceness (0 = leave it), so a
+# batch import on the box that serves the app takes the CPU the app leaves idle instead of half of it (niceness
+# only matters when the CPU is contended: on an idle machine the import runs as fast as before).
+BATCH_NICE = 10
+
+# A serving app that sees a corpus generation committed less than this many seconds ago, with items its index lacks,
+# keeps serving the previous one: the writer (`ingest`) indexes them next, and the app doing it instead would embed
+# another process's batch on its request path. After this (an `ingest --no-index`) the app indexes them itself.
+FOLLOW_INDEX_GRACE_S = 120.0
+
+
+def batch_nice() -> int:
+    """NEWSREC_BATCH_NICE (0-19): the niceness batch commands lower themselves to; unset = BATCH_NICE."""
+    text = os.environ.get("NEWSREC_BATCH_NICE", "").strip()
+    if not text:
+        return BATCH_NICE
+    if not text.isdigit() or int(text) > 19:
+        raise InputError(f"NEWSREC_BATCH_NICE must be a whole number from 0 (leave the priority) to 19, not {text!r}")
+    return int(text)
+
+
+def switch_log_path() -> Path | None:
+    """NEWSREC_SWITCH_LOG: a file to which a running app appends one JSON line per switch to another writer's state
+    (newsrec/follow.py); `bench load` sets it to put the switches on its request timeline. Unset = no file."""
+    text = os.environ.get("NEWSREC_SWITCH_LOG", "").strip()
+    return Path(text).expanduser() if text else None
+
 
 def default_home() -> Path:
     """NEWSREC_HOME if set, else ~/.newsrec: corpora, Chroma data and caches all live under it."""

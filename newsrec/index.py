@@ -283,17 +283,23 @@ class NewsIndex:
         on_progress: ProgressCallback | None = None,
         batch_size: int | None = None,
         engine: EncodeEngine | None = None,
-    ) -> SyncStats:
+        wait: bool = True,
+    ) -> SyncStats | None:
         """Bring the collection in line with `corpus`: embed new and changed items, drop removed ones.
 
         `on_progress(done, total)` is called before the first batch and after each one (total is the
         number of items to embed, possibly 0); `progress=True` also draws a rich progress bar. `engine`
         computes the vectors the vector cache lacks (newsrec/encoding.py); default: `settings.encode_workers`
         worker processes for a large enough job, else this process. `batch_size`: items per batch (default
-        SYNC_BATCH; a rebuild with every vector cached writes in the store's largest batches).
+        SYNC_BATCH; a rebuild with every vector cached writes in the store's largest batches). With `wait=False`
+        returns None at once, doing nothing, while another process holds the store's write lock (a serving app
+        never queues behind a batch writer, which may run at a lower CPU priority).
         """
         start = time.perf_counter()
-        with self._lock, index_health.write_lock(self.settings):
+        lock = index_health.write_lock(self.settings) if wait else index_health.write_lock_if_free(self.settings)
+        with self._lock, lock as free:
+            if free is False:
+                return None
             corpus = _committed(corpus)  # the diff comes from the corpus as committed now, never a stale snapshot
             wanted = hnsw.hnsw_for(len(corpus.news), self.settings)
             if self._needs_new_graph(wanted):

@@ -146,6 +146,9 @@ class Recommender:
 
     # --- profiles ----------------------------------------------------------------------------
 
+    # A profile reads the store (a reader's history vectors) outside `recommend` too: the dashboard's charts and the
+    # editorial feeds ask for it. It follows the store the same way, or another process's rebuild fails it.
+    @follows_store
     def profile(self, user_id: str) -> UserProfile:
         if user_id not in self._profiles:
             guest = user_id == GUEST and user_id not in self.corpus.users
@@ -153,6 +156,7 @@ class Recommender:
             self._profiles[user_id] = self._build_profile(user_id, history)
         return self._profiles[user_id]
 
+    @follows_store
     def profile_from_history(self, history_ids: Sequence[str], user_id: str = "") -> UserProfile:
         return self._build_profile(user_id, [HistoryEntry(news_id=news_id) for news_id in history_ids])
 
@@ -518,6 +522,7 @@ class Recommender:
 
     # --- evaluation ----------------------------------------------------------------------------
 
+    @follows_store
     def score_candidates(
         self,
         profile: UserProfile,

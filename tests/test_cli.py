@@ -97,3 +97,44 @@ def test_bench_pipeline_prints_a_table_not_a_dict():
     text = console.export_text()
     assert "{" not in text and "'corpus'" not in text
     assert re.search(r"recommend p50 ms\s*│\s*12\.5 ms", text) and re.search(r"index recall at 20\s*│\s*0\.990", text)
+
+
+@pytest.mark.parametrize(
+    ("batch_nice", "started_at", "expected"),
+    [(None, 0, 10), ("3", 0, 3), ("0", 0, 0), ("5", 15, 15)],  # the default; a value; off; never raised (from 0)
+)
+def test_batch_commands_lower_their_own_cpu_priority(tmp_path, batch_nice, started_at, expected):
+    """`ingest` and `index` run at NEWSREC_BATCH_NICE (default 10): an import must not starve an app serving on the
+    same machine. The niceness is read after the command ran, in its own process."""
+    source = tmp_path / "news.jsonl"
+    source.write_text(json.dumps({"id": "n1", "title": "Battery plant opens", "body": "A battery story."}) + "\n")
+    env = {**os.environ, "NEWSREC_HOME": str(tmp_path / "home")}
+    env.pop("NEWSREC_BATCH_NICE", None)
+    if batch_nice is not None:
+        env["NEWSREC_BATCH_NICE"] = batch_nice
+    code = (
+        "import os, sys; from newsrec.cli import main; "
+        f"rc = main(['ingest', {str(source)!r}, '--corpus', 'nice', '--no-index']); print(rc, os.nice(0))"
+    )
+    done = subprocess.run(
+        ["nice", "-n", str(started_at), sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    expected = max(expected, min(19, os.nice(0) + started_at))  # `nice -n` adds to this (pytest's) niceness
+    assert done.stdout.split()[-2:] == ["0", str(expected)], done.stderr[-1500:]  # after the ingest's report
+
+
+def test_a_bad_batch_niceness_is_a_clean_error(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "newsrec", "index", "--corpus", "demo"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "NEWSREC_HOME": str(tmp_path), "NEWSREC_BATCH_NICE": "-5"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "NEWSREC_BATCH_NICE must be a whole number from 0" in done.stderr

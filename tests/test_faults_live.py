@@ -158,6 +158,13 @@ def test_bench_load_with_writers_loses_nothing_and_serves_throughout(newsrec_hom
     assert [w["writer"] for w in figures["writers"]] == ["ingest 0", "index --rebuild"]
     assert figures["without_writers"]["completed"] == figures["with_writers"]["completed"] == 40
     assert figures["requests_while_writing"] > 0  # the writers ran while the app was under load
+    # the request timeline: every timed request of both phases, and the app's switches to the writers' state
+    timeline = figures["timeline"]
+    assert len(timeline["without_writers"]) == len(timeline["with_writers"]) == 40
+    assert all(row["ok"] and row["end"] > row["start"] for row in timeline["with_writers"])
+    assert figures["switches"]["count"] == len(timeline["switches"])
+    summary = figures["switches"]
+    assert summary["requests_overlapping"] + summary["requests_not_overlapping"] == 40
     counts = figures["counts"]
     assert counts["nothing_lost"] and counts["expected_items"] == 350 and counts["corpus_items"] == 350
     assert list(counts["index"].values()) == [350]
@@ -195,3 +202,129 @@ def test_a_request_that_overlaps_a_switch_is_answered_once_more_from_the_new_sta
     assert rec.recommend(True) == "answered" and rec.calls == 2
     with pytest.raises(KeyError):
         Rec().recommend(False)
+
+
+def test_a_switch_never_waits_for_a_writer_that_took_the_store_lock(tmp_path, monkeypatch):
+    """Another process committed a corpus generation; between the app's reopen and its sync a writer (an ingest's
+    sync, a rebuild; with NEWSREC_BATCH_NICE at a lower CPU priority) takes the store's write lock. The request
+    answers from the state it has at once instead of waiting for that writer; a later request switches. Each switch
+    is noted in NEWSREC_SWITCH_LOG."""
+    import json
+    import time
+
+    from filelock import FileLock
+
+    from newsrec import config
+
+    switches = tmp_path / "switches.jsonl"
+    monkeypatch.setenv("NEWSREC_SWITCH_LOG", str(switches))
+    monkeypatch.setattr(config, "FOLLOW_INDEX_GRACE_S", 0.0)  # no writer indexes b*: the app does
+    rec = served(tmp_path)
+    ingest(write_source(tmp_path / "b", "b", items=150), Settings.from_env(), corpus="live")  # corpus only
+    settings = rec.settings
+    writer = FileLock(settings.chroma_dir.with_name(f"{settings.chroma_dir.name}.lock"))
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another writer: holds the lock until told (a thread's FileLock excludes this one's)
+        writer.acquire()
+        taken.set()
+        release.wait(120)
+        writer.release()
+
+    real_reopen = rec.index.reopen
+
+    def reopen_then_a_writer_arrives(wait: bool = True) -> bool:
+        opened = real_reopen(wait=wait)
+        if opened and not taken.is_set():
+            threading.Thread(target=hold, daemon=True).start()
+            taken.wait(30)
+        return opened
+
+    monkeypatch.setattr(rec.index, "reopen", reopen_then_a_writer_arrives)
+    releaser = threading.Timer(40, release.set)  # the old code waits here for the writer: 40 s
+    releaser.start()
+    try:
+        started = time.perf_counter()
+        result = rec.recommend("u1", k=5)
+        assert time.perf_counter() - started < 20 and len(result.reranked) == 5
+        assert len(rec.corpus.news) == 200  # answered from the state it had
+    finally:
+        release.set()
+        releaser.cancel()
+    time.sleep(0.5)  # the writer thread lets go
+    rec.recommend("u1", k=5)
+    assert len(rec.corpus.news) == 350 and rec.index.has("b0")  # a later request switched (and indexed b*)
+    events = [json.loads(line) for line in switches.read_text().splitlines()]
+    assert [event["kind"] for event in events] == ["reopen", "reload"]
+    assert events[-1]["items"] == 350 and {"read_corpus", "sync", "lexical", "stage"} <= set(events[-1]["phases_s"])
+
+
+def test_a_profile_outside_recommend_follows_the_store_after_a_failure(tmp_path, monkeypatch):
+    """The dashboard's charts and the editorial feeds build a reader's profile outside `recommend`; a store failure
+    there (another process's rebuild dropped the collection it read) is retried after a reopen, as in `recommend`."""
+    from newsrec.index_health import StoreError
+
+    rec = served(tmp_path)
+    real, failures = rec.index.embeddings, []
+
+    def embeddings_after_a_rebuild(ids):
+        if not failures:
+            failures.append(ids)
+            raise StoreError("the vector store failed (NotFoundError: Collection [x] does not exist.)")
+        return real(ids)
+
+    monkeypatch.setattr(rec.index, "embeddings", embeddings_after_a_rebuild)
+    profile = rec.profile("u3")  # the old code: the StoreError reached the dashboard as an error
+    assert failures and profile.read_ids and len(profile.interests) >= 1
+
+
+def test_a_retry_that_fails_again_under_a_rebuild_is_tried_once_more(tmp_path, monkeypatch):
+    """A rebuild that starts after the retry's reopen swaps its collection in under the retry: the request fails a
+    second time with the same "does not exist". One more reopen (which waits for that rebuild) answers it; a store
+    that keeps failing still ends in the error, after STORE_RETRIES tries."""
+    from newsrec.index_health import StoreError
+
+    rec = served(tmp_path)
+    real, failures = rec.index.search, []
+
+    def search_under_rebuilds(*args, **kwargs):
+        if len(failures) < 2:
+            failures.append(1)
+            raise StoreError("the vector store failed (NotFoundError: Collection [x] does not exist.)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rec.index, "search", search_under_rebuilds)
+    assert len(rec.recommend("u1", query="Story a7", k=5).reranked) == 5  # the old code: failed at the 2nd failure
+    assert len(failures) == 2
+    from newsrec.follow import STORE_RETRIES
+
+    failures.clear()
+
+    def always_failing(*args, **kwargs):
+        failures.append(1)
+        raise StoreError("the vector store failed (disk I/O error)")
+
+    monkeypatch.setattr(rec.index, "search", always_failing)
+    with pytest.raises(StoreError):
+        rec.recommend("u1", query="Story a7", k=5)
+    assert len(failures) == 1 + STORE_RETRIES
+
+
+def test_a_new_generation_without_vectors_waits_for_its_writer_then_the_grace(tmp_path, monkeypatch):
+    """An ingest commits the corpus, then indexes it. A request in between does not embed that writer's batch on the
+    app's request path (CPU under the GIL, and a write to the store beside the writer's): it serves the previous
+    generation; past config.FOLLOW_INDEX_GRACE_S (an `ingest --no-index`) the app indexes the items itself."""
+    import newsrec.data.corpus as corpus_module
+    from newsrec import config
+
+    rec = served(tmp_path)
+    ingest(write_source(tmp_path / "b", "b", items=150), Settings.from_env(), corpus="live")  # commit, no index yet
+    reads, real_read = [], corpus_module.read_corpus
+    monkeypatch.setattr(corpus_module, "read_corpus", lambda *a, **k: reads.append(1) or real_read(*a, **k))
+    for _ in range(3):
+        rec.recommend("u1", k=5)
+    assert len(rec.corpus.news) == 200 and len(rec.index) == 200  # the old code embedded b0..b149 right here
+    assert len(reads) == 1  # found waiting once; the next requests do not read the corpus again while it waits
+    monkeypatch.setattr(config, "FOLLOW_INDEX_GRACE_S", 0.0)  # as if the writer never indexes them
+    rec.recommend("u1", k=5)
+    assert len(rec.corpus.news) == 350 and len(rec.index) == 350 and rec.index.has("b0")

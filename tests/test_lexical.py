@@ -274,3 +274,40 @@ def test_a_synonym_no_story_uses_is_a_missed_word_not_a_crash():
         coverage = index.score(query).coverage
         assert coverage.shape == (20,)
     assert index.score("widgets").coverage.max() > 0 and index.score("EV charging").coverage.max() == 0
+
+
+def _stories(prefix: str, n: int) -> list[NewsItem]:
+    topics = ["battery", "football", "harvest", "election", "rates", "vaccine"]
+    return [
+        NewsItem(
+            id=f"{prefix}{i}",
+            title=f"{topics[i % 6].title()} report {prefix}{i} on 固态电池",
+            body=f"A {topics[(i * 5) % 6]} story, number {i}, about {topics[i % 6]} and central bank rates.",
+            category=topics[i % 6],
+        )
+        for i in range(n)
+    ]
+
+
+def test_a_rebuild_after_an_append_tokenizes_only_new_or_changed_items_and_equals_a_fresh_build(monkeypatch):
+    """The app rebuilds its lexical index on every switch to another writer's state (newsrec/follow.py): only the
+    appended and changed stories are tokenized again, and the index is the one a fresh build gives."""
+    import newsrec.lexical as lexical
+
+    old, appended = _stories("a", 40), _stories("b", 10)
+    changed = NewsItem(id="a3", title="Harvest festival moves to the river", body=old[3].body, category="harvest")
+    now = [*old[:3], changed, *old[4:], *appended]
+    LexicalIndex.build(old)
+    calls = []
+    real = lexical._document_terms
+    monkeypatch.setattr(lexical, "_document_terms", lambda item, **kw: calls.append(item.id) or real(item, **kw))
+    rebuilt = LexicalIndex.build(now)
+    assert sorted(calls) == sorted(["a3", *(item.id for item in appended)])  # the old code: all 50 again
+    lexical._forget_item_terms()
+    fresh = LexicalIndex.build(now)
+    assert len(calls) == 11 + len(now)  # the fresh build tokenized everything
+    assert rebuilt.ids == fresh.ids and rebuilt._df == fresh._df
+    assert {t: list(rows) for t, rows in rebuilt._heads.items()} == {t: list(rows) for t, rows in fresh._heads.items()}
+    for query in ("harvest festival", "battery rates", "固态电池", "b7"):
+        assert rebuilt.match(query, 10) == fresh.match(query, 10)
+    assert rebuilt.match("river", 3)[0][0] == "a3"  # the changed story is found by its new words

@@ -10,10 +10,13 @@ the growth over the second half of the run (levelling off shows as ~0). Without 
 
 With `--writers N` the run has two phases of the same load, measured one after the other: without writers,
 then while N concurrent `ingest` runs (`--writer-items` synthetic items each, distinct ids) and one
-`index --rebuild` write to the served corpus from other processes (newsrec/bench/writers.py), at the app's CPU
-priority unless `--writer-nice` lowers theirs. Both phases'
+`index --rebuild` write to the served corpus from other processes (newsrec/bench/writers.py), started at the app's
+CPU priority unless `--writer-nice` lowers theirs (the commands lower their own to NEWSREC_BATCH_NICE). Both phases'
 figures are reported, with p95 under writers / p95 without, and the corpus and index are compared with the union
 of all writes afterwards. Without `--url` the started app serves `--corpus` (created with 200 items if missing).
+The started app notes each switch to the writers' state (NEWSREC_SWITCH_LOG, newsrec/follow.py): the figures say
+how many, what they cost, and p95 of the requests that overlapped one against the rest; with `--json` also the
+timeline (every request's start and end, every switch with its phases).
 
 Endpoints are found by name in the app's API (`/on_load`, `/on_user`, `/on_run` by default), and their
 arguments are filled from the API's own parameter defaults, so the benchmark follows the page as it changes.
@@ -42,6 +45,7 @@ from newsrec.errors import InputError
 
 log = logging.getLogger(__name__)
 
+SWITCH_LOG = "switches.jsonl"
 QUERIES = ["", "solid-state battery", "", "NBA最新战况", "", "apple harvest", "", "central bank rates"]
 
 
@@ -63,7 +67,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--writer-nice",
         type=int,
         default=0,
-        help="run the writers at this CPU niceness (0-19; default 0, the app's own priority), as a cron job would",
+        help="start the writers at this CPU niceness (0-19; default 0, the app's); `ingest` and `index` then lower "
+        "their own to NEWSREC_BATCH_NICE (default 10; set it to 0 for writers at the app's priority)",
     )
     parser.add_argument("--corpus", default="loadbench", help="with --writers: the served corpus (default loadbench)")
     parser.add_argument("--json", action="store_true")
@@ -74,6 +79,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 class LoadResult:
     latencies: list[float] = field(default_factory=list)
     started_at: list[float] = field(default_factory=list)  # when each timed call began, on the run's clock
+    # every timed call: (start, end) on the run's clock, ok; errors included, in the order they ended
+    timeline: list[tuple[float, float, bool]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     memory: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, bytes)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -97,6 +104,8 @@ def run_load(args: argparse.Namespace) -> int:
 
         seeded = writers.seed_corpus(Settings.from_env(), args.corpus, Path(workdir.name))
         env["NEWSREC_CORPUS"] = args.corpus
+        # the started app notes each switch to another writer's state here (newsrec/follow.py)
+        env["NEWSREC_SWITCH_LOG"] = str(Path(workdir.name) / SWITCH_LOG)
     if not url:
         app, url = _start_app(args.startup_timeout, env)
         pid = app.pid
@@ -129,7 +138,7 @@ def _endpoints(url: str, args: argparse.Namespace) -> tuple[dict, list[str]]:
     index build and model load, like a first visitor would)."""
     from gradio_client import Client
 
-    probe = Client(url, verbose=False)
+    probe = Client(url, verbose=False, httpx_kwargs=_client_timeouts())
     api = probe.view_api(print_info=False, return_format="dict")["named_endpoints"]
     for name in (args.load_api, args.user_api, args.run_api):
         if name not in api:
@@ -167,7 +176,9 @@ def measure_with_writers(url: str, pid: int | None, args: argparse.Namespace, se
     stop = threading.Event()
     sampler = threading.Thread(target=_sample_memory, args=(pid, busy, stop), daemon=True)
     plan = writers.plan(args.corpus, args.writers, args.writer_items, folder)
-    clock = time.perf_counter()
+    switch_log = folder / SWITCH_LOG
+    switch_log.unlink(missing_ok=True)  # the quiet phase's switches (none expected) are not the writers'
+    clock, wall_zero = time.perf_counter(), time.time()
     sampler.start()
     watchers: list[threading.Thread] = []
 
@@ -202,7 +213,59 @@ def measure_with_writers(url: str, pid: int | None, args: argparse.Namespace, se
     }
     if figures["p95_while_writing_s"] and without["p95_s"]:
         figures["p95_while_writing_ratio"] = round(figures["p95_while_writing_s"] / without["p95_s"], 2)
+    switches = read_switches(switch_log, wall_zero)
+    figures["switches"] = switch_summary(busy.timeline, switches)
+    if args.json:  # the raw timeline: every request of both phases and every switch, on each phase's clock
+        figures["timeline"] = {
+            "without_writers": [_row(row) for row in quiet.timeline],
+            "with_writers": [_row(row) for row in busy.timeline],
+            "switches": switches,
+        }
     return figures
+
+
+def read_switches(path: Path, wall_zero: float) -> list[dict]:
+    """The app's switches (NEWSREC_SWITCH_LOG lines), their start and end moved onto the phase's clock."""
+    import json
+
+    if not path.exists():
+        return []
+    switches = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        event = json.loads(line)
+        event["started"] = round(event["started"] - wall_zero, 3)
+        event["ended"] = round(event["ended"] - wall_zero, 3)
+        switches.append(event)
+    return sorted(switches, key=lambda event: event["started"])
+
+
+def switch_summary(timeline: list[tuple[float, float, bool]], switches: list[dict]) -> dict:
+    """How many switches, what they cost, and p95 of the requests that overlapped one against those that did not."""
+    spans = [(event["started"], event["ended"]) for event in switches]
+    overlapping, clear = [], []
+    for start, end, ok in timeline:
+        if ok:
+            hit = any(start < s_end and s_start < end for s_start, s_end in spans)
+            (overlapping if hit else clear).append(end - start)
+
+    def p95(values: list[float]) -> float | None:
+        return round(float(np.percentile(values, 95)), 2) if values else None
+
+    return {
+        "count": len(switches),
+        "by_kind": {kind: sum(e["kind"] == kind for e in switches) for kind in sorted({e["kind"] for e in switches})},
+        "seconds": round(sum(end - start for start, end in spans), 2),
+        "cpu_s": round(sum(event.get("cpu_s", 0.0) for event in switches), 2),
+        "requests_overlapping": len(overlapping),
+        "p95_overlapping_s": p95(overlapping),
+        "requests_not_overlapping": len(clear),
+        "p95_not_overlapping_s": p95(clear),
+    }
+
+
+def _row(row: tuple[float, float, bool]) -> dict:
+    start, end, ok = row
+    return {"start": round(start, 3), "end": round(end, 3), "ok": ok}
 
 
 def _phase(
@@ -223,14 +286,14 @@ def _phase(
     ready = threading.Barrier(args.concurrency, action=on_ready)
 
     def worker(number: int) -> None:
-        client = Client(url, verbose=False)
-        try:
+        try:  # the client too: one that cannot connect must still reach the barrier, or the others wait forever
+            client = Client(url, verbose=False, httpx_kwargs=_client_timeouts())
             _open_page(client, api, args)
             user = {"user_id": users[number % len(users)]}
             client.predict(*_arguments(api[args.user_api], user), api_name=args.user_api)
         except Exception as error:  # noqa: BLE001 - every failure is a finding of the benchmark
             with result.lock:
-                result.errors.append(f"{args.user_api}: {error}")
+                result.errors.append(f"opening the page ({args.load_api}, {args.user_api}): {str(error)[:300]}")
             ready.wait()
             return
         ready.wait()
@@ -246,13 +309,25 @@ def _phase(
             except Exception as error:  # noqa: BLE001
                 with result.lock:
                     result.errors.append(f"{args.run_api}: {str(error)[:200]}")
+                    result.timeline.append((tick - clock, time.perf_counter() - clock, False))
                 continue
+            tock = time.perf_counter()
             with result.lock:
-                result.latencies.append(time.perf_counter() - tick)
+                result.latencies.append(tock - tick)
                 result.started_at.append(tick - clock)
+                result.timeline.append((tick - clock, tock - clock, True))
 
     with ThreadPoolExecutor(args.concurrency) as pool:
         list(pool.map(worker, range(args.concurrency)))
+
+
+def _client_timeouts() -> dict:
+    """httpx's default 5 s is shorter than a page load of 30 sessions at once on a busy 2-core machine: the session's
+    config request then failed as "timed out" though the app answered it later (9 of 30 sessions at load 13), which
+    a browser would have waited for. Bounded, so a hung app still ends the run (the result stream's read too)."""
+    import httpx
+
+    return {"timeout": httpx.Timeout(60.0, read=600.0)}
 
 
 def _open_page(client, api: dict, args: argparse.Namespace) -> list[str]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -108,6 +110,21 @@ def add_rules_flag(parser: argparse.ArgumentParser) -> None:
         default="live",
         help="editorial rules to apply: the corpus's live set (default), its draft, or none",
     )
+
+
+def lower_batch_priority() -> int:
+    """Lower this process's CPU priority to NEWSREC_BATCH_NICE (never raise it: an already nicer process stays
+    so); encode workers started later inherit it. Returns the niceness now in force."""
+    from newsrec.config import batch_nice
+
+    target = batch_nice()
+    if not hasattr(os, "nice"):  # Windows: no niceness
+        return 0
+    current = os.nice(0)
+    if target > current:
+        current = os.nice(target - current)
+        logging.getLogger(__name__).info("batch job: CPU niceness %d (NEWSREC_BATCH_NICE)", current)
+    return current
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -12,6 +12,7 @@ from newsrec.cli.common import (
     add_model_flags,
     corpus_name,
     encode_engine,
+    lower_batch_priority,
     print_json,
     settings_from_args,
 )
@@ -59,6 +60,7 @@ def build_index(args: argparse.Namespace) -> int:
     from newsrec.index import NewsIndex
     from newsrec.pipeline import model_options
 
+    lower_batch_priority()  # as `ingest`: an index build must not starve an app on the same machine
     settings = settings_from_args(args)
     corpus = load_corpus(settings)
     embedder = get_embedder(settings.resolved_embedder, **model_options(settings, settings.embedder_model, corpus))

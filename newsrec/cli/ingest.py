@@ -15,6 +15,7 @@ from newsrec.cli.common import (
     corpus_name,
     encode_engine,
     in_range,
+    lower_batch_priority,
     print_json,
     utf8_text,
 )
@@ -79,6 +80,7 @@ def parse_mapping(pairs: list[str]) -> dict[str, str]:
 
 def run_ingest(args: argparse.Namespace) -> int:
     check_encode_flags(args)
+    lower_batch_priority()  # a batch import must not starve an app serving on the same machine (NEWSREC_BATCH_NICE)
     settings = Settings.from_env(
         embedder=args.embedder,
         max_images=args.max_images,
