@@ -178,6 +178,7 @@ def _reload_corpus(rec: Any, switch: Switch | None = None) -> bool:
         return False
     items = list(corpus.news.values())
     lexical = LexicalIndex.build(items)
+    lexical.enable_translation(rec.embedder, items, rec.index)  # as the Recommender's constructor does
     switch.mark("lexical")
     stage = build_stage(rec.settings.home, corpus, rec.reranker, rec.embedder, rec.settings.prior_weight, lexical)
     switch.mark("stage")

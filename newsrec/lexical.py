@@ -15,7 +15,7 @@ import re
 import threading
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -339,13 +339,18 @@ class LexicalIndex:
             latin_words, han_words = _vocabulary(items)
         return cls(ids, bm25, bigrams=bigrams, df=df, latin_words=latin_words, han_words=han_words, heads=heads)
 
-    def enable_translation(self, embedder: object) -> bool:
-        """Translate query words into the corpus's other script with `embedder`'s word vectors; False if unused."""
+    def enable_translation(self, embedder: object, items: Sequence[NewsItem] = (), index: object = None) -> bool:
+        """Translate query words into the corpus's other script with `embedder`'s word vectors; False if unused.
+
+        With `index` (the items' stored vectors), names are also learnt from same-topic zh/en story pairs.
+        """
         if not (self._latin_words and self._han_words and getattr(embedder, "term_translation", False)):
             return False
-        from newsrec.matching.translation import TermTranslator
+        from newsrec.matching.translation import TermTranslator, story_pairs
 
         self.translator = TermTranslator(embedder, self._latin_words, self._han_words)
+        if index is not None:
+            self.translator.learn_from_pairs(story_pairs(items, index, tokenize, is_cjk))
         return True
 
     def __len__(self) -> int:

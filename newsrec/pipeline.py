@@ -25,8 +25,7 @@ from newsrec.explain import explain
 from newsrec.follow import follows_store
 from newsrec.index import NewsIndex
 from newsrec.learning.stage import SecondStage, build_stage
-from newsrec.lexical import LexicalIndex, is_cjk, tokenize
-from newsrec.matching.translation import story_pairs
+from newsrec.lexical import LexicalIndex
 from newsrec.profiles import build_profile, idf_table, subcategory_key
 from newsrec.ranking import cap_categories, freshness_decay, mmr_order
 from newsrec.recall import ForYouRecall
@@ -96,9 +95,8 @@ class Recommender:
         )
         self.cache = cache if cache is not None else ScoreCache(settings.cache_dir / "rerank_scores.sqlite")
         self.lexical = lexical or LexicalIndex.build(list(corpus.news.values()))
-        if self.lexical.translator is None and self.lexical.enable_translation(embedder):
-            # a bilingual corpus: query words reach the other language, names through same-topic story pairs
-            self.lexical.translator.learn_from_pairs(story_pairs(list(corpus.news.values()), index, tokenize, is_cjk))
+        if self.lexical.translator is None:  # a bilingual corpus: query words reach the other language
+            self.lexical.enable_translation(embedder, list(corpus.news.values()), index)
         self.idf = idf_table(list(corpus.news.values()))
         self.now = corpus.latest  # the corpus's own "now", so an old corpus still has fresh items
         self._profiles: dict[str, UserProfile] = {}

@@ -328,3 +328,25 @@ def test_a_new_generation_without_vectors_waits_for_its_writer_then_the_grace(tm
     monkeypatch.setattr(config, "FOLLOW_INDEX_GRACE_S", 0.0)  # as if the writer never indexes them
     rec.recommend("u1", k=5)
     assert len(rec.corpus.news) == 350 and len(rec.index) == 350 and rec.index.has("b0")
+
+
+def test_a_bilingual_corpus_keeps_query_translation_after_a_switch(tmp_path):
+    """A switch to another writer's state rebuilds the lexical index; it must get its translator back as well."""
+    from newsrec.pipeline import Recommender
+
+    ingest(REPO / "assets" / "demo", Settings.from_env(), corpus="zhen")
+    rec = Recommender.from_settings(Settings.from_env(corpus="zhen", embedder="lite", reranker="lite"))
+    assert rec.lexical.translator is not None  # en + zh stories and the lite encoder
+
+    def english(query: str) -> list[str]:
+        return [
+            card.item.id for card in rec.recommend("guest", query=query, k=5).reranked if card.item.language == "en"
+        ]
+
+    before = english("钠离子电池")  # sodium-ion batteries
+    assert before  # English stories, reached through translation
+    done = cli("ingest", str(write_source(tmp_path / "b", "b", items=20)), "--corpus", "zhen", "--embedder", "lite")
+    assert done.returncode == 0, done.stderr[-1500:]
+    after = english("钠离子电池")
+    assert len(rec.corpus.news) == len(load_corpus(Settings.from_env(), "zhen").news)  # it switched
+    assert rec.lexical.translator is not None and after == before  # the old code: no translator, no English story
