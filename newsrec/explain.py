@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from newsrec.lexical import tokenize
-from newsrec.profiles import topic
+from newsrec.profiles import subcategory_key, topic
 from newsrec.types import Interest, NewsItem, Reason, UserProfile
 
 # Cosine from which an item is said to be like one history item, or close to an interest's centre.
@@ -65,7 +65,8 @@ def explain(
     """Reasons and the English line for one card, from its score's `contributions`.
 
     `source` is where the For-you feed found the card ("trending" for the trending recall): a card that
-    is close to no read and to no interest's topics says it is trending or outside the usual topics.
+    is close to no read and to no interest's topics says it is trending, outside the usual topics (a
+    category the reader does not read), or a new subject (its subcategory) within a category they do read.
     """
     by_kind: dict[str, float] = {}
     for name, value in contributions.items():
@@ -111,7 +112,15 @@ def _reason(kind, share, item, embedding, profile, matched, history_titles, quer
             # what the slot is rather than claim an interest (USE finds Chinese texts broadly alike, so an
             # apple-export story sat at cosine 0.45 to an investor's 双十一 read)
             if not query.strip():
-                return Reason("trending" if source == "trending" else "outside", share)
+                if source == "trending":
+                    return Reason("trending", share)
+                if subcategory_key(item) in profile.subcategories:
+                    return Reason("weak", share)  # a subject read now and then, far from every read of it
+                if item.subcategory and profile.categories.get(item.category, 0.0) > 0:
+                    # a category the reader reads, a subject they do not: "outside the usual topics" next to
+                    # "finance is 92% of reading" contradicted itself; name the subject that is new instead
+                    return Reason("new_subject", share, item.subcategory)
+                return Reason("outside", share)
             return Reason("weak", share)
         return Reason("interest", share)
     if kind == "category":
@@ -160,6 +169,8 @@ def render(reasons: list[Reason], item: NewsItem, profile: UserProfile | None, q
             words.append("only loosely like the reading")
         elif reason.kind == "outside":
             words.append("outside the reader's usual topics")
+        elif reason.kind == "new_subject":
+            words.append(f"a subject new to the reader ({reason.detail})")
         elif reason.kind == "trending":
             words.append("trending with readers")
         elif reason.kind == "read":
