@@ -44,7 +44,7 @@ from newsrec.types import (
 )
 
 MAX_QUERY_CHARS = 2000
-NO_MATCH = (0.0, 0.0, False, False, False)  # (coverage, held share, covers, full, headline) without the query's terms
+NO_MATCH = (0.0, 0.0, False, False, False, False)  # (coverage, held, covers, full, headline, known): no term
 FRESHNESS_PARTS = ("fresh",)  # score parts that exist only while the freshness control is on
 GUEST = "guest"  # a reader with no history, available in every corpus (e.g. one ingested without users)
 
@@ -350,6 +350,7 @@ class Recommender:
             hits = hits[np.lexsort((hits, -scored.coverage[hits], -scored.held[hits]))]  # covering items first
             covers, full = scored.covers, scored.full
             headline = scored.headline if scored.headline is not None else np.ones(len(covers), dtype=bool)
+            known = scored.known if scored.known is not None else np.zeros(len(covers), dtype=bool)
             lexical = {
                 news_id: (
                     float(scored.coverage[i]),
@@ -357,6 +358,7 @@ class Recommender:
                     bool(covers[i]),
                     bool(full[i]),
                     bool(headline[i]),
+                    bool(known[i]),
                 )
                 # the first `fetch` usable hits, taken lazily: a common word's hits are a share of the whole corpus
                 for news_id, i in islice(
@@ -411,14 +413,14 @@ class Recommender:
         self,
         query_vector: np.ndarray,
         dense: list[tuple[str, float]],
-        lexical: dict[str, tuple[float, float, bool, bool, bool]],
+        lexical: dict[str, tuple[float, float, bool, bool, bool, bool]],
         n: int,
         profile: UserProfile,
     ) -> tuple[list[tuple[str, float]], bool]:
         """Dense and lexical hits scored by query relevance (newsrec/relevance.py), and whether anything matched.
 
-        `lexical` maps news ids to (coverage, held share, covers, full, headline). When the query admits nothing, the
-        result holds the near topic instead, if any: items at the embedder's match floor, by cosine (`matched` False).
+        `lexical` maps news ids to (coverage, held share, covers, full, headline, known). When the query admits
+        nothing, the result holds the near topic instead, if any: items at the embedder's match floor, by cosine (`matched` False).
         """
         cosines = dict(dense)
         only_lexical = [news_id for news_id in lexical if news_id not in cosines and self.index.has(news_id)]
@@ -428,7 +430,7 @@ class Recommender:
         ids = list(cosines)
         cos = np.array([cosines[i] for i in ids])
         rows = [lexical.get(i, NO_MATCH) for i in ids]
-        coverage, held, covers, full, headline = (np.array([row[c] for row in rows]) for c in range(5))
+        coverage, held, covers, full, headline, known = (np.array([row[c] for row in rows]) for c in range(6))
         categories = [self.corpus.news[i].category for i in ids]
         familiar = np.array([subcategory_key(self.corpus.news[i]) in profile.subcategories for i in ids], dtype=bool)
         scores = query_relevance(
@@ -441,6 +443,7 @@ class Recommender:
             full.astype(bool),
             familiar,
             headline.astype(bool),
+            known.astype(bool),
         )
         if not matches(scores):
             near = query_scale(self.embedder)(cos)
