@@ -49,3 +49,11 @@ def test_a_chinese_word_no_story_uses_does_not_empty_a_search(recommender):
 def test_a_missing_word_that_names_the_topic_still_counts(recommender, user, query):
     """新冠 names the topic (the corpus has only flu vaccines), 牙齿 too: no exact match for these."""
     assert not recommender.recommend(user, query, k=10).query_matched
+
+
+@pytest.mark.parametrize("query", ["Kyoto", "京都"])
+def test_a_place_name_finds_its_stories_in_both_languages(recommender, query):
+    """Kyoto found only the English story and 京都 only the Chinese one: the encoder puts them 0.71 / 0.62 apart,
+    under the translation bar, yet each is the other's closest word across the two vocabularies."""
+    result = recommender.recommend("u04", query, k=10)
+    assert result.query_matched and KYOTO <= set(ids(result)), ids(result)

@@ -15,6 +15,7 @@ is embedded once, lazily (~2-3 s for 4,000 words on two cores).
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 from collections.abc import Callable, Collection, Sequence
@@ -111,6 +112,19 @@ class TermTranslator:
         self._cache.clear()
         return learned
 
+    def _mutual(self, word: str, is_han: bool, closest: int) -> bool:
+        """Whether the corpus word `word` is itself the closest, in its script, to its closest other-script word.
+
+        Mutual closest words across two languages' vocabularies are translations far more often than a one-way
+        closest word (bilingual lexicon induction): Kyoto's closest Chinese word is 京都 (0.71) and 京都's closest
+        English word is Kyoto (0.62, with Tokyo at 0.60), while 京都's 0.62 alone would also let in loose
+        neighbours. Only for words the corpus has (their vocabulary vector is the one compared).
+        """
+        latin, han = self._vocabulary()
+        source, target, names = (han, latin, self._han) if is_han else (latin, han, self._latin_terms)
+        own = _row(names, word if is_han else stem(word.lower()))
+        return own >= 0 and int(np.argmax(source @ target[closest])) == own
+
     def translate(self, words: Sequence[tuple[str, bool]], absent: Collection[str] = ()) -> list[list[str]]:
         """For each (word, is_han) pair, the index terms of its translations, closest first (maybe none).
 
@@ -139,6 +153,8 @@ class TermTranslator:
                     back = float((source @ target[order[0]]).max())
                     if closest >= back - TRANSLATION_MARGIN:
                         bar = min(bar, closest)  # the clear closest word only
+                if closest >= ABSENT_COSINE and self._mutual(word, is_han[word], int(order[0])):
+                    bar = min(bar, closest)  # each other's closest words across the scripts: Kyoto and 京都
                 for i in order:
                     if cosines[i] < bar or len(found) >= MAX_TRANSLATIONS:
                         break
@@ -146,6 +162,12 @@ class TermTranslator:
                         found.append(terms[i])
                 self._cache[key] = found
         return [list(self._cache[(word, word in absent)]) for word, _ in words]
+
+
+def _row(terms: Sequence[str], term: str) -> int:
+    """`term`'s row in the sorted `terms`, or -1."""
+    at = bisect.bisect_left(terms, term)
+    return at if at < len(terms) and terms[at] == term else -1
 
 
 def story_pairs(
