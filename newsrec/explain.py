@@ -61,12 +61,14 @@ def explain(
     history_titles: Mapping[str, str],
     query: str = "",
     source: str = "",
+    variety: bool = False,
 ) -> Explanation:
     """Reasons and the English line for one card, from its score's `contributions`.
 
-    `source` is where the For-you feed found the card ("trending" for the trending recall): a card that
-    is close to no read and to no interest's topics says it is trending, outside the usual topics (a
-    category the reader does not read), or a new subject (its subcategory) within a category they do read.
+    `variety` says that more stories of the card's subject, new to the reader, were held below the page
+    (ranking.cap_new_subjects). `source` is where the For-you feed found the card ("trending" for the trending
+    recall): a card that is close to no read and to no interest's topics says it is trending, outside the usual
+    topics (a category the reader does not read), or a new subject (its subcategory) within a category they read.
     """
     by_kind: dict[str, float] = {}
     for name, value in contributions.items():
@@ -84,6 +86,8 @@ def explain(
         reasons.append(_reason(kind, share, item, embedding, profile, matched, history_titles, query, source))
     if shares.get("avoid", 0.0) <= -MIN_SHARE:
         reasons.append(Reason("avoid", shares["avoid"]))
+    if variety:  # a fact about the feed: more stories of this new subject were held below the page
+        reasons.append(Reason("variety", 0.0, item.subcategory))
     if profile is not None and item.id in profile.read_ids:
         reasons.insert(0, Reason("read", 0.0))  # a fact about the card, not a part of its score
     return Explanation(line=render(reasons, item, profile, query), reasons=reasons, matched=matched)
@@ -130,6 +134,16 @@ def _reason(kind, share, item, embedding, profile, matched, history_titles, quer
     return Reason(kind, share)
 
 
+def resembles_reading(
+    item: NewsItem, embedding: np.ndarray | None, profile: UserProfile, history_vectors: Mapping[str, np.ndarray]
+) -> bool:
+    """Whether a card may say it is like the reading: close to a read (not itself) or claimed by an interest."""
+    others = {news_id: vector for news_id, vector in history_vectors.items() if news_id != item.id}
+    if _closest_history(embedding, others):
+        return True
+    return embedding is not None and claimed_interest(item, embedding, profile.interests) is not None
+
+
 def claimed_interest(item: NewsItem, embedding: np.ndarray, interests: Sequence[Interest]) -> Interest | None:
     """The interest a card may say it fits, or None: the closest one (cosine) among those that claim it.
 
@@ -173,6 +187,8 @@ def render(reasons: list[Reason], item: NewsItem, profile: UserProfile | None, q
             words.append(f"a subject new to the reader ({reason.detail})")
         elif reason.kind == "trending":
             words.append("trending with readers")
+        elif reason.kind == "variety":
+            words.append(f"more {reason.detail} stories held back for variety")
         elif reason.kind == "read":
             words.append("already read")
         elif reason.kind == "popularity":

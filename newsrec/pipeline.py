@@ -21,14 +21,14 @@ from newsrec.data.corpus import Corpus, format_time, load_corpus
 from newsrec.dedupe import same_story_groups
 from newsrec.embedders import Embedder, get_embedder
 from newsrec.errors import InputError
-from newsrec.explain import explain
+from newsrec.explain import explain, resembles_reading
 from newsrec.follow import follows_store
 from newsrec.index import NewsIndex
 from newsrec.learning.stage import SecondStage, build_stage
 from newsrec.lexical import LexicalIndex, is_cjk, tokenize
 from newsrec.matching.translation import story_pairs
 from newsrec.profiles import build_profile, idf_table, subcategory_key
-from newsrec.ranking import cap_categories, freshness_decay, mmr_order
+from newsrec.ranking import cap_categories, cap_new_subjects, freshness_decay, mmr_order
 from newsrec.recall import ForYouRecall
 from newsrec.relevance import matches, query_relevance, query_scale
 from newsrec.rerankers import Reranker, get_reranker
@@ -268,7 +268,9 @@ class Recommender:
         stories = self._one_slot_per_story(range(len(pool)), pool)
         slot = {i: rank for rank, group in enumerate(stories, 1) for i in group}
 
-        def make(group: list[int], rank: int, score: float, contributions: dict[str, float]) -> Recommendation:
+        def make(
+            group: list[int], rank: int, score: float, contributions: dict[str, float], feed: bool = False
+        ) -> Recommendation:
             index = group[0]
             candidate = pool[index]
             why = explain(
@@ -280,6 +282,7 @@ class Recommender:
                 history_titles,
                 query,
                 candidate.source,
+                variety=feed and capped.get(index, "") in held_back,
             )
             return Recommendation(
                 item=candidate.item,
@@ -294,8 +297,22 @@ class Recommender:
                 duplicate_ids=[pool[i].item.id for i in group[1:]],
             )
 
-        by_rerank = self._one_slot_per_story(order, pool)[:k]
-        reranked = [make(g, rank, scores[g[0]], parts[g[0]]) for rank, g in enumerate(by_rerank, 1)]
+        by_rerank = self._one_slot_per_story(order, pool)
+        held_back: set[str] = set()
+        capped: dict[int, str] = {}  # pool index -> its new subject, for the cards the subject cap counts
+        if not query:  # For-you: a subject the reader never read fills a few slots, not the page
+            subjects = [
+                ""
+                if resembles_reading(pool[g[0]].item, pool[g[0]].embedding, profile, history_vectors)
+                else self._new_subject(pool[g[0]].item, profile)
+                for g in by_rerank[: 3 * k]  # enough to fill k slots; the rest keep their order
+            ]
+            subjects += [""] * (len(by_rerank) - len(subjects))
+            capped.update((g[0], subject) for g, subject in zip(by_rerank, subjects, strict=True) if subject)
+            positions, held_back = cap_new_subjects(subjects, self.settings.new_subject_cap, k)
+            by_rerank = [by_rerank[p] for p in positions]
+        by_rerank = by_rerank[:k]
+        reranked = [make(g, rank, scores[g[0]], parts[g[0]], feed=True) for rank, g in enumerate(by_rerank, 1)]
         by_retrieval = stories[:k]
         retrieval = [
             make(g, rank, pool[g[0]].retrieval_score, {"retrieval": pool[g[0]].retrieval_score})
@@ -420,7 +437,8 @@ class Recommender:
         """Dense and lexical hits scored by query relevance (newsrec/relevance.py), and whether anything matched.
 
         `lexical` maps news ids to (coverage, held share, covers, full, headline, known). When the query admits
-        nothing, the result holds the near topic instead, if any: items at the embedder's match floor, by cosine (`matched` False).
+        nothing, the result holds the near topic instead, if any: items at the embedder's match floor, by cosine
+        (`matched` False).
         """
         cosines = dict(dense)
         only_lexical = [news_id for news_id in lexical if news_id not in cosines and self.index.has(news_id)]
@@ -510,6 +528,16 @@ class Recommender:
         embeddings = np.stack([c.embedding for c in pool]) if pool else np.zeros((0, 1))
         order = mmr_order(adjusted, embeddings, lambda_, len(pool) if cap else k)
         return cap_categories(order, items, cap, k)
+
+    @staticmethod
+    def _new_subject(item: NewsItem, profile: UserProfile) -> str:
+        """The item's subject ("category/subcategory") if the reader reads its category but never that subject.
+
+        The cap applies to cards unlike the reading only (`explain.resembles_reading`): a quake reader's
+        rebuilding stories are like her reads even where she never opened that subcategory."""
+        key = subcategory_key(item)
+        new = item.subcategory and key not in profile.subcategories and item.category in profile.categories
+        return key if new else ""
 
     def _history_lookup(self, profile: UserProfile) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         """History vectors (already in the profile's interests) and titles, for explanations."""

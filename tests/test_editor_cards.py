@@ -56,4 +56,37 @@ def test_a_place_name_finds_its_stories_in_both_languages(recommender, query):
     """Kyoto found only the English story and 京都 only the Chinese one: the encoder puts them 0.71 / 0.62 apart,
     under the translation bar, yet each is the other's closest word across the two vocabularies."""
     result = recommender.recommend("u04", query, k=10)
-    assert result.query_matched and KYOTO <= set(ids(result)), ids(result)
+    assert result.query_matched and set(ids(result)) >= KYOTO, ids(result)
+
+
+# Farm-gate stories filed under finance/agriculture (harvests, purchase prices, storage, exports, co-op sales).
+FARM_GATE = {"n037", "n038", "n041", "n043", "n105", "n106", "n177", "n178", "n182"}
+
+
+def test_grace_feed_does_not_repeat_farm_gate_prices(recommender):
+    """Grace (u03, investor) got seven apple/pear stories in ten cards: finance is 92% of her reading, and nine of
+    her fourteen unread finance stories are farm-gate prices, a subject she never read."""
+    feed = recommender.recommend("u03", k=10).reranked
+    farm = [card for card in feed if card.item.id in FARM_GATE]
+    assert 0 < len(farm) <= 2, ids_of(feed)
+    for card in farm:  # the card says why the page holds no more of them
+        assert any(reason.kind == "variety" for reason in card.reasons), card.explanation
+        assert "more agriculture stories held back for variety" in card.explanation
+
+
+def test_no_feed_fills_with_a_subject_the_reader_never_read(recommender):
+    """Every reader: at most two cards of one subject that is new to them and unlike their reads."""
+    for user in sorted(recommender.corpus.users):
+        profile = recommender.profile(user)
+        feed = recommender.recommend(user, k=10).reranked
+        counts: dict[str, int] = {}
+        for card in feed:
+            key = f"{card.item.category}/{card.item.subcategory}"
+            unlike = {reason.kind for reason in card.reasons} & {"new_subject", "outside", "weak", "trending"}
+            if key not in profile.subcategories and unlike:
+                counts[key] = counts.get(key, 0) + 1
+        assert max(counts.values(), default=0) <= 2, (user, counts)
+
+
+def ids_of(cards) -> list[str]:
+    return [card.item.id for card in cards]
