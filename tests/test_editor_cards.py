@@ -90,3 +90,11 @@ def test_no_feed_fills_with_a_subject_the_reader_never_read(recommender):
 
 def ids_of(cards) -> list[str]:
     return [card.item.id for card in cards]
+
+
+def test_a_loose_word_neighbour_is_no_translation(recommender):
+    """流感 (flu) and "sensitivity" are each other's closest words across the two vocabularies (0.63), and a
+    search for 流感 listed a lung-nodule scan story first. Mutual closeness alone is no translation: the two
+    words must also title a pair of like stories (Kyoto / 京都 do)."""
+    cards = ids(recommender.recommend("u05", "流感", k=10))
+    assert "n060" not in cards and cards[:2] and set(cards[:2]) <= {"n118", "n128"}, cards
