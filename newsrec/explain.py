@@ -62,9 +62,11 @@ def explain(
     query: str = "",
     source: str = "",
     variety: bool = False,
+    query_words: Sequence[str] | None = None,
 ) -> Explanation:
     """Reasons and the English line for one card, from its score's `contributions`.
 
+    `query_words` are the query's words the item says (LexicalIndex.matched_words), quoted by a query reason.
     `variety` says that more stories of the card's subject, new to the reader, were held below the page
     (ranking.cap_new_subjects). `source` is where the For-you feed found the card ("trending" for the trending
     recall): a card that is close to no read and to no interest's topics says it is trending, outside the usual
@@ -83,7 +85,9 @@ def explain(
     for kind, share in sorted(shares.items(), key=lambda kv: -kv[1]):
         if share < MIN_SHARE or len(reasons) == MAX_REASONS:
             break
-        reasons.append(_reason(kind, share, item, embedding, profile, matched, history_titles, query, source))
+        reasons.append(
+            _reason(kind, share, item, embedding, profile, matched, history_titles, query, source, query_words)
+        )
     if shares.get("avoid", 0.0) <= -MIN_SHARE:
         reasons.append(Reason("avoid", shares["avoid"]))
     if variety:  # a fact about the feed: more stories of this new subject were held below the page
@@ -101,9 +105,11 @@ def _closest_history(embedding: np.ndarray | None, history_vectors: Mapping[str,
     return [ids[i] for i in np.argsort(-similarities, kind="stable")[:3] if similarities[i] >= HISTORY_MATCH]
 
 
-def _reason(kind, share, item, embedding, profile, matched, history_titles, query, source="") -> Reason:
+def _reason(kind, share, item, embedding, profile, matched, history_titles, query, source="", words=None) -> Reason:
     if kind == "query":
-        terms = sorted(set(tokenize(query)) & set(tokenize(item.text)))
+        # the lexical index's words (stems, synonyms, translations) when given: "苹果 → apples" on an English
+        # card, where the words both texts share would be none
+        terms = list(words) if words is not None else sorted(set(tokenize(query)) & set(tokenize(item.text)))
         return Reason("query", share, ", ".join(terms[:4]))
     if kind == "interest":
         if matched:

@@ -632,6 +632,26 @@ class LexicalIndex:
         first = concept.alternatives[0] if concept.alternatives else ()  # a synonym no story uses has none
         return len(first) == 1 and first[0] in _generic_terms()
 
+    def matched_words(self, text: str, item: NewsItem) -> list[str]:
+        """The query's words that `item` says, as a card quotes them; a word the item says only in the other
+        language (or by a synonym) shows what it says: "苹果 → apples", "fast charge → 快充"."""
+        terms = set(_document_terms(item, bigrams=self.bigrams))
+        words = []
+        for concept in self.concepts(text):
+            if concept.kind == "phrase":
+                continue
+            held = next((alt for alt in concept.alternatives if alt and all(t in terms for t in alt)), None)
+            if held is None:
+                continue
+            said = [term for term in held if " " not in term]  # words, not word pairs
+            own = set(tokenize(concept.label, stem=True)) | {concept.label}
+            if set(said) <= own or (len(said) > 1 and all(_HAN_RE.match(term) for term in said)):
+                words.append(concept.label)  # its own words (or a Chinese word's character bigrams)
+            else:
+                surface = " ".join(self._latin_words.get(term, term) for term in said)
+                words.append(f"{concept.label} → {surface}")
+        return words
+
     def match(self, text: str, n: int | None = None) -> list[tuple[str, float]]:
         """Up to `n` (news_id, coverage) pairs, best first: the IDF-weighted share of the query matched, in [0, 1]."""
         coverage = self.score(text).coverage

@@ -283,6 +283,7 @@ class Recommender:
                 query,
                 candidate.source,
                 variety=feed and capped.get(index, "") in held_back,
+                query_words=self.lexical.matched_words(query, candidate.item) if query else None,
             )
             return Recommendation(
                 item=candidate.item,

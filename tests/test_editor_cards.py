@@ -98,3 +98,13 @@ def test_a_loose_word_neighbour_is_no_translation(recommender):
     words must also title a pair of like stories (Kyoto / 京都 do)."""
     cards = ids(recommender.recommend("u05", "流感", k=10))
     assert "n060" not in cards and cards[:2] and set(cards[:2]) <= {"n118", "n128"}, cards
+
+
+def test_a_cross_language_match_says_which_words_matched(recommender):
+    """A card found through a translation said only "matches the query": the two texts share no word. It now
+    quotes the query word and what the story says for it."""
+    cards = {card.item.id: card for card in recommender.recommend("u04", "Kyoto", k=10).reranked}
+    assert "matches the query (kyoto → 京都)" in cards["n142"].explanation, cards["n142"].explanation
+    assert "matches the query (kyoto)" in cards["n129"].explanation, cards["n129"].explanation
+    apples = {card.item.id: card for card in recommender.recommend("u07", "苹果", k=10).reranked}
+    assert "matches the query (苹果 → apple)" in apples["n178"].explanation, apples["n178"].explanation
