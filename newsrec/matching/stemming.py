@@ -50,14 +50,15 @@ def _stemmer():
     return stemmer
 
 
-def _kept(word: str) -> str:
-    """The `KEPT_WHOLE` word that `word` is, or its plural (weddings, authorities, businesses); else ""."""
-    for singular in (word, word[:-1] if word.endswith("s") else "", word[:-2] if word.endswith("es") else ""):
-        if singular in KEPT_WHOLE:
-            return singular
-    if word.endswith("ies") and word[:-3] + "y" in KEPT_WHOLE:
-        return word[:-3] + "y"
-    return ""
+def _forms(word: str) -> list[str]:
+    """A kept word and its plurals (weddings, businesses, authorities)."""
+    forms = [word, word + "s", word + "es"]
+    if word.endswith("y"):
+        forms.append(word[:-1] + "ies")
+    return forms
+
+
+_KEPT_FORMS: dict[str, str] = {form: word for word in sorted(KEPT_WHOLE) for form in _forms(word)}
 
 
 def stem(word: str) -> str:
@@ -65,4 +66,4 @@ def stem(word: str) -> str:
     lexicalised words of `KEPT_WHOLE` and their plurals stem to themselves (weddings -> wedding, not wed)."""
     if not (word.isascii() and word.isalpha()):
         return word
-    return _kept(word) or _stemmer().stemWord(word)
+    return _KEPT_FORMS.get(word) or _stemmer().stemWord(word)
