@@ -282,7 +282,7 @@ class Recommender:
                 history_titles,
                 query,
                 candidate.source,
-                variety=feed and capped.get(index, "") in held_back,
+                variety=feed and index in varied,
                 query_words=self.lexical.matched_words(query, candidate.item) if query else None,
             )
             return Recommendation(
@@ -299,19 +299,9 @@ class Recommender:
             )
 
         by_rerank = self._one_slot_per_story(order, pool)
-        held_back: set[str] = set()
-        capped: dict[int, str] = {}  # pool index -> its new subject, for the cards the subject cap counts
+        varied: set[int] = set()
         if not query:  # For-you: a subject the reader never read fills a few slots, not the page
-            subjects = [
-                ""
-                if resembles_reading(pool[g[0]].item, pool[g[0]].embedding, profile, history_vectors)
-                else self._new_subject(pool[g[0]].item, profile)
-                for g in by_rerank[: 3 * k]  # enough to fill k slots; the rest keep their order
-            ]
-            subjects += [""] * (len(by_rerank) - len(subjects))
-            capped.update((g[0], subject) for g, subject in zip(by_rerank, subjects, strict=True) if subject)
-            positions, held_back = cap_new_subjects(subjects, self.settings.new_subject_cap, k)
-            by_rerank = [by_rerank[p] for p in positions]
+            by_rerank, varied = self._cap_new_subjects(by_rerank, pool, profile, k, history_vectors)
         by_rerank = by_rerank[:k]
         reranked = [make(g, rank, scores[g[0]], parts[g[0]], feed=True) for rank, g in enumerate(by_rerank, 1)]
         by_retrieval = stories[:k]
@@ -529,6 +519,27 @@ class Recommender:
         embeddings = np.stack([c.embedding for c in pool]) if pool else np.zeros((0, 1))
         order = mmr_order(adjusted, embeddings, lambda_, len(pool) if cap else k)
         return cap_categories(order, items, cap, k)
+
+    def _cap_new_subjects(
+        self,
+        groups: list[list[int]],
+        pool: list[Candidate],
+        profile: UserProfile,
+        k: int,
+        history_vectors: dict[str, np.ndarray],
+    ) -> tuple[list[list[int]], set[int]]:
+        """For-you story groups with at most `Settings.new_subject_cap` cards per new subject in the first `k`
+        (ranking.cap_new_subjects); and the pool indices of the kept cards whose subject had more held back."""
+        subjects = [
+            ""
+            if resembles_reading(pool[g[0]].item, pool[g[0]].embedding, profile, history_vectors)
+            else self._new_subject(pool[g[0]].item, profile)
+            for g in groups[: 3 * k]  # enough to fill k slots; the rest keep their order
+        ]
+        subjects += [""] * (len(groups) - len(subjects))
+        positions, held_back = cap_new_subjects(subjects, self.settings.new_subject_cap, k)
+        varied = {g[0] for g, subject in zip(groups, subjects, strict=True) if subject and subject in held_back}
+        return [groups[p] for p in positions], varied
 
     @staticmethod
     def _new_subject(item: NewsItem, profile: UserProfile) -> str:
