@@ -213,6 +213,9 @@ class Settings:
     mmr_lambda: float = 1.0  # 1.0 = pure relevance; lower trades relevance for diversity
     freshness_half_life_days: float = 0.0  # 0 = off; else scores decay by half every N days of age
     category_cap: int = 0  # 0 = off; else at most N results per category
+    # For-you: at most N cards of one subject the reader never read (a subcategory of the reading's categories);
+    # the rest move below the page, so a finance reader's feed is not seven farm-gate price stories. 0 = off.
+    new_subject_cap: int = 2
     # second stage without a learned model: reranker score + prior_weight x CTR log-odds (corpora with impressions)
     prior_weight: float = 0.3
     # For-you first stage: closest-interest cosine + trend_weight x clipped CTR log-odds (newsrec/recall.py); 0 = off

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from newsrec.lexical import tokenize
-from newsrec.profiles import topic
+from newsrec.profiles import subcategory_key, topic
 from newsrec.types import Interest, NewsItem, Reason, UserProfile
 
 # Cosine from which an item is said to be like one history item, or close to an interest's centre.
@@ -61,11 +61,16 @@ def explain(
     history_titles: Mapping[str, str],
     query: str = "",
     source: str = "",
+    variety: bool = False,
+    query_words: Sequence[str] | None = None,
 ) -> Explanation:
     """Reasons and the English line for one card, from its score's `contributions`.
 
-    `source` is where the For-you feed found the card ("trending" for the trending recall): a card that
-    is close to no read and to no interest's topics says it is trending or outside the usual topics.
+    `query_words` are the query's words the item says (LexicalIndex.matched_words), quoted by a query reason.
+    `variety` says that more stories of the card's subject, new to the reader, were held below the page
+    (ranking.cap_new_subjects). `source` is where the For-you feed found the card ("trending" for the trending
+    recall): a card that is close to no read and to no interest's topics says it is trending, outside the usual
+    topics (a category the reader does not read), or a new subject (its subcategory) within a category they read.
     """
     by_kind: dict[str, float] = {}
     for name, value in contributions.items():
@@ -80,9 +85,13 @@ def explain(
     for kind, share in sorted(shares.items(), key=lambda kv: -kv[1]):
         if share < MIN_SHARE or len(reasons) == MAX_REASONS:
             break
-        reasons.append(_reason(kind, share, item, embedding, profile, matched, history_titles, query, source))
+        reasons.append(
+            _reason(kind, share, item, embedding, profile, matched, history_titles, query, source, query_words)
+        )
     if shares.get("avoid", 0.0) <= -MIN_SHARE:
         reasons.append(Reason("avoid", shares["avoid"]))
+    if variety:  # a fact about the feed: more stories of this new subject were held below the page
+        reasons.append(Reason("variety", 0.0, item.subcategory))
     if profile is not None and item.id in profile.read_ids:
         reasons.insert(0, Reason("read", 0.0))  # a fact about the card, not a part of its score
     return Explanation(line=render(reasons, item, profile, query), reasons=reasons, matched=matched)
@@ -96,9 +105,11 @@ def _closest_history(embedding: np.ndarray | None, history_vectors: Mapping[str,
     return [ids[i] for i in np.argsort(-similarities, kind="stable")[:3] if similarities[i] >= HISTORY_MATCH]
 
 
-def _reason(kind, share, item, embedding, profile, matched, history_titles, query, source="") -> Reason:
+def _reason(kind, share, item, embedding, profile, matched, history_titles, query, source="", words=None) -> Reason:
     if kind == "query":
-        terms = sorted(set(tokenize(query)) & set(tokenize(item.text)))
+        # the lexical index's words (stems, synonyms, translations) when given: "苹果 → apples" on an English
+        # card, where the words both texts share would be none
+        terms = list(words) if words is not None else sorted(set(tokenize(query)) & set(tokenize(item.text)))
         return Reason("query", share, ", ".join(terms[:4]))
     if kind == "interest":
         if matched:
@@ -111,7 +122,15 @@ def _reason(kind, share, item, embedding, profile, matched, history_titles, quer
             # what the slot is rather than claim an interest (USE finds Chinese texts broadly alike, so an
             # apple-export story sat at cosine 0.45 to an investor's 双十一 read)
             if not query.strip():
-                return Reason("trending" if source == "trending" else "outside", share)
+                if source == "trending":
+                    return Reason("trending", share)
+                if subcategory_key(item) in profile.subcategories:
+                    return Reason("weak", share)  # a subject read now and then, far from every read of it
+                if item.subcategory and profile.categories.get(item.category, 0.0) > 0:
+                    # a category the reader reads, a subject they do not: "outside the usual topics" next to
+                    # "finance is 92% of reading" contradicted itself; name the subject that is new instead
+                    return Reason("new_subject", share, item.subcategory)
+                return Reason("outside", share)
             return Reason("weak", share)
         return Reason("interest", share)
     if kind == "category":
@@ -119,6 +138,16 @@ def _reason(kind, share, item, embedding, profile, matched, history_titles, quer
     if kind == "publisher":
         return Reason("publisher", share, item.source)
     return Reason(kind, share)
+
+
+def resembles_reading(
+    item: NewsItem, embedding: np.ndarray | None, profile: UserProfile, history_vectors: Mapping[str, np.ndarray]
+) -> bool:
+    """Whether a card may say it is like the reading: close to a read (not itself) or claimed by an interest."""
+    others = {news_id: vector for news_id, vector in history_vectors.items() if news_id != item.id}
+    if _closest_history(embedding, others):
+        return True
+    return embedding is not None and claimed_interest(item, embedding, profile.interests) is not None
 
 
 def claimed_interest(item: NewsItem, embedding: np.ndarray, interests: Sequence[Interest]) -> Interest | None:
@@ -160,8 +189,12 @@ def render(reasons: list[Reason], item: NewsItem, profile: UserProfile | None, q
             words.append("only loosely like the reading")
         elif reason.kind == "outside":
             words.append("outside the reader's usual topics")
+        elif reason.kind == "new_subject":
+            words.append(f"a subject new to the reader ({reason.detail})")
         elif reason.kind == "trending":
             words.append("trending with readers")
+        elif reason.kind == "variety":
+            words.append(f"more {reason.detail} stories held back for variety")
         elif reason.kind == "read":
             words.append("already read")
         elif reason.kind == "popularity":

@@ -21,13 +21,13 @@ from newsrec.data.corpus import Corpus, format_time, load_corpus
 from newsrec.dedupe import same_story_groups
 from newsrec.embedders import Embedder, get_embedder
 from newsrec.errors import InputError
-from newsrec.explain import explain
+from newsrec.explain import explain, resembles_reading
 from newsrec.follow import follows_store
 from newsrec.index import NewsIndex
 from newsrec.learning.stage import SecondStage, build_stage
 from newsrec.lexical import LexicalIndex
 from newsrec.profiles import build_profile, idf_table, subcategory_key
-from newsrec.ranking import cap_categories, freshness_decay, mmr_order
+from newsrec.ranking import cap_categories, cap_new_subjects, freshness_decay, mmr_order
 from newsrec.recall import ForYouRecall
 from newsrec.relevance import matches, query_relevance, query_scale
 from newsrec.rerankers import Reranker, get_reranker
@@ -43,7 +43,7 @@ from newsrec.types import (
 )
 
 MAX_QUERY_CHARS = 2000
-NO_MATCH = (0.0, 0.0, False, False, False)  # (coverage, held share, covers, full, headline) without the query's terms
+NO_MATCH = (0.0, 0.0, False, False, False, False)  # (coverage, held, covers, full, headline, known): no term
 FRESHNESS_PARTS = ("fresh",)  # score parts that exist only while the freshness control is on
 GUEST = "guest"  # a reader with no history, available in every corpus (e.g. one ingested without users)
 
@@ -270,7 +270,9 @@ class Recommender:
         stories = self._one_slot_per_story(range(len(pool)), pool)
         slot = {i: rank for rank, group in enumerate(stories, 1) for i in group}
 
-        def make(group: list[int], rank: int, score: float, contributions: dict[str, float]) -> Recommendation:
+        def make(
+            group: list[int], rank: int, score: float, contributions: dict[str, float], feed: bool = False
+        ) -> Recommendation:
             index = group[0]
             candidate = pool[index]
             why = explain(
@@ -282,6 +284,8 @@ class Recommender:
                 history_titles,
                 query,
                 candidate.source,
+                variety=feed and index in varied,
+                query_words=self.lexical.matched_words(query, candidate.item) if query else None,
             )
             return Recommendation(
                 item=candidate.item,
@@ -296,8 +300,12 @@ class Recommender:
                 duplicate_ids=[pool[i].item.id for i in group[1:]],
             )
 
-        by_rerank = self._one_slot_per_story(order, pool)[:k]
-        reranked = [make(g, rank, scores[g[0]], parts[g[0]]) for rank, g in enumerate(by_rerank, 1)]
+        by_rerank = self._one_slot_per_story(order, pool)
+        varied: set[int] = set()
+        if not query:  # For-you: a subject the reader never read fills a few slots, not the page
+            by_rerank, varied = self._cap_new_subjects(by_rerank, pool, profile, k, history_vectors)
+        by_rerank = by_rerank[:k]
+        reranked = [make(g, rank, scores[g[0]], parts[g[0]], feed=True) for rank, g in enumerate(by_rerank, 1)]
         by_retrieval = stories[:k]
         retrieval = [
             make(g, rank, pool[g[0]].retrieval_score, {"retrieval": pool[g[0]].retrieval_score})
@@ -352,6 +360,7 @@ class Recommender:
             hits = hits[np.lexsort((hits, -scored.coverage[hits], -scored.held[hits]))]  # covering items first
             covers, full = scored.covers, scored.full
             headline = scored.headline if scored.headline is not None else np.ones(len(covers), dtype=bool)
+            known = scored.known if scored.known is not None else np.zeros(len(covers), dtype=bool)
             lexical = {
                 news_id: (
                     float(scored.coverage[i]),
@@ -359,6 +368,7 @@ class Recommender:
                     bool(covers[i]),
                     bool(full[i]),
                     bool(headline[i]),
+                    bool(known[i]),
                 )
                 # the first `fetch` usable hits, taken lazily: a common word's hits are a share of the whole corpus
                 for news_id, i in islice(
@@ -413,14 +423,15 @@ class Recommender:
         self,
         query_vector: np.ndarray,
         dense: list[tuple[str, float]],
-        lexical: dict[str, tuple[float, float, bool, bool, bool]],
+        lexical: dict[str, tuple[float, float, bool, bool, bool, bool]],
         n: int,
         profile: UserProfile,
     ) -> tuple[list[tuple[str, float]], bool]:
         """Dense and lexical hits scored by query relevance (newsrec/relevance.py), and whether anything matched.
 
-        `lexical` maps news ids to (coverage, held share, covers, full, headline). When the query admits nothing, the
-        result holds the near topic instead, if any: items at the embedder's match floor, by cosine (`matched` False).
+        `lexical` maps news ids to (coverage, held share, covers, full, headline, known). When the query admits
+        nothing, the result holds the near topic instead, if any: items at the embedder's match floor, by cosine
+        (`matched` False).
         """
         cosines = dict(dense)
         only_lexical = [news_id for news_id in lexical if news_id not in cosines and self.index.has(news_id)]
@@ -430,7 +441,7 @@ class Recommender:
         ids = list(cosines)
         cos = np.array([cosines[i] for i in ids])
         rows = [lexical.get(i, NO_MATCH) for i in ids]
-        coverage, held, covers, full, headline = (np.array([row[c] for row in rows]) for c in range(5))
+        coverage, held, covers, full, headline, known = (np.array([row[c] for row in rows]) for c in range(6))
         categories = [self.corpus.news[i].category for i in ids]
         familiar = np.array([subcategory_key(self.corpus.news[i]) in profile.subcategories for i in ids], dtype=bool)
         scores = query_relevance(
@@ -443,6 +454,7 @@ class Recommender:
             full.astype(bool),
             familiar,
             headline.astype(bool),
+            known.astype(bool),
         )
         if not matches(scores):
             near = query_scale(self.embedder)(cos)
@@ -509,6 +521,37 @@ class Recommender:
         embeddings = np.stack([c.embedding for c in pool]) if pool else np.zeros((0, 1))
         order = mmr_order(adjusted, embeddings, lambda_, len(pool) if cap else k)
         return cap_categories(order, items, cap, k)
+
+    def _cap_new_subjects(
+        self,
+        groups: list[list[int]],
+        pool: list[Candidate],
+        profile: UserProfile,
+        k: int,
+        history_vectors: dict[str, np.ndarray],
+    ) -> tuple[list[list[int]], set[int]]:
+        """For-you story groups with at most `Settings.new_subject_cap` cards per new subject in the first `k`
+        (ranking.cap_new_subjects); and the pool indices of the kept cards whose subject had more held back."""
+        subjects = [
+            ""
+            if resembles_reading(pool[g[0]].item, pool[g[0]].embedding, profile, history_vectors)
+            else self._new_subject(pool[g[0]].item, profile)
+            for g in groups[: 3 * k]  # enough to fill k slots; the rest keep their order
+        ]
+        subjects += [""] * (len(groups) - len(subjects))
+        positions, held_back = cap_new_subjects(subjects, self.settings.new_subject_cap, k)
+        varied = {g[0] for g, subject in zip(groups, subjects, strict=True) if subject and subject in held_back}
+        return [groups[p] for p in positions], varied
+
+    @staticmethod
+    def _new_subject(item: NewsItem, profile: UserProfile) -> str:
+        """The item's subject ("category/subcategory") if the reader reads its category but never that subject.
+
+        The cap applies to cards unlike the reading only (`explain.resembles_reading`): a quake reader's
+        rebuilding stories are like her reads even where she never opened that subcategory."""
+        key = subcategory_key(item)
+        new = item.subcategory and key not in profile.subcategories and item.category in profile.categories
+        return key if new else ""
 
     def _history_lookup(self, profile: UserProfile) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         """History vectors (already in the profile's interests) and titles, for explanations."""

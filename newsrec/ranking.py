@@ -1,4 +1,4 @@
-"""Post-ranking controls applied to the reranked list: freshness decay, diversity (MMR), category cap."""
+"""Post-ranking controls applied to the reranked list: freshness decay, diversity (MMR), category and subject caps."""
 
 from __future__ import annotations
 
@@ -64,3 +64,25 @@ def cap_categories(order: Sequence[int], items: Sequence[NewsItem], cap: int, k:
         if len(kept) == k:
             break
     return kept
+
+
+def cap_new_subjects(subjects: Sequence[str], cap: int, k: int) -> tuple[list[int], set[str]]:
+    """Positions of a ranked list with the cards of a new subject past the first `cap` moved after the first `k`.
+
+    `subjects[i]` names the subject of the list's i-th card when the reader never read it ("" for a familiar
+    subject, never capped). An editor expects a feed not to repeat one narrow story type the reader has shown
+    no interest in: it may try a new subject, not fill the page with it. Held-back cards keep their order below
+    the page. Returns the new order of positions and the subjects that were capped. cap=0 means no cap.
+    """
+    if cap <= 0:
+        return list(range(len(subjects))), set()
+    counts: Counter[str] = Counter()
+    kept: list[int] = []
+    held: list[int] = []
+    for position, subject in enumerate(subjects):
+        if subject and counts[subject] >= cap and len(kept) < k:
+            held.append(position)
+            continue
+        counts[subject] += 1
+        kept.append(position)
+    return kept[:k] + held + kept[k:], {subjects[position] for position in held}

@@ -73,6 +73,7 @@ def query_relevance(
     full: np.ndarray | None = None,
     familiar: np.ndarray | None = None,
     headline: np.ndarray | None = None,
+    known: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N,) in [0, 1] from query-item cosines and lexical coverage (LexicalIndex.score), both (N,).
 
@@ -88,7 +89,7 @@ def query_relevance(
     if categories is not None:
         relevance = relevance * sense_factor(full, categories, familiar)
     if held is not None and covers is not None and getattr(embedder, "query_scale", None) is not None:
-        admit = admitted(cosines, held, covers, embedder, categories, full, familiar, headline)
+        admit = admitted(cosines, held, covers, embedder, categories, full, familiar, headline, known)
         relevance = np.where(admit, relevance, 0.0)
     return relevance
 
@@ -102,11 +103,16 @@ def admitted(
     full: np.ndarray | None = None,
     familiar: np.ndarray | None = None,
     headline: np.ndarray | None = None,
+    known: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N,) bool: the items a query admits. One shared common word ("price", "event") is not enough.
 
     An item is admitted when it
     - covers the query: holds its distinctive terms (LexicalMatch.covers); or
+    - holds every word of the query that some item has, where the query also has a word no item has
+      (`known`, LexicalMatch.known), and is semantically related to the whole query (cosine at the scale's
+      floor): 战况 is in no story, so words cannot tell whether an NBA story says "NBA最新战况"; its meaning
+      can, while 牙齿健康 stays apart from a clinic story that says 健康 (cosine 0.13, under the floor); or
     - is a clear semantic match: its cosine reads CLEAR_MATCH or more on the embedder's query scale; or
     - where some item covers the query: holds PART_SHARE of it, or part of it with a cosine at the
       scale's floor (semantically related at all).
@@ -128,6 +134,8 @@ def admitted(
         mention = ~np.asarray(headline, dtype=bool) & (cosines < scale.floor) & (held < 1.0 - 1e-9)
         covers = covers & ~mention
         full = None if full is None else np.asarray(full, dtype=bool) & ~mention
+    if known is not None:
+        covers = covers | (np.asarray(known, dtype=bool) & (cosines >= scale.floor))
     related = scale(cosines) >= CLEAR_MATCH
     if covers.any():
         related |= (held >= PART_SHARE) | ((held > 0) & (cosines >= scale.floor))

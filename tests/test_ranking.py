@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from newsrec.cache import ScoreCache, score_key
-from newsrec.ranking import cap_categories, freshness_decay, mmr_order
+from newsrec.ranking import cap_categories, cap_new_subjects, freshness_decay, mmr_order
 from newsrec.types import NewsItem
 
 NOW = datetime(2026, 11, 20, tzinfo=timezone.utc)
@@ -46,3 +46,13 @@ def test_score_cache_persists_across_instances(tmp_path):
     assert first.get_many([key, "missing"]) == {key: 0.75}  # evicted from memory, found on disk
     assert ScoreCache(path).get_many([key]) == {key: 0.75}
     assert ScoreCache(None).get_many([key]) == {}
+
+
+def test_cap_new_subjects_moves_the_third_card_of_a_new_subject_below_the_page():
+    subjects = ["", "farm", "", "farm", "farm", "", "farm", "", ""]
+    order, capped = cap_new_subjects(subjects, cap=2, k=5)
+    assert order[:5] == [0, 1, 2, 3, 5]  # the third and fourth "farm" cards leave the first five slots ...
+    assert order[5:] == [4, 6, 7, 8]  # ... and stay first below the page, in their order
+    assert capped == {"farm"}
+    assert cap_new_subjects(subjects, cap=0, k=5) == (list(range(9)), set())
+    assert cap_new_subjects(["", "", ""], cap=1, k=3) == ([0, 1, 2], set())  # familiar subjects are never capped

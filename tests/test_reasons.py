@@ -77,9 +77,54 @@ def test_grace_farm_gate_fill_ins_never_claim_an_interest(recommender):
     for card in farm:
         kinds = [reason.kind for reason in card.reasons]
         assert "interest" not in kinds and "history" not in kinds, (card.item.id, card.explanation)
-        assert "outside" in kinds, (card.item.id, kinds)
+        # finance is most of her reading, agriculture is not: a new subject, not "outside her usual topics"
+        assert "new_subject" in kinds and "outside" not in kinds, (card.item.id, kinds)
         assert "close to the interest" not in card.explanation
-        assert "Outside your usual topics." in why(card, "en") and "不在常读主题之内。" in why(card, "zh")
+        assert "A subject new to them: agriculture." in why(card, "en"), why(card, "en")
+        assert "读者没读过的主题：农业。" in why(card, "zh"), why(card, "zh")
+
+
+# Reason kinds that say the card is unlike the reading, and those that say it is like it.
+UNLIKE = {"outside", "new_subject", "trending", "weak"}
+LIKE = {"history", "interest"}
+
+
+def contradictions(card: Recommendation, profile, query: str) -> list[str]:
+    """What a card's reasons say against each other or against the reader's profile."""
+    kinds = [reason.kind for reason in card.reasons]
+    found = []
+    if set(kinds) & UNLIKE and set(kinds) & LIKE:
+        found.append(f"both like and unlike the reading: {kinds}")
+    read_category = profile.categories.get(card.item.category, 0.0) > 0
+    if "outside" in kinds and read_category:
+        found.append(f"outside the usual topics, yet {card.item.category} is read")
+    if "category" in kinds and not read_category:
+        found.append(f"claims {card.item.category}, which the reader does not read")
+    if "new_subject" in kinds and any(
+        key == f"{card.item.category}/{card.item.subcategory}" for key in profile.subcategories
+    ):
+        found.append(f"a new subject, yet {card.item.subcategory} is read")
+    if "query" in kinds and not query:
+        found.append("matches a query in a For-you feed")
+    if "read" in kinds and not query:
+        found.append("a read story in a For-you feed")
+    if len(kinds) != len(set(kinds)):
+        found.append(f"a reason twice: {kinds}")
+    return found
+
+
+@pytest.mark.parametrize("query", ["", "apple", "电池"])
+def test_no_card_reason_contradicts_another_across_readers(recommender, query):
+    """u06's card said "outside the reader's usual topics; tech is 95% of reading" (a tech story of a subject
+    he never read); every reader's cards, feed and search, must hold reasons that agree with each other."""
+    problems = []
+    for user in sorted(recommender.corpus.users):
+        profile = recommender.profile(user)
+        for card in recommender.recommend(user, query=query, k=20).reranked:
+            problems += [
+                f"{user} {card.item.id}: {p} ({card.explanation})" for p in contradictions(card, profile, query)
+            ]
+    assert not problems, "\n".join(problems)
 
 
 def test_interest_claims_name_an_interest_of_the_storys_topic(recommender):
@@ -105,7 +150,11 @@ def test_trending_slots_say_trending(recommender):
     assert [r.kind for r in trending.reasons][:1] == ["trending"] and "interest" not in trending.line
     rec = Recommendation(item, 0.3, 1, 0.1, 1, reasons=trending.reasons)
     assert "Trending with readers now." in why(rec, "en") and "读者正在热读。" in why(rec, "zh")
-    assert explain(item, parts, vector, profile, {}, {}, "").reasons[0].kind == "outside"
+    assert explain(item, parts, vector, profile, {}, {}, "").reasons[0].kind == "outside"  # sports: not read
+    farm = recommender.corpus.news["n106"]  # pear growers: finance (read), agriculture (not read)
+    farm_vector = recommender.index.embeddings(["n106"])[0]
+    first = explain(farm, parts, farm_vector, profile, {}, {}, "").reasons[0]
+    assert (first.kind, first.detail) == ("new_subject", "agriculture")
 
 
 # --- not interested inside a search ------------------------------------------------------------------------

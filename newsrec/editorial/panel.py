@@ -40,7 +40,7 @@ from newsrec.explain import explain
 from newsrec.learning.features import MODEL_FEATURE
 from newsrec.learning.stage import BlendStage, LearnedStage
 from newsrec.pipeline import FRESHNESS_PARTS, without_parts
-from newsrec.types import Candidate, Recommendation, RerankRequest, UserProfile
+from newsrec.types import Candidate, Reason, Recommendation, RerankRequest, UserProfile
 
 if TYPE_CHECKING:
     from newsrec.pipeline import Recommender
@@ -306,9 +306,15 @@ def ranked_lists(
         if recommender.settings.freshness_half_life_days <= 0:  # as Recommender.recommend: age does not count
             scores, parts = without_parts(scores, parts, FRESHNESS_PARTS)
         order = recommender._post_rank(scores, pool, len(pool), None, None, None)
-        groups = recommender._one_slot_per_story(order, pool)[:depth]
+        groups = recommender._one_slot_per_story(order, pool)
+        history_vectors, _ = recommender._history_lookup(profiles[user_id])
+        # as Recommender.recommend(k=depth), which EditorialFeeds asks for: a new subject fills a few slots (the
+        # first k of any page are the same for any depth); the kept cards of a capped subject carry a "variety"
+        # reason, which `_explained` keeps
+        groups, varied = recommender._cap_new_subjects(groups, pool, profiles[user_id], depth, history_vectors)
         out[user_id] = [
-            _card(pool, group, rank, scores[group[0]], parts[group[0]]) for rank, group in enumerate(groups, 1)
+            _card(pool, group, rank, scores[group[0]], parts[group[0]], variety=group[0] in varied)
+            for rank, group in enumerate(groups[:depth], 1)
         ]
     cost.add("rerank" if stage == "rerank" else "present", tick)
     return out
@@ -506,7 +512,12 @@ def _reads_model_scores(recommender: Recommender) -> bool:
 
 
 def _card(
-    pool: list[Candidate], group: list[int], rank: int, score: float, contributions: Mapping[str, float]
+    pool: list[Candidate],
+    group: list[int],
+    rank: int,
+    score: float,
+    contributions: Mapping[str, float],
+    variety: bool = False,
 ) -> Recommendation:
     candidate = pool[group[0]]
     return Recommendation(
@@ -517,6 +528,7 @@ def _card(
         retrieval_rank=candidate.retrieval_rank,
         contributions=dict(contributions),
         duplicate_ids=[pool[i].item.id for i in group[1:]],
+        reasons=[Reason("variety", 0.0, candidate.item.subcategory)] if variety else [],
     )
 
 
@@ -531,7 +543,10 @@ def _explained(recommender: Recommender, profile: UserProfile, cards: list[Recom
         if card.explanation:  # already explained (e.g. by the rules)
             out.append(card)
             continue
-        why = explain(card.item, card.contributions, vector, profile, history_vectors, history_titles, "")
+        variety = any(reason.kind == "variety" for reason in card.reasons)
+        why = explain(
+            card.item, card.contributions, vector, profile, history_vectors, history_titles, "", variety=variety
+        )
         out.append(replace(card, explanation=why.line, matched_history=why.matched, reasons=why.reasons))
     return out
 

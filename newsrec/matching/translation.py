@@ -15,6 +15,7 @@ is embedded once, lazily (~2-3 s for 4,000 words on two cores).
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 from collections.abc import Callable, Collection, Sequence
@@ -43,6 +44,11 @@ ABSENT_COSINE = 0.55
 PAIR_COSINE = 0.6  # two items in different languages this close tell one topic (RELATED_SCALE.full)
 PAIR_WORD_COSINE = 0.35  # mutual closest title words at this cosine or more are translations ...
 PAIR_SUPPORT = 2  # ... in at least this many pairs
+# ... or in one pair of stories at LOOSE_PAIR_COSINE or more when the two words are also each other's closest across
+# the whole vocabularies (mutual nearest neighbours, as in bilingual lexicon induction): Kyoto / 京都 (word cosine
+# 0.62) title the two Kyoto stories (0.59 apart). Either signal alone lets in loose neighbours: gold / 金黄 and
+# sensitivity / 流感 are mutual closest words, but no pair of like stories titles them side by side.
+LOOSE_PAIR_COSINE = 0.5
 
 
 class TermTranslator:
@@ -76,8 +82,8 @@ class TermTranslator:
                     log.info("term translation: %d English and %d Chinese words", len(self._latin_terms), len(han))
         return self._vectors
 
-    def learn_from_pairs(self, pairs: Sequence[tuple[Sequence[str], Sequence[str]]]) -> int:
-        """Learn word translations from story pairs: ([Chinese title words], [English title terms]) each.
+    def learn_from_pairs(self, pairs: Sequence[tuple]) -> int:
+        """Learn word translations from story pairs: ([Chinese title words], [English title terms][, cosine]) each.
 
         In each pair, a Chinese word and an English term (a stem) that are each other's closest (by the
         encoder's word vectors, at PAIR_WORD_COSINE or more) translate each other. Returns how many links.
@@ -87,7 +93,10 @@ class TermTranslator:
         han_row = {word: i for i, word in enumerate(self._han)}
         learned = 0
         support: dict[tuple[str, str], int] = {}
-        for han_words, latin_terms in pairs:
+        mutual: set[tuple[str, str]] = set()  # links whose words are mutual closest across the vocabularies
+        for pair in pairs:
+            han_words, latin_terms = pair[0], pair[1]
+            loose = len(pair) > 2 and pair[2] < PAIR_COSINE  # a looser pair links mutual closest words only
             zh = sorted({w for w in han_words if w in han_row})
             en = sorted({t for t in latin_terms if t in latin_row})
             if not zh or not en:
@@ -96,20 +105,33 @@ class TermTranslator:
             best_en, best_zh = cosines.argmax(axis=1), cosines.argmax(axis=0)
             for z, e in enumerate(best_en):
                 if best_zh[e] == z and cosines[z, e] >= PAIR_WORD_COSINE:
+                    if loose and not self._mutual(zh[z], en[e]):
+                        continue
                     support[(zh[z], en[e])] = support.get((zh[z], en[e]), 0) + 1
-        # A link holds when PAIR_SUPPORT pairs show it and it is each word's best-supported link: one pair of
-        # titles aligns 林夏 with Lind (two singers, one topic); several pairs agree only on true translations.
+                    if self._mutual(zh[z], en[e]):
+                        mutual.add((zh[z], en[e]))
+        # A link holds when PAIR_SUPPORT pairs show it (or one, for mutual closest words: LOOSE_PAIR_COSINE) and it
+        # is each word's best-supported link: one pair of titles aligns 林夏 with Lind (two singers, one topic);
+        # several pairs agree only on true translations.
         best: dict[str, int] = {}
         for (z, e), count in support.items():
             best[z] = max(best.get(z, 0), count)
             best[e] = max(best.get(e, 0), count)
         for (z, e), count in sorted(support.items()):
-            if count >= PAIR_SUPPORT and count == best[z] == best[e]:
+            if count == best[z] == best[e] and (count >= PAIR_SUPPORT or (z, e) in mutual):
                 self._pairs.setdefault(z, set()).add(e)
                 self._pairs.setdefault(e, set()).add(z)
                 learned += 1
         self._cache.clear()
         return learned
+
+    def _mutual(self, han_word: str, latin_term: str) -> bool:
+        """Whether a Chinese word and an English term are each other's closest words across the two vocabularies."""
+        latin, han = self._vocabulary()
+        z, e = _row(self._han, han_word), _row(self._latin_terms, latin_term)
+        if z < 0 or e < 0:
+            return False
+        return int(np.argmax(han @ latin[e])) == z and int(np.argmax(latin @ han[z])) == e
 
     def translate(self, words: Sequence[tuple[str, bool]], absent: Collection[str] = ()) -> list[list[str]]:
         """For each (word, is_han) pair, the index terms of its translations, closest first (maybe none).
@@ -148,10 +170,16 @@ class TermTranslator:
         return [list(self._cache[(word, word in absent)]) for word, _ in words]
 
 
+def _row(terms: Sequence[str], term: str) -> int:
+    """`term`'s row in the sorted `terms`, or -1."""
+    at = bisect.bisect_left(terms, term)
+    return at if at < len(terms) and terms[at] == term else -1
+
+
 def story_pairs(
     items: Sequence[NewsItem], index: object, tokenize: Callable[[str], list[str]], is_cjk: Callable[[str], bool]
-) -> list[tuple[list[str], list[str]]]:
-    """(Chinese title words, English title stems) of every zh/en item pair at PAIR_COSINE or more (one topic).
+) -> list[tuple[list[str], list[str], float]]:
+    """(Chinese title words, English title stems, cosine) of every zh/en item pair at LOOSE_PAIR_COSINE or more.
 
     `index` gives the items' stored vectors (NewsIndex.has / .embeddings); items it lacks are left out.
     `tokenize` and `is_cjk` are the lexical side's (newsrec/lexical.py), passed in so matching stays below it.
@@ -162,8 +190,8 @@ def story_pairs(
         return []
     cosines = index.embeddings([item.id for item in han]) @ index.embeddings([item.id for item in latin]).T
     pairs = []
-    for z, e in zip(*np.nonzero(cosines >= PAIR_COSINE), strict=True):
+    for z, e in zip(*np.nonzero(cosines >= LOOSE_PAIR_COSINE), strict=True):
         zh = [word for word in tokenize(han[z].title) if is_cjk(word) and len(word) > 1]
         en = [stem(word) for word in tokenize(latin[e].title) if word.isascii() and word.isalpha() and len(word) > 2]
-        pairs.append((zh, en))
+        pairs.append((zh, en, float(cosines[z, e])))
     return pairs

@@ -156,10 +156,11 @@ class LiteReranker:
         covers = np.where(at >= 0, scored.covers[at], False)
         full = np.where(at >= 0, scored.full[at], False)
         headline = None if scored.headline is None else np.where(at >= 0, scored.headline[at], False)
+        known = None if scored.known is None else np.where(at >= 0, scored.known[at], False)
         categories = [c.item.category for c in candidates]
         read = request.profile.subcategories if request.profile is not None else {}
         familiar = np.array([subcategory_key(c.item) in read for c in candidates], dtype=bool)
-        return query_relevance(cosines, terms, self.embedder, categories, held, covers, full, familiar, headline)
+        return query_relevance(cosines, terms, self.embedder, categories, held, covers, full, familiar, headline, known)
 
 
 def _breadth(reads: np.ndarray, scale: CosineScale) -> float:

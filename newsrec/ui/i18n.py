@@ -169,6 +169,16 @@ LABELS: dict[str, dict[str, str]] = {
     "why_other_plain": {"en": "Also counts: {kind}.", "zh": "其他因素：{kind}。"},
     "why_none": {"en": "A recent story outside the usual interests.", "zh": "常读兴趣之外的新近新闻。"},
     "why_outside_plain": {"en": "Outside your usual topics.", "zh": "不在常读主题之内。"},
+    "why_new_subject": {"en": "A subject new to them: {detail}.", "zh": "读者没读过的主题：{detail}。"},
+    "why_new_subject_plain": {"en": "A subject new to them.", "zh": "读者没读过的主题。"},
+    "why_variety": {
+        "en": "More {detail} stories are held back, so the feed does not repeat one subject.",
+        "zh": "同类{detail}新闻已收起，避免推荐流重复同一主题。",
+    },
+    "why_variety_plain": {
+        "en": "More stories like this are held back, so the feed does not repeat one subject.",
+        "zh": "同类新闻已收起，避免推荐流重复同一主题。",
+    },
     "why_trending_plain": {"en": "Trending with readers now.", "zh": "读者正在热读。"},
     # topic names of the demo taxonomy's subcategories, as interest labels name them (profiles.interest_topics)
     "topic_autonomous": {"en": "autonomous driving", "zh": "自动驾驶"},

@@ -22,7 +22,7 @@ MAX_REASONS = 3
 QUOTE_WIDTH = 48  # display columns; CJK characters take two
 KNOWN = (
     "read", "query", "interest", "history", "category", "publisher", "popularity", "fresh", "model", "avoid", "weak",
-    "outside", "trending",
+    "outside", "trending", "new_subject", "variety",
 )  # fmt: skip
 _SEPARATORS = re.compile(r"\s*[·,;/|、，]\s*")
 
@@ -65,7 +65,7 @@ def sentence(reason: Reason, lang: str = "en") -> str:
     """One reason in words; unknown kinds name themselves rather than disappear."""
     kind = reason.kind if reason.kind in KNOWN else "other"
     detail = reason.detail.strip()
-    if kind == "interest" and detail:
+    if kind in ("interest", "new_subject", "variety") and detail:
         detail = phrase([topic_name(part, lang) for part in detail.split(LABEL_SEPARATOR.strip())], lang)
     elif kind == "category" and detail:
         detail = category_name(detail, lang)
