@@ -220,6 +220,49 @@ def test_bench_load_with_writers_loses_nothing_and_serves_throughout(newsrec_hom
     assert figures["p95_ratio"] > 0  # both phases measured in one run
 
 
+def test_bench_load_counts_a_session_that_cannot_connect_and_runs_the_rest():
+    """A session whose client cannot connect (a loaded machine, a refused connection) is one error of the run. The
+    old code created the client before its try: the thread died before the barrier where the other sessions wait
+    to start the timed requests (and the writers), and the benchmark hung until the test's timeout."""
+    import argparse
+    import functools
+    import itertools
+    import time
+
+    import gradio_client
+
+    from newsrec.bench import load
+
+    made = itertools.count()
+
+    class Client:
+        def __init__(self, url, verbose=False):
+            if next(made) == 0:
+                raise ConnectionError("connection refused")
+
+        def predict(self, *args, api_name):
+            return [{"choices": [["Reader 1", "u1"]]}] if api_name == "/on_load" else None
+
+    api = {name: {"parameters": []} for name in ("/on_load", "/on_user", "/on_run")}
+    args = argparse.Namespace(concurrency=3, requests=6, load_api="/on_load", user_api="/on_user", run_api="/on_run")
+    result, started = load.LoadResult(), []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gradio_client, "Client", Client)
+        # (a barrier that gives up after 20 s, so that the old code fails this test instead of hanging pytest)
+        patch.setattr(threading, "Barrier", functools.partial(threading.Barrier, timeout=20))
+        run = threading.Thread(
+            target=load._phase,
+            args=("http://127.0.0.1:9", api, ["u1"], args, result, time.perf_counter()),
+            kwargs={"on_ready": lambda: started.append(True)},
+            daemon=True,
+        )
+        run.start()
+        run.join(timeout=60)
+    assert not run.is_alive(), "the sessions that connected waited for the one that did not"
+    assert len(result.errors) == 1 and "connection refused" in result.errors[0]
+    assert len(result.latencies) == 6 and started == [True]  # the others made every request; the writers started
+
+
 def test_a_request_that_overlaps_a_switch_is_answered_once_more_from_the_new_state():
     """Another request of the process switched to a new corpus while this one ran: what it read may mix the two
     (an id the old index lacks, say). It is answered once more instead of failing; a failure with no switch

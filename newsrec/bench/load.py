@@ -223,8 +223,10 @@ def _phase(
     ready = threading.Barrier(args.concurrency, action=on_ready)
 
     def worker(number: int) -> None:
-        client = Client(url, verbose=False)
         try:
+            # Inside the try: a session that cannot even connect is a finding, and it must still reach the barrier,
+            # else every other session would wait there for it forever.
+            client = Client(url, verbose=False)
             _open_page(client, api, args)
             user = {"user_id": users[number % len(users)]}
             client.predict(*_arguments(api[args.user_api], user), api_name=args.user_api)
