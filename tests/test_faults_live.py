@@ -263,6 +263,19 @@ def test_bench_load_counts_a_session_that_cannot_connect_and_runs_the_rest():
     assert len(result.latencies) == 6 and started == [True]  # the others made every request; the writers started
 
 
+def test_bench_load_latencies_keep_milliseconds():
+    """A lite request on a quick machine can take a few milliseconds: rounded to 0.01 s, p95 came out 0.0 and the
+    p95 ratio None (the load test's `p95_ratio > 0` raised a TypeError)."""
+    import argparse
+
+    from newsrec.bench import load
+
+    args = argparse.Namespace(concurrency=2, requests=4)
+    figures = load._figures(load.LoadResult(latencies=[0.002, 0.003, 0.003, 0.004]), 0.5, args)
+    assert 0 < figures["p50_s"] <= figures["p95_s"] <= figures["p99_s"] < 0.005
+    assert load._ratio(load._p95([0.004] * 4), load._p95([0.002] * 4)) == 2.0 and load._ratio(1.0, 0.0) is None
+
+
 def test_a_request_that_overlaps_a_switch_is_answered_once_more_from_the_new_state():
     """Another request of the process switched to a new corpus while this one ran: what it read may mix the two
     (an id the old index lacks, say). It is answered once more instead of failing; a failure with no switch
