@@ -234,19 +234,32 @@ class NewsIndex:
         if not self._own_client:
             self._invalidate()
             return True
-        from chromadb.api.shared_system_client import SharedSystemClient
-
         lock = index_health.write_lock(self.settings) if wait else index_health.write_lock_if_free(self.settings)
         with self._lock, lock as free:
             if free is False:
                 return False
-            SharedSystemClient.clear_system_cache()  # else chromadb hands back the cached, stale system
-            self.client = chroma_client(self.settings)
-            self.collection = self._open_collection()
-            self._invalidate()
-            self._seen = index_health.store_stamp(self.settings)
-        log.info("index %s reopened after another process wrote to the store", self.name)
+            self._reopen_locked()
         return True
+
+    def _reopen_locked(self) -> None:
+        """Reopen the client and the collection; the caller holds the store's write lock."""
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()  # else chromadb hands back the cached, stale system
+        self.client = chroma_client(self.settings)
+        self.collection = self._open_collection()
+        self._invalidate()
+        self._seen = index_health.store_stamp(self.settings)
+        log.info("index %s reopened after another process wrote to the store", self.name)
+
+    def _follow_locked(self) -> None:
+        """Under the store's write lock, before a write: reopen if another process committed a write since this
+        one last looked. An `index --rebuild` elsewhere swaps the collection (a new one renamed in, the old one
+        deleted) while this process waits for the lock, and a write through the handle opened before then fails
+        ("Collection [...] does not exist"): an ingest opening its index, a serving app that reopened the store
+        and then waited for the lock to sync its newer corpus."""
+        if self.changed_elsewhere():
+            self._reopen_locked()
 
     def _open_collection(self, graph: hnsw.HnswSettings | None = None, name: str = "") -> Any:
         """Open the collection (or `name`), or create it with `graph` (default: the settings for a small corpus)."""
@@ -300,6 +313,7 @@ class NewsIndex:
         with self._lock, lock as free:
             if free is False:
                 return None
+            self._follow_locked()  # the store as committed now, not as this process last opened it
             corpus = _committed(corpus)  # the diff comes from the corpus as committed now, never a stale snapshot
             wanted = hnsw.hnsw_for(len(corpus.news), self.settings)
             if self._needs_new_graph(wanted):
@@ -346,6 +360,7 @@ class NewsIndex:
         `re_encode` the cache of this embedder is emptied and every story is encoded again."""
         start = time.perf_counter()
         with self._lock, index_health.write_lock(self.settings):
+            self._follow_locked()
             corpus = _committed(corpus)
             wanted = hnsw.hnsw_for(len(corpus.news), self.settings)
             return self._rebuild_locked(

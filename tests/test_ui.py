@@ -314,8 +314,13 @@ def test_loader_reports_progress_and_reraises_errors():
 
     loader = RecommenderLoader(build).start()
     seen = []
-    threading.Timer(0.3, gate.set).start()
-    assert loader.get(on_wait=lambda done, total: seen.append((done, total)), poll_s=0.05) == "recommender"
+
+    def on_wait(done, total):
+        seen.append((done, total))
+        if (done, total) == (3, 10):  # the build finishes once the waiting caller has seen its progress (not after
+            gate.set()  # a fixed 0.3 s, which a loaded machine's build thread could sleep through before reporting)
+
+    assert loader.get(on_wait=on_wait, poll_s=0.05) == "recommender"
     assert (3, 10) in seen and loader.ready and loader.seconds is not None
 
     def fail(on_progress):

@@ -201,9 +201,9 @@ def measure_with_writers(url: str, pid: int | None, args: argparse.Namespace, se
     figures = {
         "without_writers": without,
         "with_writers": under,
-        "p95_ratio": round(under["p95_s"] / without["p95_s"], 2) if without["p95_s"] else None,
+        "p95_ratio": _ratio(_p95(busy.latencies), _p95(quiet.latencies)),
         "requests_while_writing": len(during),
-        "p95_while_writing_s": round(float(np.percentile(during, 95)), 2) if during else None,
+        "p95_while_writing_s": round(_p95(during), 3) if during else None,
         "writers": writers.report(plan),
         "writer_nice": args.writer_nice,
         "writers_failed": sum(1 for writer in plan if writer.returncode),
@@ -211,8 +211,8 @@ def measure_with_writers(url: str, pid: int | None, args: argparse.Namespace, se
         "errors": without["errors"] + under["errors"],
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
-    if figures["p95_while_writing_s"] and without["p95_s"]:
-        figures["p95_while_writing_ratio"] = round(figures["p95_while_writing_s"] / without["p95_s"], 2)
+    if during and quiet.latencies:
+        figures["p95_while_writing_ratio"] = _ratio(_p95(during), _p95(quiet.latencies))
     switches = read_switches(switch_log, wall_zero)
     figures["switches"] = switch_summary(busy.timeline, switches)
     if args.json:  # the raw timeline: every request of both phases and every switch, on each phase's clock
@@ -249,7 +249,7 @@ def switch_summary(timeline: list[tuple[float, float, bool]], switches: list[dic
             (overlapping if hit else clear).append(end - start)
 
     def p95(values: list[float]) -> float | None:
-        return round(float(np.percentile(values, 95)), 2) if values else None
+        return round(float(np.percentile(values, 95)), 3) if values else None
 
     return {
         "count": len(switches),
@@ -266,6 +266,15 @@ def switch_summary(timeline: list[tuple[float, float, bool]], switches: list[dic
 def _row(row: tuple[float, float, bool]) -> dict:
     start, end, ok = row
     return {"start": round(start, 3), "end": round(end, 3), "ok": ok}
+
+
+def _p95(latencies: list[float]) -> float:
+    return float(np.percentile(latencies, 95)) if latencies else 0.0
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    """Of the measured (unrounded) values: a quick machine's p95 may round to 0.0 s."""
+    return round(numerator / denominator, 2) if denominator > 0 else None
 
 
 def _phase(
@@ -383,9 +392,10 @@ def _figures(result: LoadResult, seconds: float, args: argparse.Namespace) -> di
         "first_errors": result.errors[:5],
         "seconds": round(seconds, 1),
         "requests_per_s": round(len(result.latencies) / seconds, 2) if seconds else None,
-        "p50_s": round(float(np.percentile(latencies, 50)), 2),
-        "p95_s": round(float(np.percentile(latencies, 95)), 2),
-        "p99_s": round(float(np.percentile(latencies, 99)), 2),
+        # Millisecond resolution: a lite request on a quick machine can take under 5 ms, which 0.01 s rounded to 0.0.
+        "p50_s": round(float(np.percentile(latencies, 50)), 3),
+        "p95_s": round(float(np.percentile(latencies, 95)), 3),
+        "p99_s": round(float(np.percentile(latencies, 99)), 3),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "cpus": os.cpu_count(),
     }
