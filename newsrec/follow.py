@@ -210,9 +210,11 @@ def follows_store(method: F) -> F:
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        follow_store(self)
-        state = _state(self)
+        state = None
         try:
+            # Inside the try: the switch itself reads the store, which another process's rebuild may swap under it.
+            follow_store(self)
+            state = _state(self)
             return method(self, *args, **kwargs)
         except (StoreError, ServiceUnavailableError) as error:
             for attempt in range(1, STORE_RETRIES + 1):
@@ -234,7 +236,7 @@ def follows_store(method: F) -> F:
                         raise
                     error = again
         except Exception as error:
-            if _state(self) == state and not _changed(self):
+            if state is None or (_state(self) == state and not _changed(self)):
                 raise
             # The request overlapped a switch to another writer's state (by another request of this process, or
             # a write from another one): what it read may mix the two. Wait for the switch, answer once more.

@@ -243,7 +243,7 @@ def test_bench_load_counts_a_session_that_cannot_connect_and_runs_the_rest():
     made = itertools.count()
 
     class Client:
-        def __init__(self, url, verbose=False):
+        def __init__(self, url, verbose=False, httpx_kwargs=None):
             if next(made) == 0:
                 raise ConnectionError("connection refused")
 
