@@ -220,11 +220,15 @@ def follows_store(method: F) -> F:
             for attempt in range(1, STORE_RETRIES + 1):
                 log.warning("the vector store failed (%s): reopening it and trying again (%d)", error, attempt)
                 with _LOCK:
-                    self.index.reopen()
-                    # A deleted collection reopens empty (get_or_create): without a sync the retry would "succeed"
-                    # with no candidates at all. The sync fills it from the committed corpus (a no-op when another
-                    # process already re-created and filled it).
-                    log.warning("index re-synced after the failure: %s", self.index.sync(self.corpus))
+                    # First the collection that exists now, without the write lock: after another process's
+                    # rebuild swapped its collection in, the ingests queued behind it hold the lock in turn, and
+                    # every request of this process would wait for them all.
+                    if attempt > 1 or not self.index.reopen_to_read():
+                        self.index.reopen()
+                        # A deleted collection reopens empty (get_or_create): without a sync the retry would
+                        # "succeed" with no candidates at all. The sync fills it from the committed corpus (a no-op
+                        # when another process already re-created and filled it).
+                        log.warning("index re-synced after the failure: %s", self.index.sync(self.corpus))
                     self._profiles = {}
                 try:
                     return method(self, *args, **kwargs)

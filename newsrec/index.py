@@ -241,6 +241,34 @@ class NewsIndex:
             self._reopen_locked()
         return True
 
+    def reopen_to_read(self) -> bool:
+        """Reopen without the store's write lock, for a reader whose collection another process replaced (`index
+        --rebuild` swaps a new one in and deletes the old): opens the collection that exists now and never creates
+        one, so a reader does not wait behind the writers that queue for the lock after the swap. False where that
+        cannot be done safely (a Chroma server, no store file yet, no collection by this name: a swap in progress
+        or a deleted collection); the caller then reopens under the lock."""
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        if (
+            self.settings.chroma_url
+            or not self._own_client
+            or not (self.settings.chroma_dir / "chroma.sqlite3").exists()
+        ):
+            return False
+        with self._lock:
+            SharedSystemClient.clear_system_cache()
+            client = chroma_client(self.settings)
+            try:
+                collection = client.get_collection(self.name)
+            except Exception as error:  # chromadb's NotFoundError, or a store another process is changing
+                log.info("index %s: no collection to reopen without the lock (%s)", self.name, error)
+                return False
+            self.client, self.collection = client, index_health.GuardedCollection(collection)
+            self._invalidate()
+            self._seen = index_health.store_stamp(self.settings)
+        log.info("index %s reopened (the collection another process swapped in)", self.name)
+        return True
+
     def _reopen_locked(self) -> None:
         """Reopen the client and the collection; the caller holds the store's write lock."""
         from chromadb.api.shared_system_client import SharedSystemClient

@@ -462,3 +462,47 @@ def test_a_bilingual_corpus_keeps_query_translation_after_a_switch(tmp_path):
     after = english("钠离子电池")
     assert len(rec.corpus.news) == len(load_corpus(Settings.from_env(), "zhen").news)  # it switched
     assert rec.lexical.translator is not None and after == before  # the old code: no translator, no English story
+
+
+def test_a_request_after_another_process_rebuild_does_not_wait_for_the_writers_queued_behind_it(tmp_path, monkeypatch):
+    """`index --rebuild` swapped a new collection in and deleted the one this process had open; ingests then hold
+    the store's write lock in turn. The request's retry opens the collection that exists now, without that lock;
+    the old code reopened under the lock and every request of the app waited for the writers."""
+    from newsrec.index_health import StoreError
+
+    rec = served(tmp_path)
+    assert len(rec.recommend("u1", k=5).reranked) == 5
+    done = cli("index", "--corpus", "live", "--rebuild", "--embedder", "lite")
+    assert done.returncode == 0, done.stderr[-1500:]
+    stale = rec.index.collection
+    real_search = type(rec.index).search
+
+    def search(index, *args, **kwargs):
+        if index.collection is stale:  # what the deleted collection's handle answers (seen in `bench load --writers`)
+            raise StoreError("the vector store failed (NotFoundError: Collection [...] does not exist.)")
+        return real_search(index, *args, **kwargs)
+
+    monkeypatch.setattr(type(rec.index), "search", search)
+    settings = Settings.from_env()
+    lock = settings.chroma_dir.with_name(f"{settings.chroma_dir.name}.lock")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import time; from filelock import FileLock; held = FileLock({str(lock)!r}); held.acquire(); "
+            "print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"  # a writer holds the lock (as an ingest's sync would)
+        answered: list = []
+        request = threading.Thread(target=lambda: answered.append(rec.recommend("u1", k=5)), daemon=True)
+        request.start()
+        request.join(timeout=30)
+        assert answered, "the request waited for the store's write lock"
+        assert len(answered[0].reranked) == 5 and len(rec.index) == 200
+    finally:
+        holder.kill()
+        holder.wait()
