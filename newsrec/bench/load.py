@@ -415,7 +415,8 @@ def _start_app(timeout: float, extra_env: dict[str, str] | None = None) -> tuple
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "NEWSREC_HOST": "127.0.0.1", "NEWSREC_PORT": str(port), **(extra_env or {})}
-    app = subprocess.Popen([sys.executable, str(REPO_ROOT / "app.py")], env=env, cwd=REPO_ROOT)
+    # its stdout (Gradio's "Running on local URL") to our stderr: `--json` prints nothing but the JSON
+    app = subprocess.Popen([sys.executable, str(REPO_ROOT / "app.py")], env=env, cwd=REPO_ROOT, stdout=2)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + timeout
     import httpx
