@@ -14,9 +14,10 @@ recommendation it makes two cheap checks (two stat calls):
   from the state already loaded (no waiting behind a writer, which `ingest` and `index` run at a lower CPU
   priority, NEWSREC_BATCH_NICE); a later request switches. One request makes the switch; the others answer from
   the loaded state meanwhile. Each switch is logged with its phases (and appended to NEWSREC_SWITCH_LOG if set).
-A store failure during a request (a rebuilt or deleted collection, also on a Chroma server) reopens the
-index, re-syncs it from the committed corpus (a deleted collection comes back empty) and retries, at most
-STORE_RETRIES times.
+A store failure during a request (a rebuilt or deleted collection, also on a Chroma server) first reopens the
+collection that exists now without the write lock (`NewsIndex.reopen_to_read`, the embedded store), else reopens
+under the lock and re-syncs from the committed corpus (a deleted collection comes back empty), and retries, at
+most STORE_RETRIES times.
 """
 
 from __future__ import annotations
