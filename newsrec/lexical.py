@@ -125,9 +125,20 @@ def _forget_item_terms() -> None:
         _item_terms.clear()
 
 
+def _terms_key(item: NewsItem, bigrams: bool) -> tuple[str, str, str, str, str, bool]:
+    return item.id, item.title, item.body, item.category, item.subcategory, bigrams
+
+
+def _known_document_terms(item: NewsItem, bigrams: bool) -> list[str]:
+    """The item's document terms, from the last build when it holds them (a card's matched words, per request)."""
+    with _item_terms_lock:
+        found = _item_terms.get(_terms_key(item, bigrams))
+    return found[0] if found else _document_terms(item, bigrams=bigrams)
+
+
 def _terms_of(items: list[NewsItem], bigrams: bool) -> tuple[list[list[str]], list[list[str]]]:
     """(document terms, head terms) of each item, reusing those of the last build for unchanged items."""
-    keys = [(item.id, item.title, item.body, item.category, item.subcategory, bigrams) for item in items]
+    keys = [_terms_key(item, bigrams) for item in items]
     with _item_terms_lock:
         known = dict(_item_terms)
     terms = [
@@ -672,7 +683,7 @@ class LexicalIndex:
     def matched_words(self, text: str, item: NewsItem) -> list[str]:
         """The query's words that `item` says, as a card quotes them; a word the item says only in the other
         language (or by a synonym) shows what it says: "苹果 → apples", "fast charge → 快充"."""
-        terms = set(_document_terms(item, bigrams=self.bigrams))
+        terms = set(_known_document_terms(item, self.bigrams))
         words = []
         for concept in self.concepts(text):
             if concept.kind == "phrase":
